@@ -1,0 +1,3 @@
+//! rkube-apiserver: the Kubernetes REST API over a pluggable storage layer.
+
+pub mod storage;

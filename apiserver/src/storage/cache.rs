@@ -1,0 +1,473 @@
+//! The watch cache: a [`Storage`] over any backend that keeps, per resource prefix, the current
+//! objects and a window of recent events in memory, fed by one backend watch. Lists at
+//! "any recent revision" (resourceVersion="0") and every watch are served from memory, so a
+//! thousand watchers cost one backend watch. Writes, gets, consistent and exact lists go to the
+//! backend; a watch older than the window falls back to the backend's own history.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::{
+    Event, EventKind, KeyValue, ListOptions, ListResult, ReadAt, Result, Revision, Storage,
+    StorageError, WatchItem, WatchStream, key_in_range, watch_matches,
+};
+
+/// Settings of the watch cache.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Events kept per prefix for watches that start in the recent past.
+    pub history: usize,
+    /// Capacity of the fan-out to watchers; a watcher that falls further behind catches up from
+    /// the history window (or is closed and re-watches).
+    pub fanout_capacity: usize,
+    /// How long a list waits for the cache to reach a requested revision.
+    pub freshness_wait: Duration,
+    /// How often watchers get a progress notification (bookmark) of the cache's revision.
+    pub progress_interval: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            history: 4_096,
+            fanout_capacity: 8_192,
+            freshness_wait: Duration::from_secs(3),
+            progress_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A watch cache over `backend` for the given key prefixes (one cache per prefix, started on
+/// first use). Keys outside every prefix pass straight through.
+pub struct WatchCache {
+    backend: Arc<dyn Storage>,
+    prefixes: Vec<String>,
+    config: CacheConfig,
+    caches: Mutex<HashMap<String, Arc<PrefixCache>>>,
+}
+
+impl WatchCache {
+    /// Caches `prefixes` (each ending in `/`) of `backend`.
+    pub fn new(backend: Arc<dyn Storage>, prefixes: Vec<String>, config: CacheConfig) -> Self {
+        Self {
+            backend,
+            prefixes,
+            config,
+            caches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cache serving `key`, if one of the prefixes covers it.
+    fn cache_for(&self, key: &str) -> Option<Arc<PrefixCache>> {
+        let prefix = self
+            .prefixes
+            .iter()
+            .filter(|p| key.starts_with(p.as_str()))
+            .max_by_key(|p| p.len())?;
+        let mut caches = self.caches.lock().expect("caches lock");
+        let cache = caches
+            .entry(prefix.clone())
+            .or_insert_with(|| PrefixCache::start(prefix.clone(), self.backend.clone(), &self.config));
+        Some(cache.clone())
+    }
+}
+
+impl Drop for WatchCache {
+    fn drop(&mut self) {
+        for cache in self.caches.lock().expect("caches lock").values() {
+            if let Some(task) = cache.task.lock().expect("task lock").take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// What the fan-out carries.
+#[derive(Clone, Debug)]
+enum Msg {
+    Item(WatchItem),
+    /// The cache relisted: its watchers must re-watch.
+    Reset,
+}
+
+struct State {
+    items: BTreeMap<String, KeyValue>,
+    revision: Revision,
+    events: VecDeque<Arc<Event>>,
+    /// Every event after this revision is in `events`.
+    oldest: Revision,
+    ready: bool,
+}
+
+struct PrefixCache {
+    prefix: String,
+    history: usize,
+    freshness_wait: Duration,
+    progress_interval: Duration,
+    state: RwLock<State>,
+    tx: broadcast::Sender<Msg>,
+    /// The cache's revision, for waiting until it is fresh enough (`None` until the first list).
+    revision: watch::Sender<Option<Revision>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PrefixCache {
+    fn start(prefix: String, backend: Arc<dyn Storage>, config: &CacheConfig) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            prefix,
+            history: config.history.max(1),
+            freshness_wait: config.freshness_wait,
+            progress_interval: config.progress_interval,
+            state: RwLock::new(State {
+                items: BTreeMap::new(),
+                revision: 0,
+                events: VecDeque::new(),
+                oldest: 0,
+                ready: false,
+            }),
+            tx: broadcast::channel(config.fanout_capacity.max(16)).0,
+            revision: watch::channel(None).0,
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(feed(Arc::downgrade(&cache), backend));
+        *cache.task.lock().expect("task lock") = Some(task);
+        cache
+    }
+
+    /// Waits until the cache holds state at `at` or newer.
+    async fn wait_for(&self, at: Revision) -> Result<()> {
+        let mut rx = self.revision.subscribe();
+        let fresh = rx.wait_for(|r| r.is_some_and(|r| r >= at));
+        match tokio::time::timeout(self.freshness_wait, fresh).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StorageError::Unavailable("watch cache stopped".into())),
+            Err(_) => {
+                let current = self.state.read().expect("state lock").revision;
+                if self.state.read().expect("state lock").ready {
+                    Err(StorageError::FutureRevision {
+                        requested: at,
+                        current,
+                    })
+                } else {
+                    Err(StorageError::Unavailable(format!(
+                        "watch cache for {} is not ready",
+                        self.prefix
+                    )))
+                }
+            }
+        }
+    }
+
+    fn reset(&self, list: ListResult) {
+        let mut st = self.state.write().expect("state lock");
+        let was_ready = st.ready;
+        st.items = list.items.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        st.revision = list.revision;
+        st.events.clear();
+        st.oldest = list.revision;
+        st.ready = true;
+        if was_ready {
+            let _ = self.tx.send(Msg::Reset);
+        }
+        self.revision.send_replace(Some(list.revision));
+    }
+
+    /// Tells every watcher that everything up to the cache's revision has been delivered.
+    fn bookmark(&self) {
+        let st = self.state.read().expect("state lock");
+        if st.ready {
+            let _ = self.tx.send(Msg::Item(WatchItem::Progress(st.revision)));
+        }
+    }
+
+    fn apply(&self, item: WatchItem) {
+        let mut st = self.state.write().expect("state lock");
+        match &item {
+            WatchItem::Event(ev) => {
+                if ev.revision() <= st.revision {
+                    return;
+                }
+                match ev.kind {
+                    EventKind::Deleted => {
+                        st.items.remove(&ev.kv.key);
+                    }
+                    EventKind::Added | EventKind::Modified => {
+                        st.items.insert(ev.kv.key.clone(), ev.kv.clone());
+                    }
+                }
+                st.revision = ev.revision();
+                st.events.push_back(ev.clone());
+                while st.events.len() > self.history {
+                    if let Some(old) = st.events.pop_front() {
+                        st.oldest = old.revision();
+                    }
+                }
+            }
+            WatchItem::Progress(rev) => {
+                if *rev <= st.revision {
+                    return;
+                }
+                st.revision = *rev;
+            }
+        }
+        let _ = self.tx.send(Msg::Item(item));
+        self.revision.send_replace(Some(st.revision));
+    }
+}
+
+/// Keeps one prefix cache in step with the backend: list, then watch from the list's revision;
+/// re-watch after a broken stream, relist after compaction.
+async fn feed(cache: std::sync::Weak<PrefixCache>, backend: Arc<dyn Storage>) {
+    let mut backoff = Duration::from_millis(100);
+    let prefix = match cache.upgrade() {
+        Some(c) => c.prefix.clone(),
+        None => return,
+    };
+    'relist: loop {
+        let list = match backend.list(&prefix, ListOptions::default()).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%prefix, error = %e, "watch cache list failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let Some(c) = cache.upgrade() else { return };
+        c.reset(list);
+        drop(c);
+        loop {
+            let from = match cache.upgrade() {
+                Some(c) => c.state.read().expect("state lock").revision,
+                None => return,
+            };
+            let mut stream = match backend.watch(&prefix, true, from).await {
+                Ok(s) => s,
+                Err(StorageError::Compacted { .. }) => continue 'relist,
+                Err(e) => {
+                    tracing::warn!(%prefix, error = %e, "watch cache watch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let Some(interval) = cache.upgrade().map(|c| c.progress_interval) else {
+                return;
+            };
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let item = tokio::select! {
+                    item = stream.next() => item,
+                    _ = ticker.tick() => {
+                        let Some(c) = cache.upgrade() else { return };
+                        c.bookmark();
+                        continue;
+                    }
+                };
+                let Some(item) = item else { break };
+                let Some(c) = cache.upgrade() else { return };
+                match item {
+                    Ok(item) => {
+                        backoff = Duration::from_millis(100);
+                        c.apply(item);
+                    }
+                    Err(StorageError::Compacted { .. }) => continue 'relist,
+                    Err(e) => {
+                        tracing::warn!(%prefix, error = %e, "watch cache stream failed");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// One watch served from a prefix cache.
+struct CacheWatch {
+    cache: Arc<PrefixCache>,
+    key: String,
+    recursive: bool,
+    /// The newest revision seen (delivered or filtered out).
+    last: Revision,
+    /// The newest revision the consumer was told about.
+    reported: Revision,
+    backlog: VecDeque<Arc<Event>>,
+    rx: broadcast::Receiver<Msg>,
+    done: bool,
+}
+
+impl CacheWatch {
+    /// Subscribes after `last`: the events after it from the window, then the live fan-out.
+    /// `None` when `last` is older than the window.
+    fn subscribe(
+        cache: &Arc<PrefixCache>,
+        last: Revision,
+    ) -> Option<(VecDeque<Arc<Event>>, broadcast::Receiver<Msg>, Revision)> {
+        let st = cache.state.read().expect("state lock");
+        let start = if last == 0 { st.revision } else { last };
+        if start < st.oldest {
+            return None;
+        }
+        let at = st.events.partition_point(|e| e.revision() <= start);
+        let backlog = st.events.range(at..).cloned().collect();
+        Some((backlog, cache.tx.subscribe(), start))
+    }
+
+    async fn next(&mut self) -> Option<Result<WatchItem>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(ev) = self.backlog.pop_front() {
+                self.last = ev.revision();
+                if watch_matches(&self.key, self.recursive, &ev.kv.key) {
+                    self.reported = self.last;
+                    return Some(Ok(WatchItem::Event(ev)));
+                }
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(Msg::Item(WatchItem::Event(ev))) => {
+                    if ev.revision() <= self.last {
+                        continue;
+                    }
+                    self.last = ev.revision();
+                    if watch_matches(&self.key, self.recursive, &ev.kv.key) {
+                        self.reported = self.last;
+                        return Some(Ok(WatchItem::Event(ev)));
+                    }
+                }
+                Ok(Msg::Item(WatchItem::Progress(rev))) => {
+                    if rev > self.reported {
+                        self.last = self.last.max(rev);
+                        self.reported = rev;
+                        return Some(Ok(WatchItem::Progress(rev)));
+                    }
+                }
+                Ok(Msg::Reset) => {
+                    self.done = true;
+                    return Some(Err(StorageError::WatchClosed(
+                        "watch cache was reinitialised; watch again".into(),
+                    )));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match Self::subscribe(&self.cache, self.last) {
+                        Some((backlog, rx, _)) => {
+                            self.backlog = backlog;
+                            self.rx = rx;
+                        }
+                        None => {
+                            self.done = true;
+                            return Some(Err(StorageError::WatchClosed(
+                                "watcher fell behind the watch cache; watch again".into(),
+                            )));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for WatchCache {
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
+        self.backend.create(key, value).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.backend.get(key).await
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
+        let ReadAt::NotOlderThan(at) = opts.read_at else {
+            return self.backend.list(prefix, opts).await;
+        };
+        let Some(cache) = self.cache_for(prefix) else {
+            return self.backend.list(prefix, opts).await;
+        };
+        cache.wait_for(at).await?;
+        let st = cache.state.read().expect("state lock");
+        let start = opts
+            .start_after
+            .as_deref()
+            .filter(|s| *s >= prefix)
+            .unwrap_or(prefix);
+        let limit = opts.limit.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut more = false;
+        for (key, kv) in st.items.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !key_in_range(prefix, opts.start_after.as_deref(), key) {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(kv.clone());
+        }
+        Ok(ListResult {
+            items,
+            revision: st.revision,
+            more,
+        })
+    }
+
+    async fn update(&self, key: &str, expected: Revision, value: Bytes) -> Result<KeyValue> {
+        self.backend.update(key, expected, value).await
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+        self.backend.delete(key, expected).await
+    }
+
+    async fn watch(&self, key: &str, recursive: bool, from: Revision) -> Result<WatchStream> {
+        let Some(cache) = self.cache_for(key) else {
+            return self.backend.watch(key, recursive, from).await;
+        };
+        cache.wait_for(0).await?;
+        let Some((backlog, rx, start)) = CacheWatch::subscribe(&cache, from) else {
+            // Older than the window: the backend still has the history (or says Compacted).
+            return self.backend.watch(key, recursive, from).await;
+        };
+        let watch = CacheWatch {
+            cache,
+            key: key.to_owned(),
+            recursive,
+            last: start,
+            reported: start,
+            backlog,
+            rx,
+            done: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(watch, |mut w| async move {
+            w.next().await.map(|item| (item, w))
+        })))
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        self.backend.current_revision().await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.backend.compact(revision).await
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision> {
+        self.backend.compacted_revision().await
+    }
+}
