@@ -108,7 +108,9 @@ impl Harness {
 }
 
 fn val(s: &str) -> Bytes {
-    Bytes::from(format!(r#"{{"metadata":{{"uid":"uid-{s}"}},"data":"{s}"}}"#))
+    Bytes::from(format!(
+        r#"{{"metadata":{{"uid":"uid-{s}"}},"data":"{s}"}}"#
+    ))
 }
 
 async fn next_item(w: &mut WatchStream) -> Result<WatchItem, StorageError> {
@@ -168,7 +170,8 @@ mod cases {
         ));
         assert_eq!(s.get(k).await.unwrap().unwrap().value, val("2"));
         assert!(matches!(
-            s.update("/registry/configmaps/default/missing", 1, val("x")).await,
+            s.update("/registry/configmaps/default/missing", 1, val("x"))
+                .await,
             Err(StorageError::NotFound { .. })
         ));
         assert!(matches!(
@@ -219,16 +222,25 @@ mod cases {
     pub async fn list_pagination_is_consistent_under_writes(h: &mut Harness) {
         let s = h.store();
         for i in 0..50 {
-            s.create(&format!("/registry/pods/ns1/p{i:03}"), val(&format!("v{i}")))
-                .await
-                .unwrap();
+            s.create(
+                &format!("/registry/pods/ns1/p{i:03}"),
+                val(&format!("v{i}")),
+            )
+            .await
+            .unwrap();
         }
-        s.create("/registry/pods/ns2/other", val("o")).await.unwrap();
-        s.create("/registry/podsx/ns1/not-a-pod", val("x")).await.unwrap();
+        s.create("/registry/pods/ns2/other", val("o"))
+            .await
+            .unwrap();
+        s.create("/registry/podsx/ns1/not-a-pod", val("x"))
+            .await
+            .unwrap();
         let snapshot = list_all(s.as_ref(), "/registry/pods/ns1/", ReadAt::Latest).await;
         assert_eq!(snapshot.len(), 50);
         assert_eq!(
-            list_all(s.as_ref(), "/registry/pods/", ReadAt::Latest).await.len(),
+            list_all(s.as_ref(), "/registry/pods/", ReadAt::Latest)
+                .await
+                .len(),
             51
         );
 
@@ -242,7 +254,9 @@ mod cases {
                     if i % 3 == 0 {
                         s.delete(&k, Some(cur.mod_revision)).await.unwrap();
                     } else {
-                        s.update(&k, cur.mod_revision, val("changed")).await.unwrap();
+                        s.update(&k, cur.mod_revision, val("changed"))
+                            .await
+                            .unwrap();
                     }
                     s.create(&format!("/registry/pods/ns1/q{i:03}"), val("new"))
                         .await
@@ -262,7 +276,10 @@ mod cases {
             pages += 1;
             assert!(page.items.len() <= 7);
             if let Some(r) = revision {
-                assert_eq!(page.revision, r, "every page is read at the first page's revision");
+                assert_eq!(
+                    page.revision, r,
+                    "every page is read at the first page's revision"
+                );
             }
             revision = Some(page.revision);
             for kv in &page.items {
@@ -278,8 +295,12 @@ mod cases {
         writer.await.unwrap();
         assert!(pages >= 8);
         // The pages together are exactly the state at the first page's revision.
-        let at_first = list_all(s.as_ref(), "/registry/pods/ns1/", ReadAt::Exact(revision.unwrap()))
-            .await;
+        let at_first = list_all(
+            s.as_ref(),
+            "/registry/pods/ns1/",
+            ReadAt::Exact(revision.unwrap()),
+        )
+        .await;
         assert_eq!(paged, at_first);
         assert_eq!(paged, snapshot);
         // And the latest state reflects every write.
@@ -287,7 +308,12 @@ mod cases {
         assert_eq!(latest.len(), 50 - 17 + 50);
         // Any-revision lists (served from memory by the watch cache) catch up too.
         let current = s.current_revision().await.unwrap();
-        let fresh = list_all(s.as_ref(), "/registry/pods/ns1/", ReadAt::NotOlderThan(current)).await;
+        let fresh = list_all(
+            s.as_ref(),
+            "/registry/pods/ns1/",
+            ReadAt::NotOlderThan(current),
+        )
+        .await;
         assert_eq!(fresh, latest);
         // A revision in the future is refused.
         let future = s
@@ -340,7 +366,11 @@ mod cases {
             assert!(ev.kv.key.starts_with("/registry/secrets/"));
             match ev.kind {
                 EventKind::Added => {
-                    assert!(state.insert(ev.kv.key.clone(), ev.kv.value.clone()).is_none());
+                    assert!(
+                        state
+                            .insert(ev.kv.key.clone(), ev.kv.value.clone())
+                            .is_none()
+                    );
                     assert_eq!(ev.kv.create_revision, ev.kv.mod_revision);
                 }
                 EventKind::Modified => {
@@ -353,7 +383,10 @@ mod cases {
                 }
             }
         }
-        assert_eq!(state, list_all(s.as_ref(), "/registry/secrets/", ReadAt::Latest).await);
+        assert_eq!(
+            state,
+            list_all(s.as_ref(), "/registry/secrets/", ReadAt::Latest).await
+        );
         // The single-key watch saw only its key: added, modified, deleted.
         let kinds: Vec<_> = [
             next_event(&mut one).await,
@@ -376,7 +409,9 @@ mod cases {
         let s = h.store();
         let k = "/registry/services/default/svc";
         // (Revision 0 means "from now", so make sure the create is not the first write.)
-        s.create("/registry/configmaps/default/first", val("f")).await.unwrap();
+        s.create("/registry/configmaps/default/first", val("f"))
+            .await
+            .unwrap();
         let c = s.create(k, val("1")).await.unwrap();
         let u = s.update(k, c.mod_revision, val("2")).await.unwrap();
         let d = s.delete(k, None).await.unwrap();
@@ -391,10 +426,16 @@ mod cases {
         let e1 = next_event(&mut w).await;
         assert_eq!((e1.kind, e1.revision()), (EventKind::Added, c.mod_revision));
         let e2 = next_event(&mut w).await;
-        assert_eq!((e2.kind, e2.revision()), (EventKind::Modified, u.mod_revision));
+        assert_eq!(
+            (e2.kind, e2.revision()),
+            (EventKind::Modified, u.mod_revision)
+        );
         assert_eq!(e2.prev.as_ref().unwrap().value, val("1"));
         let e3 = next_event(&mut w).await;
-        assert_eq!((e3.kind, e3.revision()), (EventKind::Deleted, d.mod_revision));
+        assert_eq!(
+            (e3.kind, e3.revision()),
+            (EventKind::Deleted, d.mod_revision)
+        );
         assert_eq!(e3.kv.value, val("2"));
         let e4 = next_event(&mut w).await;
         assert_eq!(e4.kv.key, "/registry/services/default/other");
@@ -405,7 +446,10 @@ mod cases {
         // Then live events continue on the same stream.
         let again = s.create(k, val("3")).await.unwrap();
         let e = next_event(&mut w).await;
-        assert_eq!((e.kind, e.revision()), (EventKind::Added, again.mod_revision));
+        assert_eq!(
+            (e.kind, e.revision()),
+            (EventKind::Added, again.mod_revision)
+        );
     }
 
     pub async fn compaction_makes_old_revisions_gone(h: &mut Harness) {
@@ -414,9 +458,14 @@ mod cases {
         let first = s.create(k, val("0")).await.unwrap();
         let mut last = first.clone();
         for i in 1..20 {
-            last = s.update(k, last.mod_revision, val(&i.to_string())).await.unwrap();
+            last = s
+                .update(k, last.mod_revision, val(&i.to_string()))
+                .await
+                .unwrap();
         }
-        s.create("/registry/leases/ns/deleted", val("d")).await.unwrap();
+        s.create("/registry/leases/ns/deleted", val("d"))
+            .await
+            .unwrap();
         s.delete("/registry/leases/ns/deleted", None).await.unwrap();
         let at = s.current_revision().await.unwrap();
         s.compact(at).await.unwrap();
@@ -454,7 +503,9 @@ mod cases {
         // Compacting again later also works (incremental).
         for i in 21..30 {
             let cur = s.get(k).await.unwrap().unwrap();
-            s.update(k, cur.mod_revision, val(&i.to_string())).await.unwrap();
+            s.update(k, cur.mod_revision, val(&i.to_string()))
+                .await
+                .unwrap();
         }
         let at2 = s.current_revision().await.unwrap();
         s.compact(at2).await.unwrap();
@@ -490,7 +541,9 @@ mod cases {
             uid: Some("uid-p".into()),
             revision: Some(c.mod_revision),
         };
-        let d = delete_with_preconditions(s.as_ref(), k, &right).await.unwrap();
+        let d = delete_with_preconditions(s.as_ref(), k, &right)
+            .await
+            .unwrap();
         assert_eq!(d.value, val("p"));
         assert!(s.get(k).await.unwrap().is_none());
         assert!(matches!(
@@ -507,7 +560,10 @@ mod cases {
         // No event for our prefix, but a bookmark reaching the other write's revision.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
-            assert!(tokio::time::Instant::now() < deadline, "no progress notification");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress notification"
+            );
             match next_item(&mut w).await.unwrap() {
                 WatchItem::Progress(r) if r >= other.mod_revision => break,
                 WatchItem::Progress(_) => continue,
@@ -541,17 +597,26 @@ mod cases {
         );
         let after = s.current_revision().await.unwrap();
         assert!(after >= before, "revision went back: {before} -> {after}");
-        let next = s.create("/registry/deployments/ns/new", val("n")).await.unwrap();
+        let next = s
+            .create("/registry/deployments/ns/new", val("n"))
+            .await
+            .unwrap();
         assert!(next.mod_revision > before);
         // History survived too: a watch from an old revision replays.
-        let mut w = s.watch("/registry/deployments/ns/d0", false, 0).await.unwrap();
+        let mut w = s
+            .watch("/registry/deployments/ns/d0", false, 0)
+            .await
+            .unwrap();
         let d0 = s.get("/registry/deployments/ns/d0").await.unwrap().unwrap();
         s.update("/registry/deployments/ns/d0", d0.mod_revision, val("again"))
             .await
             .unwrap();
         let e = next_event(&mut w).await;
         assert_eq!(e.kind, EventKind::Modified);
-        let mut replay = s.watch("/registry/deployments/ns/d1", false, 1).await.unwrap();
+        let mut replay = s
+            .watch("/registry/deployments/ns/d1", false, 1)
+            .await
+            .unwrap();
         let e = next_event(&mut replay).await;
         assert_eq!((e.kind, e.kv.value.clone()), (EventKind::Added, val("1")));
     }

@@ -85,11 +85,18 @@ impl EtcdServer {
             if self.healthy() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
                 panic!("etcd exited with {status} before becoming healthy:\n{log}");
             }
-            assert!(Instant::now() < deadline, "etcd did not become healthy in 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -100,7 +107,9 @@ impl EtcdServer {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        if s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .is_err()
+        {
             return false;
         }
         let mut body = String::new();

@@ -72,9 +72,9 @@ impl WatchCache {
             .filter(|p| key.starts_with(p.as_str()))
             .max_by_key(|p| p.len())?;
         let mut caches = self.caches.lock().expect("caches lock");
-        let cache = caches
-            .entry(prefix.clone())
-            .or_insert_with(|| PrefixCache::start(prefix.clone(), self.backend.clone(), &self.config));
+        let cache = caches.entry(prefix.clone()).or_insert_with(|| {
+            PrefixCache::start(prefix.clone(), self.backend.clone(), &self.config)
+        });
         Some(cache.clone())
     }
 }
@@ -168,7 +168,11 @@ impl PrefixCache {
     fn reset(&self, list: ListResult) {
         let mut st = self.state.write().expect("state lock");
         let was_ready = st.ready;
-        st.items = list.items.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        st.items = list
+            .items
+            .into_iter()
+            .map(|kv| (kv.key.clone(), kv))
+            .collect();
         st.revision = list.revision;
         st.events.clear();
         st.oldest = list.revision;
@@ -407,7 +411,10 @@ impl Storage for WatchCache {
         let limit = opts.limit.unwrap_or(usize::MAX);
         let mut items = Vec::new();
         let mut more = false;
-        for (key, kv) in st.items.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded)) {
+        for (key, kv) in st
+            .items
+            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+        {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -454,9 +461,10 @@ impl Storage for WatchCache {
             rx,
             done: false,
         };
-        Ok(Box::pin(futures::stream::unfold(watch, |mut w| async move {
-            w.next().await.map(|item| (item, w))
-        })))
+        Ok(Box::pin(futures::stream::unfold(
+            watch,
+            |mut w| async move { w.next().await.map(|item| (item, w)) },
+        )))
     }
 
     async fn current_revision(&self) -> Result<Revision> {

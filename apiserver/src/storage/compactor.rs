@@ -45,15 +45,22 @@ mod tests {
     #[tokio::test]
     async fn compacts_to_the_revision_of_the_previous_tick() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(EmbeddedStorage::open(EmbeddedConfig::new(dir.path().join("db"))).unwrap());
+        let store =
+            Arc::new(EmbeddedStorage::open(EmbeddedConfig::new(dir.path().join("db"))).unwrap());
         for i in 0..5 {
-            store.create(&format!("/k/{i}"), Bytes::from_static(b"{}")).await.unwrap();
+            store
+                .create(&format!("/k/{i}"), Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
         }
         let handle = spawn(store.clone(), Duration::from_millis(50));
         // First tick records revision 5; a later one compacts to it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while store.compacted_revision().await.unwrap() < 5 {
-            assert!(tokio::time::Instant::now() < deadline, "compactor never ran");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "compactor never ran"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         handle.abort();

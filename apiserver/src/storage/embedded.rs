@@ -280,6 +280,14 @@ fn describe_open_error(e: redb::DatabaseError) -> String {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
             format!("corrupt or not a database file: {m}")
         }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            format!("corrupt or not a database file: {io}")
+        }
         redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
             format!("cannot read or write: {io}")
         }
@@ -292,8 +300,14 @@ fn init_tables(db: &Database) -> std::result::Result<(i64, i64), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
     let out = {
         let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-        let format = meta.get(META_FORMAT).map_err(|e| e.to_string())?.map(|v| v.value());
-        let revision = meta.get(META_REV).map_err(|e| e.to_string())?.map(|v| v.value());
+        let format = meta
+            .get(META_FORMAT)
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value());
+        let revision = meta
+            .get(META_REV)
+            .map_err(|e| e.to_string())?
+            .map(|v| v.value());
         if format.is_none() {
             if revision.is_some() {
                 return Err("not an rkube store (no format marker)".into());
@@ -587,7 +601,8 @@ impl Writer {
                     if let Some(record) = record {
                         revision += 1;
                         let r = rev_key(revision);
-                        log.insert(r, record.encode().as_slice()).map_err(internal)?;
+                        log.insert(r, record.encode().as_slice())
+                            .map_err(internal)?;
                         index.insert((key.as_bytes(), r), ()).map_err(internal)?;
                     }
                     staged.push(Staged {

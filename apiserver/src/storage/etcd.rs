@@ -118,7 +118,8 @@ impl EtcdStorage {
                 })
             }
             Ok(Err(etcd_client::Error::GRpcStatus(s)))
-                if s.message().contains("required revision is a future revision") =>
+                if s.message()
+                    .contains("required revision is a future revision") =>
             {
                 Err(StorageError::FutureRevision {
                     requested: 0,
@@ -131,7 +132,11 @@ impl EtcdStorage {
     }
 
     /// The current state of `key` after a failed compare: NotFound or Conflict.
-    fn compare_failed(key: &str, expected: Revision, resp: &etcd_client::TxnResponse) -> StorageError {
+    fn compare_failed(
+        key: &str,
+        expected: Revision,
+        resp: &etcd_client::TxnResponse,
+    ) -> StorageError {
         let current = resp.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
             _ => None,
@@ -253,10 +258,7 @@ impl Storage for EtcdStorage {
     async fn update(&self, key: &str, expected: Revision, value: Bytes) -> Result<KeyValue> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([
-                TxnOp::put(key, value.to_vec(), None),
-                TxnOp::get(key, None),
-            ])
+            .and_then([TxnOp::put(key, value.to_vec(), None), TxnOp::get(key, None)])
             .or_else([TxnOp::get(key, None)]);
         let mut client = self.client.kv_client();
         let resp = self.call(client.txn(txn)).await?;
@@ -278,7 +280,10 @@ impl Storage for EtcdStorage {
         };
         let txn = Txn::new()
             .when([compare])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let mut client = self.client.kv_client();
         let resp = self.call(client.txn(txn)).await?;

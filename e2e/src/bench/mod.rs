@@ -1,0 +1,4 @@
+//! Benchmarks: each measures rkube against a baseline in the same run and reports the ratio.
+
+pub mod report;
+pub mod storage;

@@ -1,0 +1,3 @@
+//! rkube's whole-cluster test harness and benchmarks (`rkube-bench`).
+
+pub mod bench;
