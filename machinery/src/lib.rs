@@ -1,0 +1,10 @@
+//! API machinery shared by rkube's components — what kube-rs and k8s-openapi do not provide:
+//! label and field selectors, name and label syntax checks, resource quantities, the schemas of
+//! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
+//! Kubernetes patch types (JSON, merge, strategic merge).
+
+pub mod patch;
+pub mod quantity;
+pub mod schema;
+pub mod selector;
+pub mod validation;
