@@ -1,0 +1,87 @@
+//! `rkube-apiserver`: the Kubernetes API server of rkube.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rkube_apiserver::server::{Config, run};
+
+#[derive(Parser)]
+#[command(name = "rkube-apiserver", version, about = "rkube's Kubernetes API server")]
+struct Args {
+    /// Directory of the embedded store and admin.kubeconfig.
+    #[arg(long, default_value = "rkube-data")]
+    data_dir: PathBuf,
+    /// Address to serve on. Plain HTTP is only allowed on loopback addresses.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// etcd client URLs (comma-separated); the embedded store is used when absent.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// The range service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: ipnet::Ipv4Net,
+    /// The range of NodePorts, e.g. 30000-32767.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Seconds pods tolerate a not-ready or unreachable node (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    default_toleration_seconds: i64,
+    /// How often storage history is compacted, in seconds.
+    #[arg(long, default_value_t = 300)]
+    compaction_interval_seconds: u64,
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let (a, b) = s
+        .split_once('-')
+        .context("--service-node-port-range must look like 30000-32767")?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    if a == 0 || a > b {
+        bail!("--service-node-port-range {s}: the first port must be 1 or more and not above the last");
+    }
+    Ok(a..=b)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {}: plain HTTP without authentication is only allowed on a \
+             loopback address (e.g. 127.0.0.1:6443)",
+            args.listen
+        );
+    }
+    let mut config = Config::new(&args.data_dir);
+    config.etcd_servers = args.etcd_servers;
+    config.settings.service_cidr = args.service_cluster_ip_range;
+    config.settings.node_ports = parse_port_range(&args.service_node_port_range)?;
+    config.settings.default_toleration_seconds = args.default_toleration_seconds;
+    config.compaction_interval =
+        std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    run(config, listener, shutdown_signal())
+        .await
+        .context("rkube-apiserver failed")?;
+    Ok(())
+}

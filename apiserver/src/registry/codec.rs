@@ -1,0 +1,130 @@
+//! Object encoding: stored objects are JSON without `metadata.resourceVersion` (the store's
+//! revision is the resourceVersion); reads splice it in without re-parsing the object.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+const META: &[u8] = b"\"metadata\":{";
+
+/// `raw` (a stored object) with `metadata.resourceVersion` set to `rev`.
+///
+/// Stored objects are written by [`encode`] (serde_json, `apiVersion`, `kind`, `metadata` first,
+/// no resourceVersion), so the first `"metadata":{` is the object's own metadata and the key is
+/// absent: inserting it is a splice. Anything else falls back to a parse.
+pub fn with_resource_version(raw: &[u8], rev: i64) -> Bytes {
+    if let Some(at) = find(raw, META) {
+        let insert_at = at + META.len();
+        let rv = format!("\"resourceVersion\":\"{rev}\"");
+        let mut out = BytesMut::with_capacity(raw.len() + rv.len() + 1);
+        out.put_slice(&raw[..insert_at]);
+        out.put_slice(rv.as_bytes());
+        if raw.get(insert_at) != Some(&b'}') {
+            out.put_u8(b',');
+        }
+        out.put_slice(&raw[insert_at..]);
+        return out.freeze();
+    }
+    match serde_json::from_slice::<Value>(raw) {
+        Ok(mut v) => {
+            set_resource_version(&mut v, rev);
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        }
+        Err(_) => Bytes::copy_from_slice(raw),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sets `metadata.resourceVersion` in a JSON object.
+pub fn set_resource_version(v: &mut Value, rev: i64) {
+    if let Some(obj) = v.as_object_mut() {
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("resourceVersion".into(), Value::String(rev.to_string()));
+        }
+    }
+}
+
+/// Encodes an object for storage: JSON, without resourceVersion.
+pub fn encode<T: Serialize>(obj: &T) -> Result<Bytes, ApiError> {
+    let mut v = serde_json::to_value(obj)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
+/// Decodes a request object into its typed form; errors read like Kubernetes'.
+pub fn decode<T: DeserializeOwned>(v: Value, kind: &str, api_version: &str) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
+            api_version.rsplit('/').next().unwrap_or(api_version)
+        ))
+    })
+}
+
+/// Parses a request body: JSON, or YAML when the content type says so.
+pub fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if yaml {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
+        return serde_saphyr::from_str::<Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request is not valid JSON: {e}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_resource_version() {
+        let raw = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{}}"#;
+        let out = with_resource_version(raw, 42);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "42");
+        assert_eq!(v["metadata"]["name"], "a");
+        let empty = with_resource_version(br#"{"kind":"X","metadata":{}}"#, 7);
+        let v: Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+        let none = with_resource_version(br#"{"kind":"X"}"#, 8);
+        let v: Value = serde_json::from_slice(&none).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "8");
+    }
+
+    #[test]
+    fn encode_strips_resource_version() {
+        let v = serde_json::json!({"kind":"X","metadata":{"name":"a","resourceVersion":"5"}});
+        let b = encode(&v).unwrap();
+        assert!(!String::from_utf8_lossy(&b).contains("resourceVersion"));
+    }
+
+    #[test]
+    fn bodies_parse_as_json_or_yaml() {
+        assert!(parse_body(b"{", false).is_err());
+        assert!(parse_body(b"  ", false).is_err());
+        let v = parse_body(b"kind: X\nmetadata:\n  name: a\n", true).unwrap();
+        assert_eq!(v["metadata"]["name"], "a");
+    }
+}

@@ -1,0 +1,49 @@
+//! The served kinds and their strategies, one module per kind family.
+
+mod cluster;
+mod config;
+mod namespace;
+pub mod pod;
+mod podspec;
+mod service;
+mod workloads;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+
+use super::store::{KindOps, TypedKind};
+use super::{Object, Strategy};
+use crate::resources as r;
+
+fn kind<T: Object, S: Strategy<T>>(def: &'static r::ResourceDef, s: S) -> Arc<dyn KindOps> {
+    Arc::new(TypedKind::<T, S>::new(def, s))
+}
+
+/// Every served kind.
+pub fn all() -> Vec<Arc<dyn KindOps>> {
+    vec![
+        kind::<core::v1::Namespace, _>(&r::NAMESPACES, namespace::NamespaceStrategy),
+        kind::<core::v1::Node, _>(&r::NODES, cluster::NodeStrategy),
+        kind::<core::v1::Pod, _>(&r::PODS, pod::PodStrategy),
+        kind::<core::v1::Service, _>(&r::SERVICES, service::ServiceStrategy),
+        kind::<core::v1::Endpoints, _>(&r::ENDPOINTS, cluster::EndpointsStrategy),
+        kind::<core::v1::ConfigMap, _>(&r::CONFIGMAPS, config::ConfigMapStrategy),
+        kind::<core::v1::Secret, _>(&r::SECRETS, config::SecretStrategy),
+        kind::<core::v1::Event, _>(&r::EVENTS, cluster::EventStrategy),
+        kind::<core::v1::ServiceAccount, _>(&r::SERVICEACCOUNTS, config::ServiceAccountStrategy),
+        kind::<core::v1::PersistentVolume, _>(&r::PERSISTENTVOLUMES, cluster::PersistentVolumeStrategy),
+        kind::<core::v1::PersistentVolumeClaim, _>(
+            &r::PERSISTENTVOLUMECLAIMS,
+            cluster::PersistentVolumeClaimStrategy,
+        ),
+        kind::<apps::v1::Deployment, _>(&r::DEPLOYMENTS, workloads::DeploymentStrategyImpl),
+        kind::<apps::v1::ReplicaSet, _>(&r::REPLICASETS, workloads::ReplicaSetStrategy),
+        kind::<apps::v1::DaemonSet, _>(&r::DAEMONSETS, workloads::DaemonSetStrategy),
+        kind::<apps::v1::StatefulSet, _>(&r::STATEFULSETS, workloads::StatefulSetStrategy),
+        kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
+        kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
+        kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
+        kind::<events::v1::Event, _>(&r::EVENTS_V1, cluster::EventV1Strategy),
+    ]
+}

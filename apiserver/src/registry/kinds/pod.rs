@@ -1,0 +1,400 @@
+//! Pods: defaults (restartPolicy, DNS policy, grace period, image pull policy, …), admission
+//! (the `default` ServiceAccount and DefaultTolerationSeconds), validation including what an
+//! update may change, graceful deletion, the status on create (Pending + QoS class), field
+//! selectors and the READY / STATUS / RESTARTS / IP / NODE columns.
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Toleration};
+use rkube_machinery::quantity::parse_quantity;
+use serde_json::Value;
+
+use super::podspec;
+use crate::error::{ApiError, FieldError};
+use crate::registry::{Admission, Api, Column, Fields, Operation, Strategy, age, human_age, name};
+
+/// Pod behaviour.
+pub struct PodStrategy;
+
+/// The QoS class of a pod, as the kubelet and scheduler compute it.
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    let mut any_set = false;
+    let mut guaranteed = true;
+    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        let r = c.resources.clone().unwrap_or_default();
+        let requests = r.requests.unwrap_or_default();
+        let limits = r.limits.unwrap_or_default();
+        for res in ["cpu", "memory"] {
+            let req = requests.get(res).and_then(|q| parse_quantity(q).ok());
+            let lim = limits.get(res).and_then(|q| parse_quantity(q).ok());
+            let nonzero = |q: &Option<rkube_machinery::quantity::Quantity>| {
+                q.as_ref().is_some_and(|q| !q.is_zero())
+            };
+            if nonzero(&req) || nonzero(&lim) {
+                any_set = true;
+            }
+            match (&req, &lim) {
+                (_, None) => guaranteed = false,
+                (Some(r), Some(l)) if r != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any_set {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// The STATUS column, as kubectl's pod printer derives it.
+pub fn display_status(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let mut reason = status
+        .reason
+        .clone()
+        .or_else(|| status.phase.clone())
+        .unwrap_or_else(|| "Pending".into());
+    let init_total = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .map_or(0, Vec::len);
+    let mut initializing = false;
+    for (i, c) in status.init_container_statuses.iter().flatten().enumerate() {
+        let st = c.state.clone().unwrap_or_default();
+        if let Some(t) = &st.terminated {
+            if t.exit_code == 0 {
+                continue;
+            }
+            reason = match &t.reason {
+                Some(r) if !r.is_empty() => format!("Init:{r}"),
+                _ if t.signal.unwrap_or(0) != 0 => format!("Init:Signal:{}", t.signal.unwrap_or(0)),
+                _ => format!("Init:ExitCode:{}", t.exit_code),
+            };
+        } else if let Some(w) = st.waiting.as_ref().and_then(|w| w.reason.clone())
+            && !w.is_empty()
+            && w != "PodInitializing"
+        {
+            reason = format!("Init:{w}");
+        } else {
+            reason = format!("Init:{i}/{init_total}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for c in status.container_statuses.iter().flatten().rev() {
+            let st = c.state.clone().unwrap_or_default();
+            if let Some(w) = st.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty()) {
+                reason = w;
+            } else if let Some(t) = &st.terminated {
+                reason = match &t.reason {
+                    Some(r) if !r.is_empty() => r.clone(),
+                    _ if t.signal.unwrap_or(0) != 0 => format!("Signal:{}", t.signal.unwrap_or(0)),
+                    _ => format!("ExitCode:{}", t.exit_code),
+                };
+            } else if st.running.is_some() && c.ready {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = "Running".into();
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        reason = if status.reason.as_deref() == Some("NodeLost") {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
+    }
+    reason
+}
+
+fn not_ready_tolerations(seconds: i64) -> [Toleration; 2] {
+    let t = |key: &str| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoExecute".into()),
+        toleration_seconds: Some(seconds),
+        ..Default::default()
+    };
+    [t("node.kubernetes.io/not-ready"), t("node.kubernetes.io/unreachable")]
+}
+
+/// The spec with what a pod update may change cleared, to compare old and new.
+fn immutable_view(spec: &PodSpec) -> Value {
+    let mut s = spec.clone();
+    for c in s.containers.iter_mut() {
+        c.image = None;
+    }
+    for c in s.init_containers.iter_mut().flatten() {
+        c.image = None;
+    }
+    s.active_deadline_seconds = None;
+    s.tolerations = None;
+    s.termination_grace_period_seconds = None;
+    s.scheduling_gates = None;
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+#[async_trait]
+impl Strategy<Pod> for PodStrategy {
+    fn defaults(&self, pod: &mut Pod) {
+        let spec = pod.spec.get_or_insert_with(Default::default);
+        if spec.restart_policy.as_deref().is_none_or(str::is_empty) {
+            spec.restart_policy = Some("Always".into());
+        }
+        podspec::default_pod_spec(spec);
+        spec.priority.get_or_insert(0);
+        spec.preemption_policy
+            .get_or_insert_with(|| "PreemptLowerPriority".into());
+    }
+
+    fn prepare_create(&self, pod: &mut Pod) {
+        let qos = pod.spec.as_ref().map(qos_class).unwrap_or("BestEffort");
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            qos_class: Some(qos.into()),
+            ..Default::default()
+        });
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.node_name.as_deref() == Some("")
+        {
+            spec.node_name = None;
+        }
+    }
+
+    fn validate(&self, pod: &Pod) -> Vec<FieldError> {
+        match &pod.spec {
+            Some(spec) => podspec::validate_pod_spec(spec, "spec"),
+            None => vec![FieldError::required("spec")],
+        }
+    }
+
+    fn validate_update(&self, new: &Pod, old: &Pod) -> Vec<FieldError> {
+        let (Some(n), Some(o)) = (&new.spec, &old.spec) else {
+            return Vec::new();
+        };
+        let mut errs = Vec::new();
+        if immutable_view(n) != immutable_view(o) {
+            errs.push(FieldError::forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+            ));
+        }
+        // Tolerations may only be added.
+        let old_t = o.tolerations.clone().unwrap_or_default();
+        let new_t = n.tolerations.clone().unwrap_or_default();
+        if old_t.iter().any(|t| !new_t.contains(t)) {
+            errs.push(FieldError::forbidden(
+                "spec.tolerations",
+                "existing toleration can not be modified except its tolerationSeconds",
+            ));
+        }
+        errs
+    }
+
+    async fn admit(&self, api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), ApiError> {
+        if adm.op != Operation::Create {
+            return Ok(());
+        }
+        let spec = adm.obj.spec.get_or_insert_with(Default::default);
+        // ServiceAccount admission: the namespace's `default` unless one is named.
+        if spec.service_account_name.as_deref().is_none_or(str::is_empty) {
+            spec.service_account_name = Some("default".into());
+            spec.service_account = Some("default".into());
+        }
+        // DefaultTolerationSeconds.
+        let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+        for t in not_ready_tolerations(api.settings.default_toleration_seconds) {
+            let covered = tolerations.iter().any(|x| {
+                (x.key == t.key || x.key.as_deref().is_none_or(str::is_empty) && x.operator.as_deref() == Some("Exists"))
+                    && (x.effect.as_deref().is_none_or(str::is_empty) || x.effect == t.effect)
+            });
+            if !covered {
+                tolerations.push(t);
+            }
+        }
+        Ok(())
+    }
+
+    fn grace_period(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {
+        let unscheduled = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_none_or(str::is_empty);
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if unscheduled || finished {
+            return Some(0);
+        }
+        Some(requested.unwrap_or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+        }))
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::new("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+            Column::new("Status", "string", "The aggregate status of the containers in this pod."),
+            Column::new("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            Column::AGE,
+            Column::wide("IP", "string", "The IP address assigned to the pod"),
+            Column::wide("Node", "string", "The name of the node assigned to the pod"),
+            Column::wide("Nominated Node", "string", "The name of the node nominated by the scheduler"),
+            Column::wide("Readiness Gates", "string", "The readiness gates of the pod"),
+        ]
+    }
+
+    fn cells(&self, pod: &Pod) -> Vec<Value> {
+        let status = pod.status.clone().unwrap_or_default();
+        let total = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+        let statuses = status.container_statuses.clone().unwrap_or_default();
+        let ready = statuses.iter().filter(|c| c.ready).count();
+        let restarts: i32 = statuses.iter().map(|c| c.restart_count).sum();
+        let last_restart = statuses
+            .iter()
+            .filter_map(|c| {
+                c.last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .and_then(|t| t.finished_at.clone())
+            })
+            .max_by_key(|t| t.0);
+        let restarts = match last_restart {
+            Some(t) if restarts > 0 => format!("{restarts} ({} ago)", human_age(&t)),
+            _ => restarts.to_string(),
+        };
+        let gates = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.readiness_gates.as_ref())
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                let conds = status.conditions.clone().unwrap_or_default();
+                let met = g
+                    .iter()
+                    .filter(|gate| {
+                        conds
+                            .iter()
+                            .any(|c| c.type_ == gate.condition_type && c.status == "True")
+                    })
+                    .count();
+                format!("{met}/{}", g.len())
+            })
+            .unwrap_or_else(|| "<none>".into());
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "<none>".into());
+        vec![
+            Value::String(name(pod)),
+            Value::String(format!("{ready}/{total}")),
+            Value::String(display_status(pod)),
+            Value::String(restarts),
+            age(pod),
+            Value::String(status.pod_ip.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "<none>".into())),
+            Value::String(node),
+            Value::String(
+                status
+                    .nominated_node_name
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "<none>".into()),
+            ),
+            Value::String(gates),
+        ]
+    }
+
+    fn fields(&self, pod: &Pod, out: &mut Fields) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        out.insert("spec.nodeName".into(), spec.node_name.unwrap_or_default());
+        out.insert("spec.restartPolicy".into(), spec.restart_policy.unwrap_or_default());
+        out.insert("spec.schedulerName".into(), spec.scheduler_name.unwrap_or_default());
+        out.insert(
+            "spec.serviceAccountName".into(),
+            spec.service_account_name.unwrap_or_default(),
+        );
+        out.insert(
+            "spec.hostNetwork".into(),
+            spec.host_network.unwrap_or(false).to_string(),
+        );
+        out.insert("status.phase".into(), status.phase.unwrap_or_default());
+        out.insert("status.podIP".into(), status.pod_ip.unwrap_or_default());
+        out.insert(
+            "status.nominatedNodeName".into(),
+            status.nominated_node_name.unwrap_or_default(),
+        );
+    }
+
+    fn field_names(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn qos_classes() {
+        let best = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x"}]}}));
+        assert_eq!(qos_class(best.spec.as_ref().unwrap()), "BestEffort");
+        let g = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]}}));
+        assert_eq!(qos_class(g.spec.as_ref().unwrap()), "Guaranteed");
+        let b = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
+            "resources": {"requests": {"cpu": "100m"}}}]}}));
+        assert_eq!(qos_class(b.spec.as_ref().unwrap()), "Burstable");
+    }
+
+    #[test]
+    fn status_column() {
+        let p = pod(serde_json::json!({"status": {"phase": "Running", "containerStatuses": [
+            {"name": "a", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}));
+        assert_eq!(display_status(&p), "CrashLoopBackOff");
+        let p = pod(serde_json::json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"},
+                                        "status": {"phase": "Running"}}));
+        assert_eq!(display_status(&p), "Terminating");
+        let p = pod(serde_json::json!({"status": {}}));
+        assert_eq!(display_status(&p), "Pending");
+    }
+
+    #[test]
+    fn only_images_may_change() {
+        let old = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x:1"}]}}));
+        let mut new = old.clone();
+        new.spec.as_mut().unwrap().containers[0].image = Some("x:2".into());
+        assert!(PodStrategy.validate_update(&new, &old).is_empty());
+        new.spec.as_mut().unwrap().containers[0].command = Some(vec!["sh".into()]);
+        assert_eq!(PodStrategy.validate_update(&new, &old).len(), 1);
+    }
+}

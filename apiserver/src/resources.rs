@@ -1,0 +1,337 @@
+//! The resources the API server serves: for each, its group/version, plural and singular names,
+//! kind, scope, short names, categories, subresources and the verbs discovery advertises.
+
+/// Static facts about one served resource.
+#[derive(Debug)]
+pub struct ResourceDef {
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// API version.
+    pub version: &'static str,
+    /// Plural resource name used in paths.
+    pub resource: &'static str,
+    /// Singular name.
+    pub singular: &'static str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// `kubectl get po`.
+    pub short_names: &'static [&'static str],
+    /// `kubectl get all`.
+    pub categories: &'static [&'static str],
+    /// Subresources served (`status`, `scale`, `binding`, `log`, `eviction`, `finalize`).
+    pub subresources: &'static [&'static str],
+    /// Clear `status` on create (most kinds: status is written by controllers).
+    pub reset_status_on_create: bool,
+    /// Writes to the main resource keep the stored status (there is a `status` subresource).
+    pub status_subresource: bool,
+    /// `metadata.generation` is maintained (bumped on spec changes).
+    pub has_generation: bool,
+    /// PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
+    pub create_on_update: bool,
+    /// Names must be DNS-1123 labels (else DNS-1123 subdomains).
+    pub name_is_label: bool,
+    /// The storage key segment: `/registry/<group>/<resource>/…`, `/registry/<resource>/…` for
+    /// the core group.
+    pub storage: &'static str,
+}
+
+impl ResourceDef {
+    /// `v1` or `apps/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The verbs discovery advertises for the main resource.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+
+    /// The storage prefix of every object of this resource (ends with `/`).
+    pub fn prefix(&self) -> String {
+        format!("/registry/{}/", self.storage)
+    }
+
+    /// The storage prefix of one namespace (or of all, for cluster-scoped resources).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/", self.storage),
+            _ => self.prefix(),
+        }
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("/registry/{}/{ns}/{name}", self.storage),
+            _ => format!("/registry/{}/{name}", self.storage),
+        }
+    }
+
+    /// Whether it has a subresource.
+    pub fn has_sub(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+}
+
+const fn def(
+    group: &'static str,
+    resource: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    storage: &'static str,
+) -> ResourceDef {
+    ResourceDef {
+        group,
+        version: "v1",
+        resource,
+        singular,
+        kind,
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        reset_status_on_create: false,
+        status_subresource: false,
+        has_generation: false,
+        create_on_update: false,
+        name_is_label: false,
+        storage,
+    }
+}
+
+/// Namespaces.
+pub static NAMESPACES: ResourceDef = ResourceDef {
+    short_names: &["ns"],
+    subresources: &["status", "finalize"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    name_is_label: true,
+    ..def("", "namespaces", "namespace", "Namespace", false, "namespaces")
+};
+/// Nodes.
+pub static NODES: ResourceDef = ResourceDef {
+    short_names: &["no"],
+    subresources: &["status"],
+    status_subresource: true,
+    ..def("", "nodes", "node", "Node", false, "nodes")
+};
+/// Pods.
+pub static PODS: ResourceDef = ResourceDef {
+    short_names: &["po"],
+    categories: &["all"],
+    subresources: &["status", "binding", "log", "eviction"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    ..def("", "pods", "pod", "Pod", true, "pods")
+};
+/// Services.
+pub static SERVICES: ResourceDef = ResourceDef {
+    short_names: &["svc"],
+    categories: &["all"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    name_is_label: true,
+    ..def("", "services", "service", "Service", true, "services")
+};
+/// Endpoints.
+pub static ENDPOINTS: ResourceDef = ResourceDef {
+    short_names: &["ep"],
+    create_on_update: true,
+    ..def("", "endpoints", "endpoints", "Endpoints", true, "endpoints")
+};
+/// ConfigMaps.
+pub static CONFIGMAPS: ResourceDef = ResourceDef {
+    short_names: &["cm"],
+    ..def("", "configmaps", "configmap", "ConfigMap", true, "configmaps")
+};
+/// Secrets.
+pub static SECRETS: ResourceDef = def("", "secrets", "secret", "Secret", true, "secrets");
+/// Events (core/v1).
+pub static EVENTS: ResourceDef = ResourceDef {
+    short_names: &["ev"],
+    create_on_update: true,
+    ..def("", "events", "event", "Event", true, "events")
+};
+/// ServiceAccounts.
+pub static SERVICEACCOUNTS: ResourceDef = ResourceDef {
+    short_names: &["sa"],
+    ..def("", "serviceaccounts", "serviceaccount", "ServiceAccount", true, "serviceaccounts")
+};
+/// PersistentVolumes.
+pub static PERSISTENTVOLUMES: ResourceDef = ResourceDef {
+    short_names: &["pv"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    ..def("", "persistentvolumes", "persistentvolume", "PersistentVolume", false, "persistentvolumes")
+};
+/// PersistentVolumeClaims.
+pub static PERSISTENTVOLUMECLAIMS: ResourceDef = ResourceDef {
+    short_names: &["pvc"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    ..def(
+        "",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        "persistentvolumeclaims",
+    )
+};
+/// Deployments.
+pub static DEPLOYMENTS: ResourceDef = ResourceDef {
+    short_names: &["deploy"],
+    categories: &["all"],
+    subresources: &["status", "scale"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def("apps", "deployments", "deployment", "Deployment", true, "apps/deployments")
+};
+/// ReplicaSets.
+pub static REPLICASETS: ResourceDef = ResourceDef {
+    short_names: &["rs"],
+    categories: &["all"],
+    subresources: &["status", "scale"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def("apps", "replicasets", "replicaset", "ReplicaSet", true, "apps/replicasets")
+};
+/// DaemonSets.
+pub static DAEMONSETS: ResourceDef = ResourceDef {
+    short_names: &["ds"],
+    categories: &["all"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def("apps", "daemonsets", "daemonset", "DaemonSet", true, "apps/daemonsets")
+};
+/// StatefulSets.
+pub static STATEFULSETS: ResourceDef = ResourceDef {
+    short_names: &["sts"],
+    categories: &["all"],
+    subresources: &["status", "scale"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def("apps", "statefulsets", "statefulset", "StatefulSet", true, "apps/statefulsets")
+};
+/// Jobs.
+pub static JOBS: ResourceDef = ResourceDef {
+    categories: &["all"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def("batch", "jobs", "job", "Job", true, "batch/jobs")
+};
+/// Leases.
+pub static LEASES: ResourceDef = ResourceDef {
+    create_on_update: true,
+    ..def("coordination.k8s.io", "leases", "lease", "Lease", true, "coordination.k8s.io/leases")
+};
+/// EndpointSlices.
+pub static ENDPOINTSLICES: ResourceDef = def(
+    "discovery.k8s.io",
+    "endpointslices",
+    "endpointslice",
+    "EndpointSlice",
+    true,
+    "discovery.k8s.io/endpointslices",
+);
+/// Events (events.k8s.io/v1), stored apart from core events.
+pub static EVENTS_V1: ResourceDef = ResourceDef {
+    short_names: &["ev"],
+    create_on_update: true,
+    ..def("events.k8s.io", "events", "event", "Event", true, "events.k8s.io/events")
+};
+
+/// Every served resource, in discovery order.
+pub static ALL: &[&ResourceDef] = &[
+    &NAMESPACES,
+    &NODES,
+    &PODS,
+    &SERVICES,
+    &ENDPOINTS,
+    &CONFIGMAPS,
+    &SECRETS,
+    &EVENTS,
+    &SERVICEACCOUNTS,
+    &PERSISTENTVOLUMES,
+    &PERSISTENTVOLUMECLAIMS,
+    &DEPLOYMENTS,
+    &REPLICASETS,
+    &DAEMONSETS,
+    &STATEFULSETS,
+    &JOBS,
+    &LEASES,
+    &ENDPOINTSLICES,
+    &EVENTS_V1,
+];
+
+/// The served resource `group/version/resource`.
+pub fn find(group: &str, version: &str, resource: &str) -> Option<&'static ResourceDef> {
+    ALL.iter()
+        .copied()
+        .find(|d| d.group == group && d.version == version && d.resource == resource)
+}
+
+/// The API groups served, in discovery order (core first as `""`).
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for d in ALL {
+        if !out.contains(&d.group) {
+            out.push(d.group);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_registry_layout() {
+        assert_eq!(PODS.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(NODES.key(None, "n1"), "/registry/nodes/n1");
+        assert_eq!(
+            DEPLOYMENTS.key(Some("ns"), "d"),
+            "/registry/apps/deployments/ns/d"
+        );
+        assert_eq!(PODS.namespace_prefix(Some("a")), "/registry/pods/a/");
+        assert_eq!(PODS.namespace_prefix(None), "/registry/pods/");
+    }
+
+    #[test]
+    fn storage_prefixes_do_not_overlap() {
+        for a in ALL {
+            for b in ALL {
+                if !std::ptr::eq(*a, *b) {
+                    assert!(!a.prefix().starts_with(&b.prefix()), "{} vs {}", a.resource, b.resource);
+                }
+            }
+        }
+    }
+}
