@@ -208,6 +208,12 @@ pub trait Strategy<T: Object>: Send + Sync + 'static {
     /// Releases what admission allocated for `obj` (after a delete, or a failed create).
     async fn release(&self, _api: &Api, _obj: &T, _old: Option<&T>) {}
 
+    /// Whether deletion must wait for something beyond `metadata.finalizers` (a namespace's
+    /// `spec.finalizers`, which the namespace controller clears through `finalize`).
+    fn awaits_finalization(&self, _obj: &T) -> bool {
+        false
+    }
+
     /// The grace period of a delete: `Some(seconds > 0)` for a graceful delete.
     fn grace_period(&self, _obj: &T, _requested: Option<i64>) -> Option<i64> {
         None

@@ -384,7 +384,8 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         let m = obj.metadata();
         let finalized = m.deletion_timestamp.is_some()
             && m.finalizers.as_ref().is_none_or(Vec::is_empty)
-            && !graceful_pending(m);
+            && !graceful_pending(m)
+            && !self.strategy.awaits_finalization(obj);
         if finalized {
             let kv = api.store.delete(key, Some(current_rev)).await?;
             let _ = kv;
@@ -687,14 +688,18 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             {
                 finalizers.push(f.to_string());
             }
-            let pending = !finalizers.is_empty() || graceful;
+            let pending =
+                !finalizers.is_empty() || graceful || self.strategy.awaits_finalization(&obj);
             if pending {
                 let m = obj.metadata_mut();
                 let grace_secs = grace.unwrap_or(0);
                 let shorter = m
                     .deletion_grace_period_seconds
                     .is_none_or(|current| grace_secs < current);
-                if already_deleting && !shorter && m.finalizers.as_ref() == Some(&finalizers) {
+                if already_deleting
+                    && !shorter
+                    && m.finalizers.clone().unwrap_or_default() == finalizers
+                {
                     // Nothing new: the deletion is already under way.
                     return Ok(Written {
                         body: with_resource_version(&stored.value, stored.mod_revision),
@@ -711,6 +716,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                     m.deletion_grace_period_seconds = Some(grace_secs);
                 }
                 m.finalizers = (!finalizers.is_empty()).then_some(finalizers);
+                self.strategy.defaults(&mut obj);
                 let bytes = encode(&obj)?;
                 if opts.dry_run {
                     return Ok(Written {

@@ -36,6 +36,13 @@ impl Strategy<Namespace> for NamespaceStrategy {
         }
     }
 
+    fn awaits_finalization(&self, ns: &Namespace) -> bool {
+        ns.spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| !f.is_empty())
+    }
+
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::NAME,
