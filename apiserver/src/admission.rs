@@ -44,23 +44,27 @@ pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Resu
     };
     let v: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
     let terminating = v["status"]["phase"] == "Terminating"
-        || v["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
+        || v["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null());
     if terminating {
         let mut e = ApiError::forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         ));
-        e.details = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails {
-            name: Some(ns.to_string()),
-            kind: Some(def.resource.to_string()),
-            causes: Some(vec![
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
-                    reason: Some("NamespaceTerminating".into()),
-                    message: Some(format!("namespace {ns} is being terminated")),
-                    field: Some("metadata.namespace".into()),
-                },
-            ]),
-            ..Default::default()
-        });
+        e.details = Some(Box::new(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails {
+                name: Some(ns.to_string()),
+                kind: Some(def.resource.to_string()),
+                causes: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                        reason: Some("NamespaceTerminating".into()),
+                        message: Some(format!("namespace {ns} is being terminated")),
+                        field: Some("metadata.namespace".into()),
+                    },
+                ]),
+                ..Default::default()
+            },
+        ));
         return Err(e);
     }
     Ok(())

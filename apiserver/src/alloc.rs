@@ -102,7 +102,10 @@ impl Allocators {
                     range: self.cidr.to_string(),
                 });
             }
-            return if self.claim(&format!("{IP_PREFIX}{ip}"), owner, dry_run).await? {
+            return if self
+                .claim(&format!("{IP_PREFIX}{ip}"), owner, dry_run)
+                .await?
+            {
                 Ok(ip)
             } else {
                 Err(AllocError::Taken { what: "IP" })
@@ -124,7 +127,10 @@ impl Allocators {
             .chain(0..static_band);
         for (tries, offset) in order.enumerate() {
             let ip = self.ip_at(offset);
-            if self.claim(&format!("{IP_PREFIX}{ip}"), owner, dry_run).await? {
+            if self
+                .claim(&format!("{IP_PREFIX}{ip}"), owner, dry_run)
+                .await?
+            {
                 return Ok(ip);
             }
             if tries > 4096 {
@@ -229,7 +235,10 @@ mod tests {
         let mut owners = std::collections::BTreeMap::new();
         for t in tasks {
             let (ip, owner) = t.await.unwrap();
-            assert!(owners.insert(ip, owner).is_none(), "an IP was handed out twice");
+            assert!(
+                owners.insert(ip, owner).is_none(),
+                "an IP was handed out twice"
+            );
         }
         assert_eq!(owners.len(), 62);
         // The range (64 addresses minus network and broadcast) is now full.
@@ -249,24 +258,54 @@ mod tests {
     async fn requested_values_are_checked() {
         let (a, _dir) = allocators("10.96.0.0/12", 30000..=32767);
         let ip: Ipv4Addr = "10.96.0.10".parse().unwrap();
-        assert_eq!(a.allocate_ip("kube-system/dns", Some(ip), false).await.unwrap(), ip);
+        assert_eq!(
+            a.allocate_ip("kube-system/dns", Some(ip), false)
+                .await
+                .unwrap(),
+            ip
+        );
         assert!(matches!(
             a.allocate_ip("default/other", Some(ip), false).await,
             Err(AllocError::Taken { .. })
         ));
         assert!(matches!(
-            a.allocate_ip("default/x", Some("192.168.0.1".parse().unwrap()), false).await,
+            a.allocate_ip("default/x", Some("192.168.0.1".parse().unwrap()), false)
+                .await,
             Err(AllocError::OutOfRange { .. })
         ));
         a.release_ip(ip, "kube-system/dns").await;
-        assert_eq!(a.allocate_ip("default/other", Some(ip), false).await.unwrap(), ip);
-        let p = a.allocate_port("default/np", Some(30080), false).await.unwrap();
+        assert_eq!(
+            a.allocate_ip("default/other", Some(ip), false)
+                .await
+                .unwrap(),
+            ip
+        );
+        let p = a
+            .allocate_port("default/np", Some(30080), false)
+            .await
+            .unwrap();
         assert_eq!(p, 30080);
-        assert!(a.allocate_port("default/np2", Some(30080), false).await.is_err());
-        assert!(a.allocate_port("default/np2", Some(80), false).await.is_err());
+        assert!(
+            a.allocate_port("default/np2", Some(30080), false)
+                .await
+                .is_err()
+        );
+        assert!(
+            a.allocate_port("default/np2", Some(80), false)
+                .await
+                .is_err()
+        );
         // Dry runs reserve nothing.
-        let q = a.allocate_port("default/dry", Some(30081), true).await.unwrap();
+        let q = a
+            .allocate_port("default/dry", Some(30081), true)
+            .await
+            .unwrap();
         assert_eq!(q, 30081);
-        assert_eq!(a.allocate_port("default/real", Some(30081), false).await.unwrap(), 30081);
+        assert_eq!(
+            a.allocate_port("default/real", Some(30081), false)
+                .await
+                .unwrap(),
+            30081
+        );
     }
 }

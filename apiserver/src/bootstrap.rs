@@ -14,7 +14,8 @@ use crate::resources;
 use crate::storage::{ListOptions, WatchItem};
 
 /// The namespaces that exist from the first start.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates what a new cluster has: the system namespaces.
 pub async fn ensure_system_state(api: &Api) -> Result<(), ApiError> {
@@ -41,10 +42,15 @@ async fn ensure_default_service_account(api: &Api, ns: &str) {
     }
     let body = json!({"apiVersion": "v1", "kind": "ServiceAccount",
                       "metadata": {"name": "default", "namespace": ns}});
-    match kind.create(api, Some(ns), body, &WriteOptions::default()).await {
+    match kind
+        .create(api, Some(ns), body, &WriteOptions::default())
+        .await
+    {
         Ok(_) => tracing::debug!(namespace = ns, "created default service account"),
         Err(e) if e.reason == "AlreadyExists" || e.code == 403 || e.code == 404 => {}
-        Err(e) => tracing::warn!(namespace = ns, error = %e, "cannot create default service account"),
+        Err(e) => {
+            tracing::warn!(namespace = ns, error = %e, "cannot create default service account")
+        }
     }
 }
 

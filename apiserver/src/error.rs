@@ -49,7 +49,11 @@ impl FieldError {
     }
 
     /// `Unsupported value: <value>: supported values: …`.
-    pub fn not_supported(field: impl Into<String>, value: impl std::fmt::Debug, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl std::fmt::Debug,
+        supported: &[&str],
+    ) -> Self {
         let list = supported
             .iter()
             .map(|s| format!("{s:?}"))
@@ -101,18 +105,18 @@ pub struct ApiError {
     /// Human-readable message.
     pub message: String,
     /// Details: the object concerned and causes.
-    pub details: Option<StatusDetails>,
+    pub details: Option<Box<StatusDetails>>,
     /// Seconds a client should wait before retrying (sets `Retry-After`).
     pub retry_after: Option<u32>,
 }
 
-fn details(group: &str, kind: &str, name: &str) -> Option<StatusDetails> {
-    Some(StatusDetails {
+fn details(group: &str, kind: &str, name: &str) -> Option<Box<StatusDetails>> {
+    Some(Box::new(StatusDetails {
         group: (!group.is_empty()).then(|| group.to_string()),
         kind: (!kind.is_empty()).then(|| kind.to_string()),
         name: (!name.is_empty()).then(|| name.to_string()),
         ..Default::default()
-    })
+    }))
 }
 
 /// `pods "web"` or `deployments.apps "web"`: how Kubernetes names an object in messages.
@@ -148,7 +152,11 @@ impl ApiError {
 
     /// 404 NotFound for a path that names nothing served.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// 409 AlreadyExists.
@@ -192,7 +200,10 @@ impl ApiError {
             [one] => one.describe(),
             many => format!(
                 "[{}]",
-                many.iter().map(FieldError::describe).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(FieldError::describe)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let mut e = Self::new(
@@ -255,7 +266,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
         )
     }
 
@@ -264,7 +277,9 @@ impl ApiError {
         Self::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept:?})"),
+            format!(
+                "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept:?})"
+            ),
         )
     }
 
@@ -306,19 +321,22 @@ impl ApiError {
                 let mut e = Self::timeout(format!(
                     "Too large resource version: {requested}, current: {current}"
                 ));
-                let mut d = StatusDetails::default();
-                d.causes = Some(vec![StatusCause {
-                    reason: Some("ResourceVersionTooLarge".into()),
-                    message: Some(format!(
-                        "Too large resource version: {requested}, current: {current}"
-                    )),
-                    field: None,
-                }]);
-                d.retry_after_seconds = Some(1);
-                e.details = Some(d);
+                e.details = Some(Box::new(StatusDetails {
+                    causes: Some(vec![StatusCause {
+                        reason: Some("ResourceVersionTooLarge".into()),
+                        message: Some(format!(
+                            "Too large resource version: {requested}, current: {current}"
+                        )),
+                        field: None,
+                    }]),
+                    retry_after_seconds: Some(1),
+                    ..Default::default()
+                }));
                 e
             }
-            StorageError::Unavailable(m) => Self::unavailable(format!("storage is unavailable: {m}")),
+            StorageError::Unavailable(m) => {
+                Self::unavailable(format!("storage is unavailable: {m}"))
+            }
             StorageError::WatchClosed(m) => Self::unavailable(m),
             e @ (StorageError::File { .. } | StorageError::Internal(_)) => {
                 Self::internal(e.to_string())
@@ -332,7 +350,7 @@ impl ApiError {
             status: Some("Failure".into()),
             message: Some(self.message.clone()),
             reason: Some(self.reason.into()),
-            details: self.details.clone(),
+            details: self.details.as_deref().cloned(),
             code: Some(i32::from(self.code)),
             ..Default::default()
         }
@@ -368,7 +386,8 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after
             && let Ok(v) = secs.to_string().parse()
         {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }
@@ -394,7 +413,10 @@ mod tests {
         assert_eq!(s["reason"], "Invalid");
         assert_eq!(s["kind"], "Status");
         assert_eq!(s["details"]["causes"].as_array().unwrap().len(), 2);
-        assert!(e.message.starts_with("Deployment.apps \"web\" is invalid: ["));
+        assert!(
+            e.message
+                .starts_with("Deployment.apps \"web\" is invalid: [")
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ use clap::Parser;
 use rkube_apiserver::server::{Config, run};
 
 #[derive(Parser)]
-#[command(name = "rkube-apiserver", version, about = "rkube's Kubernetes API server")]
+#[command(
+    name = "rkube-apiserver",
+    version,
+    about = "rkube's Kubernetes API server"
+)]
 struct Args {
     /// Directory of the embedded store and admin.kubeconfig.
     #[arg(long, default_value = "rkube-data")]
@@ -39,7 +43,9 @@ fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
         .context("--service-node-port-range must look like 30000-32767")?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     if a == 0 || a > b {
-        bail!("--service-node-port-range {s}: the first port must be 1 or more and not above the last");
+        bail!(
+            "--service-node-port-range {s}: the first port must be 1 or more and not above the last"
+        );
     }
     Ok(a..=b)
 }
@@ -58,8 +64,7 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();

@@ -122,7 +122,14 @@ pub static NAMESPACES: ResourceDef = ResourceDef {
     status_subresource: true,
     reset_status_on_create: true,
     name_is_label: true,
-    ..def("", "namespaces", "namespace", "Namespace", false, "namespaces")
+    ..def(
+        "",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        false,
+        "namespaces",
+    )
 };
 /// Nodes.
 pub static NODES: ResourceDef = ResourceDef {
@@ -159,7 +166,14 @@ pub static ENDPOINTS: ResourceDef = ResourceDef {
 /// ConfigMaps.
 pub static CONFIGMAPS: ResourceDef = ResourceDef {
     short_names: &["cm"],
-    ..def("", "configmaps", "configmap", "ConfigMap", true, "configmaps")
+    ..def(
+        "",
+        "configmaps",
+        "configmap",
+        "ConfigMap",
+        true,
+        "configmaps",
+    )
 };
 /// Secrets.
 pub static SECRETS: ResourceDef = def("", "secrets", "secret", "Secret", true, "secrets");
@@ -172,7 +186,14 @@ pub static EVENTS: ResourceDef = ResourceDef {
 /// ServiceAccounts.
 pub static SERVICEACCOUNTS: ResourceDef = ResourceDef {
     short_names: &["sa"],
-    ..def("", "serviceaccounts", "serviceaccount", "ServiceAccount", true, "serviceaccounts")
+    ..def(
+        "",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        "serviceaccounts",
+    )
 };
 /// PersistentVolumes.
 pub static PERSISTENTVOLUMES: ResourceDef = ResourceDef {
@@ -180,7 +201,14 @@ pub static PERSISTENTVOLUMES: ResourceDef = ResourceDef {
     subresources: &["status"],
     status_subresource: true,
     reset_status_on_create: true,
-    ..def("", "persistentvolumes", "persistentvolume", "PersistentVolume", false, "persistentvolumes")
+    ..def(
+        "",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        "persistentvolumes",
+    )
 };
 /// PersistentVolumeClaims.
 pub static PERSISTENTVOLUMECLAIMS: ResourceDef = ResourceDef {
@@ -205,7 +233,14 @@ pub static DEPLOYMENTS: ResourceDef = ResourceDef {
     status_subresource: true,
     reset_status_on_create: true,
     has_generation: true,
-    ..def("apps", "deployments", "deployment", "Deployment", true, "apps/deployments")
+    ..def(
+        "apps",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        "apps/deployments",
+    )
 };
 /// ReplicaSets.
 pub static REPLICASETS: ResourceDef = ResourceDef {
@@ -215,7 +250,14 @@ pub static REPLICASETS: ResourceDef = ResourceDef {
     status_subresource: true,
     reset_status_on_create: true,
     has_generation: true,
-    ..def("apps", "replicasets", "replicaset", "ReplicaSet", true, "apps/replicasets")
+    ..def(
+        "apps",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        "apps/replicasets",
+    )
 };
 /// DaemonSets.
 pub static DAEMONSETS: ResourceDef = ResourceDef {
@@ -225,7 +267,14 @@ pub static DAEMONSETS: ResourceDef = ResourceDef {
     status_subresource: true,
     reset_status_on_create: true,
     has_generation: true,
-    ..def("apps", "daemonsets", "daemonset", "DaemonSet", true, "apps/daemonsets")
+    ..def(
+        "apps",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        "apps/daemonsets",
+    )
 };
 /// StatefulSets.
 pub static STATEFULSETS: ResourceDef = ResourceDef {
@@ -235,7 +284,14 @@ pub static STATEFULSETS: ResourceDef = ResourceDef {
     status_subresource: true,
     reset_status_on_create: true,
     has_generation: true,
-    ..def("apps", "statefulsets", "statefulset", "StatefulSet", true, "apps/statefulsets")
+    ..def(
+        "apps",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        "apps/statefulsets",
+    )
 };
 /// Jobs.
 pub static JOBS: ResourceDef = ResourceDef {
@@ -249,7 +305,14 @@ pub static JOBS: ResourceDef = ResourceDef {
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
-    ..def("coordination.k8s.io", "leases", "lease", "Lease", true, "coordination.k8s.io/leases")
+    ..def(
+        "coordination.k8s.io",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        "coordination.k8s.io/leases",
+    )
 };
 /// EndpointSlices.
 pub static ENDPOINTSLICES: ResourceDef = def(
@@ -264,7 +327,14 @@ pub static ENDPOINTSLICES: ResourceDef = def(
 pub static EVENTS_V1: ResourceDef = ResourceDef {
     short_names: &["ev"],
     create_on_update: true,
-    ..def("events.k8s.io", "events", "event", "Event", true, "events.k8s.io/events")
+    ..def(
+        "events.k8s.io",
+        "events",
+        "event",
+        "Event",
+        true,
+        "events.k8s.io/events",
+    )
 };
 
 /// Every served resource, in discovery order.
@@ -314,7 +384,10 @@ mod tests {
 
     #[test]
     fn keys_follow_the_registry_layout() {
-        assert_eq!(PODS.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            PODS.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
         assert_eq!(NODES.key(None, "n1"), "/registry/nodes/n1");
         assert_eq!(
             DEPLOYMENTS.key(Some("ns"), "d"),
@@ -329,7 +402,12 @@ mod tests {
         for a in ALL {
             for b in ALL {
                 if !std::ptr::eq(*a, *b) {
-                    assert!(!a.prefix().starts_with(&b.prefix()), "{} vs {}", a.resource, b.resource);
+                    assert!(
+                        !a.prefix().starts_with(&b.prefix()),
+                        "{} vs {}",
+                        a.resource,
+                        b.resource
+                    );
                 }
             }
         }

@@ -88,9 +88,13 @@ pub async fn run(
     let mut prefixes: Vec<String> = resources::ALL.iter().map(|d| d.prefix()).collect();
     prefixes.sort();
     prefixes.dedup();
-    let store: Arc<dyn Storage> =
-        Arc::new(WatchCache::new(backend.clone(), prefixes, CacheConfig::default()));
-    let compactor = compactor::spawn(backend, config.compaction_interval);
+    let cache = Arc::new(WatchCache::new(
+        backend.clone(),
+        prefixes,
+        CacheConfig::default(),
+    ));
+    let store: Arc<dyn Storage> = cache.clone();
+    let compactor = compactor::spawn(backend.clone(), config.compaction_interval);
     let api = Arc::new(Api {
         store: store.clone(),
         kinds: builtin_kinds(),
@@ -132,8 +136,15 @@ pub async fn run(
             stop.cancel();
         })
         .await;
-    sa_controller.abort();
-    compactor.abort();
+    // Stop everything that holds the store, so it is closed when run returns.
+    for task in [sa_controller, compactor] {
+        task.abort();
+        let _ = task.await;
+    }
+    cache.close().await;
+    drop(store);
+    drop(cache);
+    drop(backend);
     result.map_err(|source| ServerError::Io {
         path: addr.to_string(),
         source,

@@ -48,58 +48,131 @@ fn run_workflow(s: &TestServer) {
     std::fs::write(&path, edited).unwrap();
     let out = s.kubectl_ok(&["apply", "-f", path.to_str().unwrap()]);
     assert!(out.contains("deployment.apps/web configured"), "{out}");
-    let replicas = s.kubectl_ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]);
+    let replicas = s.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(replicas, "3");
     let env = s.kubectl_ok(&[
-        "get", "deploy", "web", "-n", "demo", "-o",
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
         "jsonpath={.spec.template.spec.containers[0].env[*].name}",
     ]);
     assert_eq!(env, "GREETING", "MODE should be gone");
 
     // get: the server's table columns.
     let out = s.kubectl_ok(&["get", "deploy", "-n", "demo"]);
-    assert_eq!(header_columns(&out), ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(
+        header_columns(&out),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
     assert!(out.lines().nth(1).unwrap().starts_with("web "), "{out}");
     assert!(out.contains("0/3"), "{out}");
     let out = s.kubectl_ok(&["get", "svc", "-n", "demo"]);
     assert_eq!(
         header_columns(&out),
-        ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
     );
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[1], "ClusterIP");
-    assert!(row[2].starts_with("10."), "cluster IP allocated from the range: {out}");
+    assert!(
+        row[2].starts_with("10."),
+        "cluster IP allocated from the range: {out}"
+    );
     assert_eq!(row[4], "80/TCP");
     let out = s.kubectl_ok(&["get", "ns"]);
     assert_eq!(header_columns(&out), ["NAME", "STATUS", "AGE"]);
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "demo"] {
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "demo",
+    ] {
         assert!(out.contains(ns), "{out}");
     }
     let out = s.kubectl_ok(&["get", "cm,secret", "-n", "demo"]);
-    assert!(out.contains("configmap/web-config") && out.contains("secret/web-secret"), "{out}");
+    assert!(
+        out.contains("configmap/web-config") && out.contains("secret/web-secret"),
+        "{out}"
+    );
     let out = s.kubectl_ok(&["get", "deploy", "-n", "demo", "-o", "wide"]);
-    assert!(header_columns(&out).contains(&"IMAGES".to_string()), "{out}");
-    assert!(out.contains("busybox:1.35") && out.contains("app=web"), "{out}");
+    assert!(
+        header_columns(&out).contains(&"IMAGES".to_string()),
+        "{out}"
+    );
+    assert!(
+        out.contains("busybox:1.35") && out.contains("app=web"),
+        "{out}"
+    );
     let out = s.kubectl_ok(&["get", "deploy,svc", "-n", "demo", "-o", "name"]);
     assert_eq!(out.trim(), "deployment.apps/web\nservice/web");
     let yaml = s.kubectl_ok(&["get", "deploy", "web", "-n", "demo", "-o", "yaml"]);
-    for needle in ["kind: Deployment", "resourceVersion:", "uid:", "generation: 2", "maxSurge: 25%", "imagePullPolicy: IfNotPresent"] {
+    for needle in [
+        "kind: Deployment",
+        "resourceVersion:",
+        "uid:",
+        "generation: 2",
+        "maxSurge: 25%",
+        "imagePullPolicy: IfNotPresent",
+    ] {
         assert!(yaml.contains(needle), "missing {needle:?} in yaml");
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&s.kubectl_ok(&["get", "secret", "web-secret", "-n", "demo", "-o", "json"])).unwrap();
-    assert_eq!(json["data"]["password"], "czNjcjN0", "stringData merged into data");
+    let json: serde_json::Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "secret",
+        "web-secret",
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        json["data"]["password"], "czNjcjN0",
+        "stringData merged into data"
+    );
     assert_eq!(json["type"], "Opaque");
     let out = s.kubectl_ok(&["get", "all", "-n", "demo"]);
-    assert!(out.contains("deployment.apps/web") && out.contains("service/web"), "{out}");
+    assert!(
+        out.contains("deployment.apps/web") && out.contains("service/web"),
+        "{out}"
+    );
 
     // describe.
     let out = s.kubectl_ok(&["describe", "deploy", "web", "-n", "demo"]);
-    for needle in ["Name:                   web", "Namespace:              demo", "RollingUpdateStrategy:  25% max unavailable, 25% max surge", "GREETING"] {
-        assert!(out.contains(needle), "missing {needle:?} in describe:\n{out}");
+    for needle in [
+        "Name:                   web",
+        "Namespace:              demo",
+        "RollingUpdateStrategy:  25% max unavailable, 25% max surge",
+        "GREETING",
+    ] {
+        assert!(
+            out.contains(needle),
+            "missing {needle:?} in describe:\n{out}"
+        );
     }
     let out = s.kubectl_ok(&["describe", "svc", "web", "-n", "demo"]);
-    assert!(out.contains("Selector:") && out.contains("app=web"), "{out}");
+    assert!(
+        out.contains("Selector:") && out.contains("app=web"),
+        "{out}"
+    );
 
     // get -w sees a change made while watching.
     let mut watch = std::process::Command::new("kubectl")
@@ -123,59 +196,173 @@ fn run_workflow(s: &TestServer) {
     );
 
     // patch: json, merge and strategic.
-    s.kubectl_ok(&["patch", "deploy", "web", "-n", "demo", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#]);
-    s.kubectl_ok(&["patch", "deploy", "web", "-n", "demo", "--type", "merge", "-p", r#"{"metadata":{"labels":{"patched":"merge"}}}"#]);
-    s.kubectl_ok(&["patch", "deploy", "web", "-n", "demo", "--type", "strategic", "-p",
-        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.36"}]}}}}"#]);
+    s.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"labels":{"patched":"merge"}}}"#,
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "--type",
+        "strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.36"}]}}}}"#,
+    ]);
     let out = s.kubectl_ok(&["get", "deploy", "web", "-n", "demo", "-o",
         "jsonpath={.spec.replicas} {.metadata.labels.patched} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].command[0]}"]);
-    assert_eq!(out, "4 merge busybox:1.36 httpd", "strategic merge kept the other container fields");
+    assert_eq!(
+        out, "4 merge busybox:1.36 httpd",
+        "strategic merge kept the other container fields"
+    );
 
     // edit through KUBE_EDITOR.
     let editor = s.dir.path().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/greeting: hello from rkube/greeting: edited/' \"$1\"\n").unwrap();
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/greeting: hello from rkube/greeting: edited/' \"$1\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = s.kubectl_with(&["edit", "cm", "web-config", "-n", "demo"], None, &[("KUBE_EDITOR", editor.to_str().unwrap())]);
-    assert!(out.status.success(), "edit failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = s.kubectl_with(
+        &["edit", "cm", "web-config", "-n", "demo"],
+        None,
+        &[("KUBE_EDITOR", editor.to_str().unwrap())],
+    );
+    assert!(
+        out.status.success(),
+        "edit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configmap/web-config edited"));
-    assert_eq!(s.kubectl_ok(&["get", "cm", "web-config", "-n", "demo", "-o", "jsonpath={.data.greeting}"]), "edited");
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.greeting}"
+        ]),
+        "edited"
+    );
 
     // label, annotate, scale.
-    assert!(s.kubectl_ok(&["label", "deploy", "web", "-n", "demo", "tier=front"]).contains("deployment.apps/web labeled"));
-    assert!(s.kubectl_ok(&["annotate", "deploy", "web", "-n", "demo", "note=hello"]).contains("deployment.apps/web annotated"));
-    assert!(s.kubectl_ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=1"]).contains("deployment.apps/web scaled"));
-    let out = s.kubectl_ok(&["get", "deploy", "web", "-n", "demo", "-o",
-        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.spec.replicas}"]);
+    assert!(
+        s.kubectl_ok(&["label", "deploy", "web", "-n", "demo", "tier=front"])
+            .contains("deployment.apps/web labeled")
+    );
+    assert!(
+        s.kubectl_ok(&["annotate", "deploy", "web", "-n", "demo", "note=hello"])
+            .contains("deployment.apps/web annotated")
+    );
+    assert!(
+        s.kubectl_ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=1"])
+            .contains("deployment.apps/web scaled")
+    );
+    let out = s.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note} {.spec.replicas}",
+    ]);
     assert_eq!(out, "front hello 1");
-    let out = s.kubectl_ok(&["get", "deploy", "-n", "demo", "-l", "tier=front", "--show-labels"]);
+    let out = s.kubectl_ok(&[
+        "get",
+        "deploy",
+        "-n",
+        "demo",
+        "-l",
+        "tier=front",
+        "--show-labels",
+    ]);
     assert!(out.contains("tier=front"), "{out}");
     let out = s.kubectl_ok(&["get", "deploy", "-n", "demo", "-l", "tier=back"]);
     assert!(out.trim().is_empty(), "{out}");
 
     // Server-side apply and dry runs.
-    let out = s.kubectl_ok(&["apply", "--server-side", "-f", &format!("{examples}/10-configmap.yaml")]);
-    assert!(out.contains("configmap/web-config serverside-applied"), "{out}");
-    let out = s.kubectl_ok(&["apply", "--dry-run=server", "-f", &format!("{examples}/00-namespace.yaml")]);
+    let out = s.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{examples}/10-configmap.yaml"),
+    ]);
+    assert!(
+        out.contains("configmap/web-config serverside-applied"),
+        "{out}"
+    );
+    let out = s.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        &format!("{examples}/00-namespace.yaml"),
+    ]);
     assert!(out.contains("(server dry run)"), "{out}");
     let dry = s.dir.path().join("dry.yaml");
     std::fs::write(&dry, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n  namespace: demo\ndata:\n  a: b\n").unwrap();
     let out = s.kubectl_ok(&["apply", "--dry-run=server", "-f", dry.to_str().unwrap()]);
-    assert!(out.contains("configmap/dry created (server dry run)"), "{out}");
+    assert!(
+        out.contains("configmap/dry created (server dry run)"),
+        "{out}"
+    );
     let err = s.kubectl_err(&["get", "cm", "dry", "-n", "demo"]);
     assert!(err.contains("not found"), "a dry run stores nothing: {err}");
 
     // api-resources and explain.
     let out = s.kubectl_ok(&["api-resources"]);
-    for needle in ["deployments", "deploy", "apps/v1", "pods", "po", "services", "svc", "leases", "endpointslices"] {
+    for needle in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "pods",
+        "po",
+        "services",
+        "svc",
+        "leases",
+        "endpointslices",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in api-resources");
     }
     let out = s.kubectl_ok(&["explain", "deployment.spec"]);
-    assert!(out.contains("KIND:       Deployment") && out.contains("replicas") && out.contains("template"), "{out}");
+    assert!(
+        out.contains("KIND:       Deployment")
+            && out.contains("replicas")
+            && out.contains("template"),
+        "{out}"
+    );
 
     // delete -f: everything goes (the namespace stays Terminating until the namespace
     // controller empties it, as in Kubernetes).
     let out = s.kubectl_ok(&["delete", "-f", &examples, "--wait=false"]);
-    for line in ["configmap \"web-config\" deleted", "deployment.apps \"web\" deleted", "service \"web\" deleted"] {
+    for line in [
+        "configmap \"web-config\" deleted",
+        "deployment.apps \"web\" deleted",
+        "service \"web\" deleted",
+    ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     let err = s.kubectl_err(&["get", "deploy", "web", "-n", "demo"]);
@@ -187,7 +374,9 @@ fn run_workflow(s: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kubectl_workflow_on_embedded_store() {
     let s = TestServer::start(Backend::Embedded).await;
-    tokio::task::spawn_blocking(move || run_workflow(&s)).await.unwrap();
+    tokio::task::spawn_blocking(move || run_workflow(&s))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -198,18 +387,35 @@ async fn kubectl_workflow_on_etcd() {
         // The objects are in etcd under /registry/, readable with etcdctl.
         let out = std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &s.etcd.as_ref().unwrap().endpoint(), "get", "--prefix", "--keys-only", "/registry/"])
+            .args([
+                "--endpoints",
+                &s.etcd.as_ref().unwrap().endpoint(),
+                "get",
+                "--prefix",
+                "--keys-only",
+                "/registry/",
+            ])
             .output()
             .expect("etcdctl");
         let keys = String::from_utf8_lossy(&out.stdout);
         assert!(keys.contains("/registry/namespaces/demo"), "{keys}");
-        assert!(keys.contains("/registry/serviceaccounts/demo/default"), "{keys}");
+        assert!(
+            keys.contains("/registry/serviceaccounts/demo/default"),
+            "{keys}"
+        );
         let out = std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &s.etcd.as_ref().unwrap().endpoint(), "get", "--print-value-only", "/registry/namespaces/demo"])
+            .args([
+                "--endpoints",
+                &s.etcd.as_ref().unwrap().endpoint(),
+                "get",
+                "--print-value-only",
+                "/registry/namespaces/demo",
+            ])
             .output()
             .expect("etcdctl");
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON value in etcd");
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("JSON value in etcd");
         assert_eq!(value["kind"], "Namespace");
         assert_eq!(value["status"]["phase"], "Terminating");
     })

@@ -28,9 +28,22 @@ pub fn version() -> Value {
 }
 
 /// What a subresource serves: (name, group, version, kind, verbs).
-fn subresource_facts(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'static str, &'static [&'static str]) {
+fn subresource_facts(
+    def: &ResourceDef,
+    sub: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
     match sub {
-        "status" => (def.group, def.version, def.kind, &["get", "patch", "update"]),
+        "status" => (
+            def.group,
+            def.version,
+            def.kind,
+            &["get", "patch", "update"],
+        ),
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
@@ -178,7 +191,10 @@ pub fn aggregated(legacy: bool, api_version: &str) -> Value {
     let items: Vec<Value> = groups
         .iter()
         .map(|g| {
-            let resources: Vec<Value> = served_in(g, "v1").into_iter().map(discovery_resource).collect();
+            let resources: Vec<Value> = served_in(g, "v1")
+                .into_iter()
+                .map(discovery_resource)
+                .collect();
             json!({
                 "metadata": {"name": g, "creationTimestamp": null},
                 "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
@@ -222,7 +238,15 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap())
             .collect();
-        for n in ["pods", "pods/status", "pods/log", "pods/binding", "pods/eviction", "services", "namespaces/finalize"] {
+        for n in [
+            "pods",
+            "pods/status",
+            "pods/log",
+            "pods/binding",
+            "pods/eviction",
+            "services",
+            "namespaces/finalize",
+        ] {
             assert!(names.contains(&n), "{n} missing");
         }
         let scale = api_resource_list("apps", "v1").unwrap()["resources"]
@@ -250,7 +274,9 @@ mod tests {
         let core = aggregated(true, "v2");
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(
-            wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+            wants_aggregated(
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+            ),
             Some("v2")
         );
         assert_eq!(wants_aggregated("application/json"), None);

@@ -91,12 +91,12 @@ fn encode_continue(rv: Revision, last_key: &str) -> String {
         rv,
         start: last_key.to_string(),
     };
-    base64::engine::general_purpose::STANDARD
-        .encode(serde_json::to_vec(&token).unwrap_or_default())
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&token).unwrap_or_default())
 }
 
 fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: the continue token is malformed");
+    let bad =
+        || ApiError::bad_request("continue key is not valid: the continue token is malformed");
     let raw = base64::engine::general_purpose::STANDARD
         .decode(token)
         .map_err(|_| bad())?;
@@ -244,7 +244,9 @@ pub fn list_body(kind: &dyn KindOps, listed: &Listed) -> Bytes {
         def.api_version(),
         meta
     );
-    let mut out = Vec::with_capacity(head.len() + listed.items.iter().map(Bytes::len).sum::<usize>() + listed.items.len() + 2);
+    let mut out = Vec::with_capacity(
+        head.len() + listed.items.iter().map(Bytes::len).sum::<usize>() + listed.items.len() + 2,
+    );
     out.extend_from_slice(head.as_bytes());
     for (i, item) in listed.items.iter().enumerate() {
         if i > 0 {
@@ -338,7 +340,10 @@ impl WatchCtx {
 
     /// The watch event type for a change, given the selectors (an object leaving the selection
     /// is DELETED for this watcher; entering it is ADDED).
-    fn translate(&self, ev: &crate::storage::Event) -> Result<Option<(&'static str, Bytes)>, ApiError> {
+    fn translate(
+        &self,
+        ev: &crate::storage::Event,
+    ) -> Result<Option<(&'static str, Bytes)>, ApiError> {
         let now = self.matches(&ev.kv)?;
         let object = with_resource_version(&ev.kv.value, ev.kv.mod_revision);
         Ok(match ev.kind {
@@ -371,7 +376,10 @@ pub async fn watch(
 ) -> Result<Response, ApiError> {
     let selectors = Selectors::parse(&q, kind.as_ref())?;
     let prefix = prefix_of(t);
-    let rv = q.get("resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+    let rv = q
+        .get("resourceVersion")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let send_initial = match q.get("sendInitialEvents") {
         Some("true" | "1") => true,
         Some("false" | "0") => false,
@@ -389,12 +397,17 @@ pub async fn watch(
             )],
         ));
     }
-    let timeout = q.int("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
+    let timeout = q
+        .int("timeoutSeconds")?
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s as u64));
     // A single object watched by name through the path or a metadata.name field selector.
     let name = t.name.clone().or_else(|| {
         q.get("fieldSelector").and_then(|f| {
             let f = f.trim();
-            let v = f.strip_prefix("metadata.name=").or_else(|| f.strip_prefix("metadata.name=="))?;
+            let v = f
+                .strip_prefix("metadata.name=")
+                .or_else(|| f.strip_prefix("metadata.name=="))?;
             (!v.contains(',')).then(|| v.to_string())
         })
     });
@@ -429,10 +442,14 @@ pub async fn watch(
                     },
                 )
                 .await
-                .map_err(|e| ApiError::from_storage(e, kind.def().group, kind.def().resource, ""))?;
+                .map_err(|e| {
+                    ApiError::from_storage(e, kind.def().group, kind.def().resource, "")
+                })?;
             for kv in &page.items {
                 if ctx.matches(kv)? {
-                    initial.push(ctx.encode("ADDED", &with_resource_version(&kv.value, kv.mod_revision))?);
+                    initial.push(
+                        ctx.encode("ADDED", &with_resource_version(&kv.value, kv.mod_revision))?,
+                    );
                 }
             }
             if !page.more {
@@ -453,13 +470,23 @@ pub async fn watch(
     let stream = api.store.watch(&prefix, true, from).await;
     let stream = match stream {
         Ok(s) => Some(s),
-        Err(crate::storage::StorageError::Compacted { requested, compacted }) => {
+        Err(crate::storage::StorageError::Compacted {
+            requested,
+            compacted,
+        }) => {
             initial.push(error_event(&ApiError::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             ))));
             None
         }
-        Err(e) => return Err(ApiError::from_storage(e, kind.def().group, kind.def().resource, "")),
+        Err(e) => {
+            return Err(ApiError::from_storage(
+                e,
+                kind.def().group,
+                kind.def().resource,
+                "",
+            ));
+        }
     };
 
     let deadline = timeout.map(|d| tokio::time::Instant::now() + d);
@@ -523,7 +550,10 @@ fn async_stream_body(
                     last_bookmark = tokio::time::Instant::now();
                     bookmark(ctx.kind.as_ref(), rev, false)
                 }
-                Some(Err(crate::storage::StorageError::Compacted { requested, compacted })) => {
+                Some(Err(crate::storage::StorageError::Compacted {
+                    requested,
+                    compacted,
+                })) => {
                     let _ = tx
                         .send(Ok(error_event(&ApiError::expired(format!(
                             "too old resource version: {requested} ({compacted})"

@@ -41,7 +41,12 @@ fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String, ApiError> 
         .containers
         .iter()
         .map(|c| c.name.clone())
-        .chain(spec.init_containers.iter().flatten().map(|c| c.name.clone()))
+        .chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.clone()),
+        )
         .chain(
             spec.ephemeral_containers
                 .iter()
@@ -70,7 +75,12 @@ fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String, ApiError> 
 fn kubelet_address(node: &Node) -> Option<(String, i32)> {
     let status = node.status.as_ref()?;
     let addrs = status.addresses.as_ref()?;
-    let pick = |t: &str| addrs.iter().find(|a| a.type_ == t).map(|a| a.address.clone());
+    let pick = |t: &str| {
+        addrs
+            .iter()
+            .find(|a| a.type_ == t)
+            .map(|a| a.address.clone())
+    };
     let host = pick("InternalIP")
         .or_else(|| pick("ExternalIP"))
         .or_else(|| pick("Hostname"))?;
@@ -114,9 +124,7 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, q: &Query) -> Result<Respo
     } else {
         host
     };
-    let url = format!(
-        "http://{host}:{port}/containerLogs/{ns}/{name}/{container}?{query}"
-    );
+    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
     let uri: axum::http::Uri = url
         .parse()
         .map_err(|e| ApiError::internal(format!("bad kubelet URL {url}: {e}")))?;

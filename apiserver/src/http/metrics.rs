@@ -106,8 +106,12 @@ mod tests {
         m.observe("get", "pods", 404, Duration::from_millis(30));
         m.observe("watch", "pods", 200, Duration::from_secs(300));
         let text = m.render();
-        assert!(text.contains("apiserver_request_total{verb=\"get\",resource=\"pods\",code=\"404\"} 1"));
-        assert!(text.contains("apiserver_request_duration_seconds_count{verb=\"get\",resource=\"pods\"} 2"));
+        assert!(
+            text.contains("apiserver_request_total{verb=\"get\",resource=\"pods\",code=\"404\"} 1")
+        );
+        assert!(text.contains(
+            "apiserver_request_duration_seconds_count{verb=\"get\",resource=\"pods\"} 2"
+        ));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(!text.contains("apiserver_request_duration_seconds_count{verb=\"watch\""));
     }

@@ -46,7 +46,10 @@ pub struct AppState {
 /// The router of every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/version", get(|| async { json_response(200, &discovery::version()) }))
+        .route(
+            "/version",
+            get(|| async { json_response(200, &discovery::version()) }),
+        )
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(ready))
@@ -70,7 +73,11 @@ async fn ready(State(st): State<Arc<AppState>>) -> Response {
     .await;
     match check {
         Ok(Ok(_)) if !st.shutdown.is_cancelled() => "ok".into_response(),
-        Ok(Ok(_)) => (StatusCode::SERVICE_UNAVAILABLE, "[-]shutdown failed: server is shutting down\n").into_response(),
+        Ok(Ok(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "[-]shutdown failed: server is shutting down\n",
+        )
+            .into_response(),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("[-]storage failed: {e}\nreadyz check failed\n"),
@@ -109,7 +116,9 @@ fn served() -> Vec<rkube_machinery::schema::ServedResource> {
 
 async fn openapi_v2() -> Response {
     static DOC: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
-        Bytes::from(serde_json::to_vec(&rkube_machinery::schema::openapi_v2(&served())).unwrap_or_default())
+        Bytes::from(
+            serde_json::to_vec(&rkube_machinery::schema::openapi_v2(&served())).unwrap_or_default(),
+        )
     });
     raw_json_response(200, DOC.clone())
 }
@@ -161,11 +170,18 @@ pub fn yaml_response(code: u16, v: &Value) -> Response {
         .unwrap_or_default()
 }
 
-fn respond_object(code: u16, body: Bytes, output: Output, kind: &dyn KindOps, q: &Query) -> Result<Response, ApiError> {
+fn respond_object(
+    code: u16,
+    body: Bytes,
+    output: Output,
+    kind: &dyn KindOps,
+    q: &Query,
+) -> Result<Response, ApiError> {
     match output {
         Output::Json => Ok(raw_json_response(code, body)),
         Output::Yaml => {
-            let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+            let v: Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(yaml_response(code, &v))
         }
         Output::Table => {
@@ -175,7 +191,12 @@ fn respond_object(code: u16, body: Bytes, output: Output, kind: &dyn KindOps, q:
     }
 }
 
-fn written_response(w: Written, output: Output, kind: &dyn KindOps, q: &Query) -> Result<Response, ApiError> {
+fn written_response(
+    w: Written,
+    output: Output,
+    kind: &dyn KindOps,
+    q: &Query,
+) -> Result<Response, ApiError> {
     let code = if w.created {
         201
     } else if w.pending_deletion {
@@ -245,7 +266,8 @@ async fn api_handler(State(st): State<Arc<AppState>>, req: Request) -> Response 
     let (parts, body) = req.into_parts();
     let (verb, resource, result) = route(&st, &method, &path, q, &parts.headers, body).await;
     let resp = result.unwrap_or_else(IntoResponse::into_response);
-    st.metrics.observe(verb, &resource, resp.status().as_u16(), started.elapsed());
+    st.metrics
+        .observe(verb, &resource, resp.status().as_u16(), started.elapsed());
     if resp.status().is_server_error() {
         tracing::warn!(%method, %path, status = resp.status().as_u16(), "request failed");
     } else {
@@ -274,7 +296,10 @@ async fn route(
             if let Some(v) = discovery::wants_aggregated(accept) {
                 let doc = discovery::aggregated(legacy, v);
                 let mut resp = json_response(200, &doc);
-                if let Ok(ct) = format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList").parse() {
+                if let Ok(ct) =
+                    format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList")
+                        .parse()
+                {
                     resp.headers_mut().insert(header::CONTENT_TYPE, ct);
                 }
                 return ("get", "discovery".into(), Ok(resp));
@@ -363,8 +388,14 @@ async fn dispatch(
                 .await,
             ),
             (Some(n), Some("scale")) => ("get", scale_get(api, kind.as_ref(), ns, n).await),
-            (Some(n), Some("log")) => ("get", logs::pod_log(api, ns.unwrap_or_default(), n, &q).await),
-            _ => ("get", Err(ApiError::method_not_supported(t.def.resource, "GET"))),
+            (Some(n), Some("log")) => (
+                "get",
+                logs::pod_log(api, ns.unwrap_or_default(), n, &q).await,
+            ),
+            _ => (
+                "get",
+                Err(ApiError::method_not_supported(t.def.resource, "GET")),
+            ),
         };
     }
     let bytes = match read_body(body).await {
@@ -407,16 +438,25 @@ async fn dispatch(
                 }
                 .await,
             ),
-            _ => ("create", Err(ApiError::method_not_supported(t.def.resource, "POST"))),
+            _ => (
+                "create",
+                Err(ApiError::method_not_supported(t.def.resource, "POST")),
+            ),
         },
         Method::PUT => {
             let Some(n) = name else {
-                return ("update", Err(ApiError::method_not_supported(t.def.resource, "PUT")));
+                return (
+                    "update",
+                    Err(ApiError::method_not_supported(t.def.resource, "PUT")),
+                );
             };
             let result = async {
                 let v = object_body(headers, &bytes)?;
                 match sub {
-                    Some("scale") => scale_update(api, kind.as_ref(), ns, n, &opts, &move |_| Ok(v.clone())).await,
+                    Some("scale") => {
+                        scale_update(api, kind.as_ref(), ns, n, &opts, &move |_| Ok(v.clone()))
+                            .await
+                    }
                     _ => {
                         let which = match sub {
                             None => Sub::Main,
@@ -438,7 +478,10 @@ async fn dispatch(
         }
         Method::PATCH => {
             let Some(n) = name else {
-                return ("patch", Err(ApiError::method_not_supported(t.def.resource, "PATCH")));
+                return (
+                    "patch",
+                    Err(ApiError::method_not_supported(t.def.resource, "PATCH")),
+                );
             };
             let result = async {
                 let p = patch::Patch::parse(&content_type(headers), &bytes, &q)?;
@@ -451,7 +494,27 @@ async fn dispatch(
                         let which = if sub == Some("status") { Sub::Status } else { Sub::Main };
                         let def = t.def;
                         let f = |cur: &Value| p.apply_to(cur, Some(def), &opts);
-                        let w = kind.update(api, ns, n, which, &opts, &f).await?;
+                        let mut attempts = 0;
+                        let w = loop {
+                            attempts += 1;
+                            match kind.update(api, ns, n, which, &opts, &f).await {
+                                // Server-side apply creates what does not exist yet.
+                                Err(e) if e.code == 404 && p.is_apply() && which == Sub::Main => {
+                                    let desired = p.apply_to(&Value::Null, Some(def), &opts)?;
+                                    let named = desired["metadata"]["name"].as_str() == Some(n);
+                                    if !named {
+                                        return Err(ApiError::bad_request(format!(
+                                            "the name of the object does not match the name on the URL ({n})"
+                                        )));
+                                    }
+                                    match kind.create(api, ns, desired, &opts).await {
+                                        Err(e) if e.reason == "AlreadyExists" && attempts < 3 => continue,
+                                        other => break other?,
+                                    }
+                                }
+                                other => break other?,
+                            }
+                        };
                         written_response(w, output, kind.as_ref(), &q)
                     }
                     Some(_) => Err(ApiError::method_not_supported(t.def.resource, "PATCH")),
@@ -474,11 +537,17 @@ async fn dispatch(
                 "deletecollection",
                 delete_collection(api, kind.as_ref(), t, &q, &bytes).await,
             ),
-            _ => ("delete", Err(ApiError::method_not_supported(t.def.resource, "DELETE"))),
+            _ => (
+                "delete",
+                Err(ApiError::method_not_supported(t.def.resource, "DELETE")),
+            ),
         },
         _ => (
             "unknown",
-            Err(ApiError::method_not_supported(t.def.resource, method.as_str())),
+            Err(ApiError::method_not_supported(
+                t.def.resource,
+                method.as_str(),
+            )),
         ),
     }
 }
@@ -494,7 +563,8 @@ async fn delete_collection(
     let listed = list::list_objects(api, kind, t, q).await?;
     let mut deleted = Vec::new();
     for raw in &listed.items {
-        let v: Value = serde_json::from_slice(raw).map_err(|e| ApiError::internal(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(raw).map_err(|e| ApiError::internal(e.to_string()))?;
         let name = v["metadata"]["name"].as_str().unwrap_or_default();
         let ns = v["metadata"]["namespace"].as_str();
         match kind.delete(api, ns, name, &del).await {
@@ -528,7 +598,12 @@ fn scale_object(obj: &Value, info: &crate::registry::ScaleInfo) -> Value {
     })
 }
 
-async fn scale_get(api: &Api, kind: &dyn KindOps, ns: Option<&str>, name: &str) -> Result<Response, ApiError> {
+async fn scale_get(
+    api: &Api,
+    kind: &dyn KindOps,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Response, ApiError> {
     let raw = kind.get(api, ns, name).await?;
     let obj: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::internal(e.to_string()))?;
     let info = kind
@@ -548,7 +623,11 @@ async fn scale_update(
 ) -> Result<Response, ApiError> {
     let f = |cur: &Value| -> Result<Value, ApiError> {
         if cur.is_null() {
-            return Err(ApiError::not_found(kind.def().group, kind.def().resource, name));
+            return Err(ApiError::not_found(
+                kind.def().group,
+                kind.def().resource,
+                name,
+            ));
         }
         let info = kind
             .scale(cur)?
@@ -584,7 +663,8 @@ async fn scale_update(
         Ok(next)
     };
     let w = kind.update(api, ns, name, Sub::Main, opts, &f).await?;
-    let obj: Value = serde_json::from_slice(&w.body).map_err(|e| ApiError::internal(e.to_string()))?;
+    let obj: Value =
+        serde_json::from_slice(&w.body).map_err(|e| ApiError::internal(e.to_string()))?;
     let info = kind
         .scale(&obj)?
         .ok_or_else(|| ApiError::method_not_supported(kind.def().resource, "scale"))?;
@@ -600,7 +680,10 @@ async fn bind_pod(
     binding: Value,
     opts: &crate::registry::WriteOptions,
 ) -> Result<Response, ApiError> {
-    let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
+    let node = binding["target"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
             "",
@@ -621,8 +704,16 @@ async fn bind_pod(
         if cur.is_null() {
             return Err(ApiError::not_found("", "pods", name));
         }
-        if cur["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host"));
+        if cur["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         if let Some(existing) = cur["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
             return Err(ApiError::conflict(
@@ -649,10 +740,18 @@ async fn bind_pod(
     let now = crate::registry::meta::now();
     let cond = |cur: &Value| -> Result<Value, ApiError> {
         let mut next = cur.clone();
-        let conds = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
-                          "lastTransitionTime": now}));
+        let conds = next["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conds.push(
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+                          "lastTransitionTime": now}),
+        );
         next["status"]["conditions"] = Value::Array(conds);
         if let Some(m) = next["metadata"].as_object_mut() {
             m.remove("resourceVersion");

@@ -19,7 +19,12 @@ enum PatchType {
     Json,
     Merge,
     Strategic,
-    Apply { force: bool, manager: String },
+    Apply {
+        #[allow(dead_code)] // used once server-side apply tracks field ownership
+        force: bool,
+        #[allow(dead_code)]
+        manager: String,
+    },
 }
 
 impl Patch {
@@ -53,7 +58,9 @@ impl Patch {
             other => return Err(ApiError::unsupported_media_type(other)),
         };
         if q.get("force").is_some() && !matches!(kind, PatchType::Apply { .. }) {
-            return Err(ApiError::bad_request("force may only be set for apply patches"));
+            return Err(ApiError::bad_request(
+                "force may only be set for apply patches",
+            ));
         }
         let body = crate::registry::codec::parse_body(body, yaml)?;
         match (&kind, &body) {
@@ -67,6 +74,11 @@ impl Patch {
             _ => return Err(ApiError::bad_request("the patch must be a JSON object")),
         }
         Ok(Self { kind, body })
+    }
+
+    /// Whether this is a server-side apply (which creates a missing object).
+    pub fn is_apply(&self) -> bool {
+        matches!(self.kind, PatchType::Apply { .. })
     }
 
     /// The desired object: this patch applied to `current` (`Null` when there is none).
@@ -92,9 +104,19 @@ impl Patch {
         if let Some(m) = base.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        let schema = def.and_then(|d| schema::Schemas::builtin().for_kind(d.group, d.version, d.kind));
+        let schema =
+            def.and_then(|d| schema::Schemas::builtin().for_kind(d.group, d.version, d.kind));
         let failed = |e: patch::PatchError| {
-            ApiError::invalid("", "", "", vec![crate::error::FieldError::invalid("patch", "", &e.to_string())])
+            ApiError::invalid(
+                "",
+                "",
+                "",
+                vec![crate::error::FieldError::invalid(
+                    "patch",
+                    "",
+                    &e.to_string(),
+                )],
+            )
         };
         match &self.kind {
             PatchType::Json => patch::json_patch(&base, &self.body).map_err(failed),
@@ -102,9 +124,10 @@ impl Patch {
             PatchType::Strategic => {
                 patch::strategic_merge_patch(&base, &self.body, schema).map_err(failed)
             }
-            PatchType::Apply { force: _, manager: _ } => {
-                patch::strategic_merge_patch(&base, &self.body, schema).map_err(failed)
-            }
+            PatchType::Apply {
+                force: _,
+                manager: _,
+            } => patch::strategic_merge_patch(&base, &self.body, schema).map_err(failed),
         }
     }
 }

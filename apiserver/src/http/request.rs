@@ -189,19 +189,27 @@ impl Query {
             ..Default::default()
         };
         if self.flag("orphanDependents") {
-            opts.propagation_policy.get_or_insert_with(|| "Orphan".into());
+            opts.propagation_policy
+                .get_or_insert_with(|| "Orphan".into());
         }
         if !body.iter().all(u8::is_ascii_whitespace) {
             let v: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
-            if let Some(g) = v.get("gracePeriodSeconds").and_then(serde_json::Value::as_i64) {
+            if let Some(g) = v
+                .get("gracePeriodSeconds")
+                .and_then(serde_json::Value::as_i64)
+            {
                 opts.grace_period_seconds = Some(g);
             }
-            if let Some(p) = v.get("propagationPolicy").and_then(serde_json::Value::as_str) {
+            if let Some(p) = v
+                .get("propagationPolicy")
+                .and_then(serde_json::Value::as_str)
+            {
                 opts.propagation_policy = Some(p.to_string());
             }
             if v.get("orphanDependents") == Some(&serde_json::Value::Bool(true)) {
-                opts.propagation_policy.get_or_insert_with(|| "Orphan".into());
+                opts.propagation_policy
+                    .get_or_insert_with(|| "Orphan".into());
             }
             if let Some(dry) = v.get("dryRun").and_then(serde_json::Value::as_array)
                 && dry.iter().any(|d| d == "All")
@@ -261,10 +269,10 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Output, ApiError> {
             }
             continue;
         }
-        if json_like && params.get("as").is_none() {
+        if json_like && !params.contains_key("as") {
             return Ok(Output::Json);
         }
-        if media == "application/yaml" && params.get("as").is_none() {
+        if media == "application/yaml" && !params.contains_key("as") {
             return Ok(Output::Yaml);
         }
     }
@@ -329,11 +337,19 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(negotiate(&h).unwrap(), Output::Table);
-        h.insert("accept", "application/vnd.kubernetes.protobuf, application/json".parse().unwrap());
+        h.insert(
+            "accept",
+            "application/vnd.kubernetes.protobuf, application/json"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(negotiate(&h).unwrap(), Output::Json);
         h.insert("accept", "application/yaml".parse().unwrap());
         assert_eq!(negotiate(&h).unwrap(), Output::Yaml);
-        h.insert("accept", "application/vnd.kubernetes.protobuf".parse().unwrap());
+        h.insert(
+            "accept",
+            "application/vnd.kubernetes.protobuf".parse().unwrap(),
+        );
         assert!(negotiate(&h).is_err());
     }
 }

@@ -88,9 +88,7 @@ pub fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
     }
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request is not valid JSON: {e}"
-        ))
+        ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
     })
 }
 

@@ -125,16 +125,32 @@ pub fn validate(meta: &ObjectMeta, def: &ResourceDef) -> Vec<FieldError> {
         for (i, o) in owners.iter().enumerate() {
             let path = format!("metadata.ownerReferences[{i}]");
             if o.api_version.is_empty() {
-                errs.push(FieldError::invalid(format!("{path}.apiVersion"), "", "version must not be empty"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.apiVersion"),
+                    "",
+                    "version must not be empty",
+                ));
             }
             if o.kind.is_empty() {
-                errs.push(FieldError::invalid(format!("{path}.kind"), "", "kind must not be empty"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.kind"),
+                    "",
+                    "kind must not be empty",
+                ));
             }
             if o.name.is_empty() {
-                errs.push(FieldError::invalid(format!("{path}.name"), "", "name must not be empty"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.name"),
+                    "",
+                    "name must not be empty",
+                ));
             }
             if o.uid.is_empty() {
-                errs.push(FieldError::invalid(format!("{path}.uid"), "", "uid must not be empty"));
+                errs.push(FieldError::invalid(
+                    format!("{path}.uid"),
+                    "",
+                    "uid must not be empty",
+                ));
             }
             if o.controller == Some(true) {
                 controllers += 1;

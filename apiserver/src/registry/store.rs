@@ -268,8 +268,8 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
 
     fn spec_changed(new: &T, old: &T) -> Result<bool, ApiError> {
         let strip = |o: &T| -> Result<Value, ApiError> {
-            let mut v = serde_json::to_value(o)
-                .map_err(|e| ApiError::internal(format!("encode: {e}")))?;
+            let mut v =
+                serde_json::to_value(o).map_err(|e| ApiError::internal(format!("encode: {e}")))?;
             if let Some(m) = v.as_object_mut() {
                 m.remove("metadata");
                 m.remove("status");

@@ -79,6 +79,23 @@ impl WatchCache {
     }
 }
 
+impl WatchCache {
+    /// Stops the feeding tasks and waits for them, releasing the backend.
+    pub async fn close(&self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .caches
+            .lock()
+            .expect("caches lock")
+            .values()
+            .filter_map(|c| c.task.lock().expect("task lock").take())
+            .collect();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for WatchCache {
     fn drop(&mut self) {
         for cache in self.caches.lock().expect("caches lock").values() {

@@ -62,7 +62,10 @@ impl TestServer {
         let kubeconfig = dir.path().join("admin.kubeconfig");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !kubeconfig.exists() {
-            assert!(tokio::time::Instant::now() < deadline, "apiserver did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "apiserver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self {
@@ -83,6 +86,42 @@ impl TestServer {
         if let Some(h) = self.handle.take() {
             let _ = tokio::time::timeout(Duration::from_secs(20), h).await;
         }
+    }
+
+    /// A raw HTTP request: the status code, headers and the body parsed as JSON (`Null` if it
+    /// is not JSON).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, axum::http::HeaderMap, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = client
+            .request(
+                req.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// A kube-rs client from the admin kubeconfig.
@@ -107,16 +146,27 @@ impl TestServer {
             .args(args)
             .env_remove("KUBECONFIG")
             .env("HOME", self.dir.path())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("run kubectl (is /usr/bin/kubectl installed?)");
+        let mut child = cmd
+            .spawn()
+            .expect("run kubectl (is /usr/bin/kubectl installed?)");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         child.wait_with_output().unwrap()
     }

@@ -24,7 +24,12 @@ pub struct NodeStrategy;
 impl Strategy<Node> for NodeStrategy {
     fn validate(&self, n: &Node) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        for (i, t) in n.spec.iter().flat_map(|s| s.taints.iter().flatten()).enumerate() {
+        for (i, t) in n
+            .spec
+            .iter()
+            .flat_map(|s| s.taints.iter().flatten())
+            .enumerate()
+        {
             if t.key.is_empty() {
                 errs.push(FieldError::required(format!("spec.taints[{i}].key")));
             }
@@ -42,9 +47,12 @@ impl Strategy<Node> for NodeStrategy {
     fn validate_update(&self, new: &Node, old: &Node) -> Vec<FieldError> {
         let pod_cidr = |n: &Node| n.spec.as_ref().and_then(|s| s.pod_cidr.clone());
         match (pod_cidr(old), pod_cidr(new)) {
-            (Some(o), n) if !o.is_empty() && n.as_deref() != Some(o.as_str()) => vec![
-                FieldError::forbidden("spec.podCIDR", "node updates may not change podCIDR except from \"\" to valid"),
-            ],
+            (Some(o), n) if !o.is_empty() && n.as_deref() != Some(o.as_str()) => {
+                vec![FieldError::forbidden(
+                    "spec.podCIDR",
+                    "node updates may not change podCIDR except from \"\" to valid",
+                )]
+            }
             _ => Vec::new(),
         }
     }
@@ -58,9 +66,21 @@ impl Strategy<Node> for NodeStrategy {
             Column::new("Version", "string", "Kubelet Version reported by the node."),
             Column::wide("Internal-IP", "string", "List of internal IPs."),
             Column::wide("External-IP", "string", "List of external IPs."),
-            Column::wide("OS-Image", "string", "OS image reported by the node from /etc/os-release."),
-            Column::wide("Kernel-Version", "string", "Kernel version reported by the node."),
-            Column::wide("Container-Runtime", "string", "Container runtime and version."),
+            Column::wide(
+                "OS-Image",
+                "string",
+                "OS image reported by the node from /etc/os-release.",
+            ),
+            Column::wide(
+                "Kernel-Version",
+                "string",
+                "Kernel version reported by the node.",
+            ),
+            Column::wide(
+                "Container-Runtime",
+                "string",
+                "Container runtime and version.",
+            ),
         ]
     }
 
@@ -195,7 +215,11 @@ impl Strategy<EndpointSlice> for EndpointSliceStrategy {
         if ["IPv4", "IPv6", "FQDN"].contains(&s.address_type.as_str()) {
             Vec::new()
         } else {
-            vec![FieldError::not_supported("addressType", &s.address_type, &["FQDN", "IPv4", "IPv6"])]
+            vec![FieldError::not_supported(
+                "addressType",
+                &s.address_type,
+                &["FQDN", "IPv4", "IPv6"],
+            )]
         }
     }
 
@@ -216,9 +240,17 @@ impl Strategy<EndpointSlice> for EndpointSliceStrategy {
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::NAME,
-            Column::new("AddressType", "string", "The type of address carried by this EndpointSlice."),
+            Column::new(
+                "AddressType",
+                "string",
+                "The type of address carried by this EndpointSlice.",
+            ),
             Column::new("Ports", "string", "Ports contained by this EndpointSlice."),
-            Column::new("Endpoints", "string", "Endpoints contained by this EndpointSlice."),
+            Column::new(
+                "Endpoints",
+                "string",
+                "Endpoints contained by this EndpointSlice.",
+            ),
             Column::AGE,
         ]
     }
@@ -242,8 +274,16 @@ impl Strategy<EndpointSlice> for EndpointSliceStrategy {
         vec![
             Value::String(name(s)),
             Value::String(s.address_type.clone()),
-            Value::String(if ports.is_empty() { "<unset>".into() } else { ports.join(",") }),
-            Value::String(if text.is_empty() { "<unset>".into() } else { text }),
+            Value::String(if ports.is_empty() {
+                "<unset>".into()
+            } else {
+                ports.join(",")
+            }),
+            Value::String(if text.is_empty() {
+                "<unset>".into()
+            } else {
+                text
+            }),
             age(s),
         ]
     }
@@ -280,14 +320,38 @@ impl Strategy<Event> for EventStrategy {
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::new("Last Seen", "string", "Time when this Event was last seen"),
-            Column::new("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future."),
-            Column::new("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            Column::new(
+                "Type",
+                "string",
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            Column::new(
+                "Reason",
+                "string",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
             Column::new("Object", "string", "The object that this event is about."),
-            Column::wide("Subobject", "string", "The subobject (field path) the event is about."),
+            Column::wide(
+                "Subobject",
+                "string",
+                "The subobject (field path) the event is about.",
+            ),
             Column::wide("Source", "string", "The component reporting this event."),
-            Column::new("Message", "string", "A human-readable description of the status of this operation."),
-            Column::wide("First Seen", "string", "The time at which the event was first recorded."),
-            Column::wide("Count", "string", "The number of times this event has occurred."),
+            Column::new(
+                "Message",
+                "string",
+                "A human-readable description of the status of this operation.",
+            ),
+            Column::wide(
+                "First Seen",
+                "string",
+                "The time at which the event was first recorded.",
+            ),
+            Column::wide(
+                "Count",
+                "string",
+                "The number of times this event has occurred.",
+            ),
             Column {
                 name: "Name",
                 type_: "string",
@@ -305,13 +369,21 @@ impl Strategy<Event> for EventStrategy {
             .and_then(|s| s.last_observed_time.as_ref())
             .map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
             .or_else(|| e.last_timestamp.as_ref().map(human_age))
-            .or_else(|| e.event_time.as_ref().map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
+            .or_else(|| {
+                e.event_time
+                    .as_ref()
+                    .map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+            })
             .unwrap_or_else(|| "<unknown>".into());
         let first = e
             .first_timestamp
             .as_ref()
             .map(human_age)
-            .or_else(|| e.event_time.as_ref().map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0))))
+            .or_else(|| {
+                e.event_time
+                    .as_ref()
+                    .map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
+            })
             .unwrap_or_else(|| "<unknown>".into());
         let source = e
             .source
@@ -388,7 +460,11 @@ impl Strategy<EventV1> for EventV1Strategy {
             Column::new("Type", "string", "Type of this event (Normal, Warning)."),
             Column::new("Reason", "string", "Why the action was taken."),
             Column::new("Object", "string", "The object that this event is about."),
-            Column::new("Message", "string", "A human-readable description of the status of this operation."),
+            Column::new(
+                "Message",
+                "string",
+                "A human-readable description of the status of this operation.",
+            ),
         ]
     }
 
@@ -397,7 +473,11 @@ impl Strategy<EventV1> for EventV1Strategy {
         let last = e
             .series
             .as_ref()
-            .map(|s| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.last_observed_time.0)))
+            .map(|s| {
+                human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    s.last_observed_time.0,
+                ))
+            })
             .or_else(|| {
                 e.event_time
                     .as_ref()
@@ -450,7 +530,11 @@ impl Strategy<Lease> for LeaseStrategy {
         if let Some(d) = l.spec.as_ref().and_then(|s| s.lease_duration_seconds)
             && d <= 0
         {
-            errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+            errs.push(FieldError::invalid(
+                "spec.leaseDurationSeconds",
+                d,
+                "must be greater than 0",
+            ));
         }
         errs
     }
@@ -516,7 +600,11 @@ impl Strategy<PersistentVolume> for PersistentVolumeStrategy {
         if spec.access_modes.as_ref().is_none_or(Vec::is_empty) {
             errs.push(FieldError::required("spec.accessModes"));
         }
-        if !spec.capacity.as_ref().is_some_and(|c| c.contains_key("storage")) {
+        if !spec
+            .capacity
+            .as_ref()
+            .is_some_and(|c| c.contains_key("storage"))
+        {
             errs.push(FieldError::required("spec.capacity"));
         }
         errs
@@ -527,11 +615,19 @@ impl Strategy<PersistentVolume> for PersistentVolumeStrategy {
             Column::NAME,
             Column::new("Capacity", "string", "The capacity of the volume."),
             Column::new("Access Modes", "string", "The access modes of the volume."),
-            Column::new("Reclaim Policy", "string", "What happens to the volume when released."),
+            Column::new(
+                "Reclaim Policy",
+                "string",
+                "What happens to the volume when released.",
+            ),
             Column::new("Status", "string", "The phase of the volume."),
             Column::new("Claim", "string", "The claim bound to the volume."),
             Column::new("StorageClass", "string", "The storage class of the volume."),
-            Column::new("VolumeAttributesClass", "string", "The volume attributes class."),
+            Column::new(
+                "VolumeAttributesClass",
+                "string",
+                "The volume attributes class.",
+            ),
             Column::new("Reason", "string", "Why the volume is in its phase."),
             Column::AGE,
             Column::wide("VolumeMode", "string", "Filesystem or Block."),
@@ -544,17 +640,37 @@ impl Strategy<PersistentVolume> for PersistentVolumeStrategy {
         let claim = spec
             .claim_ref
             .as_ref()
-            .map(|c| format!("{}/{}", c.namespace.clone().unwrap_or_default(), c.name.clone().unwrap_or_default()))
+            .map(|c| {
+                format!(
+                    "{}/{}",
+                    c.namespace.clone().unwrap_or_default(),
+                    c.name.clone().unwrap_or_default()
+                )
+            })
             .unwrap_or_default();
         vec![
             Value::String(name(pv)),
-            Value::String(spec.capacity.as_ref().and_then(|c| c.get("storage")).map(|q| q.0.clone()).unwrap_or_default()),
+            Value::String(
+                spec.capacity
+                    .as_ref()
+                    .and_then(|c| c.get("storage"))
+                    .map(|q| q.0.clone())
+                    .unwrap_or_default(),
+            ),
             Value::String(access_modes(spec.access_modes.as_ref())),
-            Value::String(spec.persistent_volume_reclaim_policy.clone().unwrap_or_default()),
+            Value::String(
+                spec.persistent_volume_reclaim_policy
+                    .clone()
+                    .unwrap_or_default(),
+            ),
             Value::String(st.phase.clone().unwrap_or_default()),
             Value::String(claim),
             Value::String(spec.storage_class_name.clone().unwrap_or_default()),
-            Value::String(or_none(spec.volume_attributes_class_name.clone().unwrap_or_default())),
+            Value::String(or_none(
+                spec.volume_attributes_class_name
+                    .clone()
+                    .unwrap_or_default(),
+            )),
             Value::String(st.reason.clone().unwrap_or_default()),
             age(pv),
             Value::String(spec.volume_mode.clone().unwrap_or_default()),
@@ -603,9 +719,17 @@ impl Strategy<PersistentVolumeClaim> for PersistentVolumeClaimStrategy {
             Column::new("Status", "string", "The phase of the claim."),
             Column::new("Volume", "string", "The volume bound to the claim."),
             Column::new("Capacity", "string", "The capacity of the bound volume."),
-            Column::new("Access Modes", "string", "The access modes of the bound volume."),
+            Column::new(
+                "Access Modes",
+                "string",
+                "The access modes of the bound volume.",
+            ),
             Column::new("StorageClass", "string", "The storage class of the claim."),
-            Column::new("VolumeAttributesClass", "string", "The volume attributes class."),
+            Column::new(
+                "VolumeAttributesClass",
+                "string",
+                "The volume attributes class.",
+            ),
             Column::AGE,
             Column::wide("VolumeMode", "string", "Filesystem or Block."),
         ]
@@ -618,10 +742,20 @@ impl Strategy<PersistentVolumeClaim> for PersistentVolumeClaimStrategy {
             Value::String(name(pvc)),
             Value::String(st.phase.clone().unwrap_or_default()),
             Value::String(spec.volume_name.clone().unwrap_or_default()),
-            Value::String(st.capacity.as_ref().and_then(|c| c.get("storage")).map(|q| q.0.clone()).unwrap_or_default()),
+            Value::String(
+                st.capacity
+                    .as_ref()
+                    .and_then(|c| c.get("storage"))
+                    .map(|q| q.0.clone())
+                    .unwrap_or_default(),
+            ),
             Value::String(access_modes(st.access_modes.as_ref())),
             Value::String(spec.storage_class_name.clone().unwrap_or_default()),
-            Value::String(or_none(spec.volume_attributes_class_name.clone().unwrap_or_default())),
+            Value::String(or_none(
+                spec.volume_attributes_class_name
+                    .clone()
+                    .unwrap_or_default(),
+            )),
             age(pvc),
             Value::String(spec.volume_mode.clone().unwrap_or_default()),
         ]
@@ -630,7 +764,10 @@ impl Strategy<PersistentVolumeClaim> for PersistentVolumeClaimStrategy {
     fn fields(&self, pvc: &PersistentVolumeClaim, out: &mut Fields) {
         out.insert(
             "status.phase".into(),
-            pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default(),
+            pvc.status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default(),
         );
     }
 

@@ -46,7 +46,12 @@ impl Strategy<ConfigMap> for ConfigMapStrategy {
                 ));
             }
         }
-        total += cm.data.iter().flatten().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        total += cm
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
         total += cm
             .binary_data
             .iter()
@@ -78,7 +83,8 @@ impl Strategy<ConfigMap> for ConfigMapStrategy {
     }
 
     fn cells(&self, cm: &ConfigMap) -> Vec<Value> {
-        let n = cm.data.as_ref().map_or(0, |d| d.len()) + cm.binary_data.as_ref().map_or(0, |d| d.len());
+        let n = cm.data.as_ref().map_or(0, |d| d.len())
+            + cm.binary_data.as_ref().map_or(0, |d| d.len());
         vec![Value::String(name(cm)), Value::from(n), age(cm)]
     }
 }
@@ -149,7 +155,10 @@ impl Strategy<Secret> for SecretStrategy {
     fn validate_update(&self, new: &Secret, old: &Secret) -> Vec<FieldError> {
         let mut errs = immutable_data(old.immutable, new.immutable, || new.data != old.data);
         if new.type_ != old.type_ {
-            errs.push(FieldError::immutable("type", new.type_.clone().unwrap_or_default()));
+            errs.push(FieldError::immutable(
+                "type",
+                new.type_.clone().unwrap_or_default(),
+            ));
         }
         errs
     }
@@ -188,7 +197,11 @@ impl Strategy<ServiceAccount> for ServiceAccountStrategy {
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::NAME,
-            Column::new("Secrets", "string", "The number of secrets of the service account"),
+            Column::new(
+                "Secrets",
+                "string",
+                "The number of secrets of the service account",
+            ),
             Column::AGE,
         ]
     }

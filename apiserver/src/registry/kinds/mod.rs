@@ -32,7 +32,10 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<core::v1::Secret, _>(&r::SECRETS, config::SecretStrategy),
         kind::<core::v1::Event, _>(&r::EVENTS, cluster::EventStrategy),
         kind::<core::v1::ServiceAccount, _>(&r::SERVICEACCOUNTS, config::ServiceAccountStrategy),
-        kind::<core::v1::PersistentVolume, _>(&r::PERSISTENTVOLUMES, cluster::PersistentVolumeStrategy),
+        kind::<core::v1::PersistentVolume, _>(
+            &r::PERSISTENTVOLUMES,
+            cluster::PersistentVolumeStrategy,
+        ),
         kind::<core::v1::PersistentVolumeClaim, _>(
             &r::PERSISTENTVOLUMECLAIMS,
             cluster::PersistentVolumeClaimStrategy,

@@ -19,7 +19,11 @@ pub struct PodStrategy;
 pub fn qos_class(spec: &PodSpec) -> &'static str {
     let mut any_set = false;
     let mut guaranteed = true;
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         let r = c.resources.clone().unwrap_or_default();
         let requests = r.requests.unwrap_or_default();
         let limits = r.limits.unwrap_or_default();
@@ -88,7 +92,12 @@ pub fn display_status(pod: &Pod) -> String {
         let mut has_running = false;
         for c in status.container_statuses.iter().flatten().rev() {
             let st = c.state.clone().unwrap_or_default();
-            if let Some(w) = st.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty()) {
+            if let Some(w) = st
+                .waiting
+                .as_ref()
+                .and_then(|w| w.reason.clone())
+                .filter(|r| !r.is_empty())
+            {
                 reason = w;
             } else if let Some(t) = &st.terminated {
                 reason = match &t.reason {
@@ -122,7 +131,10 @@ fn not_ready_tolerations(seconds: i64) -> [Toleration; 2] {
         toleration_seconds: Some(seconds),
         ..Default::default()
     };
-    [t("node.kubernetes.io/not-ready"), t("node.kubernetes.io/unreachable")]
+    [
+        t("node.kubernetes.io/not-ready"),
+        t("node.kubernetes.io/unreachable"),
+    ]
 }
 
 /// The spec with what a pod update may change cleared, to compare old and new.
@@ -204,7 +216,11 @@ impl Strategy<Pod> for PodStrategy {
         }
         let spec = adm.obj.spec.get_or_insert_with(Default::default);
         // ServiceAccount admission: the namespace's `default` unless one is named.
-        if spec.service_account_name.as_deref().is_none_or(str::is_empty) {
+        if spec
+            .service_account_name
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
             spec.service_account_name = Some("default".into());
             spec.service_account = Some("default".into());
         }
@@ -212,7 +228,9 @@ impl Strategy<Pod> for PodStrategy {
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
         for t in not_ready_tolerations(api.settings.default_toleration_seconds) {
             let covered = tolerations.iter().any(|x| {
-                (x.key == t.key || x.key.as_deref().is_none_or(str::is_empty) && x.operator.as_deref() == Some("Exists"))
+                (x.key == t.key
+                    || x.key.as_deref().is_none_or(str::is_empty)
+                        && x.operator.as_deref() == Some("Exists"))
                     && (x.effect.as_deref().is_none_or(str::is_empty) || x.effect == t.effect)
             });
             if !covered {
@@ -246,14 +264,34 @@ impl Strategy<Pod> for PodStrategy {
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::NAME,
-            Column::new("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
-            Column::new("Status", "string", "The aggregate status of the containers in this pod."),
-            Column::new("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            Column::new(
+                "Ready",
+                "string",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            Column::new(
+                "Status",
+                "string",
+                "The aggregate status of the containers in this pod.",
+            ),
+            Column::new(
+                "Restarts",
+                "string",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             Column::AGE,
             Column::wide("IP", "string", "The IP address assigned to the pod"),
             Column::wide("Node", "string", "The name of the node assigned to the pod"),
-            Column::wide("Nominated Node", "string", "The name of the node nominated by the scheduler"),
-            Column::wide("Readiness Gates", "string", "The readiness gates of the pod"),
+            Column::wide(
+                "Nominated Node",
+                "string",
+                "The name of the node nominated by the scheduler",
+            ),
+            Column::wide(
+                "Readiness Gates",
+                "string",
+                "The readiness gates of the pod",
+            ),
         ]
     }
 
@@ -306,7 +344,13 @@ impl Strategy<Pod> for PodStrategy {
             Value::String(display_status(pod)),
             Value::String(restarts),
             age(pod),
-            Value::String(status.pod_ip.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "<none>".into())),
+            Value::String(
+                status
+                    .pod_ip
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "<none>".into()),
+            ),
             Value::String(node),
             Value::String(
                 status
@@ -323,8 +367,14 @@ impl Strategy<Pod> for PodStrategy {
         let spec = pod.spec.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
         out.insert("spec.nodeName".into(), spec.node_name.unwrap_or_default());
-        out.insert("spec.restartPolicy".into(), spec.restart_policy.unwrap_or_default());
-        out.insert("spec.schedulerName".into(), spec.scheduler_name.unwrap_or_default());
+        out.insert(
+            "spec.restartPolicy".into(),
+            spec.restart_policy.unwrap_or_default(),
+        );
+        out.insert(
+            "spec.schedulerName".into(),
+            spec.scheduler_name.unwrap_or_default(),
+        );
         out.insert(
             "spec.serviceAccountName".into(),
             spec.service_account_name.unwrap_or_default(),
@@ -367,22 +417,30 @@ mod tests {
     fn qos_classes() {
         let best = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x"}]}}));
         assert_eq!(qos_class(best.spec.as_ref().unwrap()), "BestEffort");
-        let g = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
-            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]}}));
+        let g = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}}]}}),
+        );
         assert_eq!(qos_class(g.spec.as_ref().unwrap()), "Guaranteed");
-        let b = pod(serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
-            "resources": {"requests": {"cpu": "100m"}}}]}}));
+        let b = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "a", "image": "x",
+            "resources": {"requests": {"cpu": "100m"}}}]}}),
+        );
         assert_eq!(qos_class(b.spec.as_ref().unwrap()), "Burstable");
     }
 
     #[test]
     fn status_column() {
-        let p = pod(serde_json::json!({"status": {"phase": "Running", "containerStatuses": [
+        let p = pod(
+            serde_json::json!({"status": {"phase": "Running", "containerStatuses": [
             {"name": "a", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
-             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}));
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+        );
         assert_eq!(display_status(&p), "CrashLoopBackOff");
-        let p = pod(serde_json::json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"},
-                                        "status": {"phase": "Running"}}));
+        let p = pod(
+            serde_json::json!({"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"},
+                                        "status": {"phase": "Running"}}),
+        );
         assert_eq!(display_status(&p), "Terminating");
         let p = pod(serde_json::json!({"status": {}}));
         assert_eq!(display_status(&p), "Pending");

@@ -43,7 +43,8 @@ fn default_container(c: &mut Container) {
         c.termination_message_policy = Some("File".into());
     }
     if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
-        c.image_pull_policy = Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
+        c.image_pull_policy =
+            Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
     }
     if c.resources.is_none() {
         c.resources = Some(Default::default());
@@ -60,9 +61,13 @@ fn default_container(c: &mut Container) {
             f.api_version = Some("v1".into());
         }
     }
-    for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe]
-        .into_iter()
-        .flatten()
+    for p in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
     {
         default_probe(p);
     }
@@ -143,11 +148,21 @@ fn label_errors(out: &mut Vec<FieldError>, field: &str, value: &str, msgs: Vec<S
     }
 }
 
-fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<String>, errs: &mut Vec<FieldError>) {
+fn validate_container(
+    c: &Container,
+    path: &str,
+    volumes: &BTreeSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
     if c.name.is_empty() {
         errs.push(FieldError::required(format!("{path}.name")));
     } else {
-        label_errors(errs, &format!("{path}.name"), &c.name, validation::is_dns1123_label(&c.name));
+        label_errors(
+            errs,
+            &format!("{path}.name"),
+            &c.name,
+            validation::is_dns1123_label(&c.name),
+        );
     }
     if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
         errs.push(FieldError::required(format!("{path}.image")));
@@ -165,17 +180,30 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<String>, err
         if let Some(hp) = p.host_port
             && !(0..=65535).contains(&hp)
         {
-            errs.push(FieldError::invalid(format!("{pp}.hostPort"), hp, "must be between 1 and 65535, inclusive"));
+            errs.push(FieldError::invalid(
+                format!("{pp}.hostPort"),
+                hp,
+                "must be between 1 and 65535, inclusive",
+            ));
         }
         if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            label_errors(errs, &format!("{pp}.name"), n, validation::is_valid_port_name(n));
+            label_errors(
+                errs,
+                &format!("{pp}.name"),
+                n,
+                validation::is_valid_port_name(n),
+            );
             if !port_names.insert(n.to_string()) {
                 errs.push(FieldError::duplicate(format!("{pp}.name"), n));
             }
         }
         let proto = p.protocol.as_deref().unwrap_or("TCP");
         if !["TCP", "UDP", "SCTP"].contains(&proto) {
-            errs.push(FieldError::not_supported(format!("{pp}.protocol"), proto, &["SCTP", "TCP", "UDP"]));
+            errs.push(FieldError::not_supported(
+                format!("{pp}.protocol"),
+                proto,
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
     }
     for (i, e) in c.env.iter().flatten().enumerate() {
@@ -208,7 +236,11 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<String>, err
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(format!("{mp}.mountPath")));
         } else if !mount_paths.insert(m.mount_path.clone()) {
-            errs.push(FieldError::invalid(format!("{mp}.mountPath"), &m.mount_path, "must be unique"));
+            errs.push(FieldError::invalid(
+                format!("{mp}.mountPath"),
+                &m.mount_path,
+                "must be unique",
+            ));
         }
     }
     if let Some(r) = &c.resources {
@@ -254,7 +286,12 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             errs.push(FieldError::required(vp));
             continue;
         }
-        label_errors(&mut errs, &vp, &v.name, validation::is_dns1123_label(&v.name));
+        label_errors(
+            &mut errs,
+            &vp,
+            &v.name,
+            validation::is_dns1123_label(&v.name),
+        );
         if !volumes.insert(v.name.clone()) {
             errs.push(FieldError::duplicate(vp, &v.name));
         }
@@ -313,7 +350,11 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         let tp = format!("{path}.tolerations[{i}]");
         let op = t.operator.as_deref().unwrap_or("Equal");
         if !["Equal", "Exists"].contains(&op) {
-            errs.push(FieldError::not_supported(format!("{tp}.operator"), op, &["Equal", "Exists"]));
+            errs.push(FieldError::not_supported(
+                format!("{tp}.operator"),
+                op,
+                &["Equal", "Exists"],
+            ));
         }
         if op == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
             errs.push(FieldError::invalid(
@@ -344,7 +385,11 @@ pub fn validate_template(t: Option<&PodTemplateSpec>, path: &str) -> Vec<FieldEr
     let mut errs = Vec::new();
     if let Some(labels) = t.metadata.as_ref().and_then(|m| m.labels.as_ref()) {
         for m in validation::validate_labels(labels) {
-            errs.push(FieldError::invalid(format!("{path}.metadata.labels"), "", &m));
+            errs.push(FieldError::invalid(
+                format!("{path}.metadata.labels"),
+                "",
+                &m,
+            ));
         }
     }
     match &t.spec {
@@ -364,7 +409,10 @@ mod tests {
         assert_eq!(default_pull_policy("busybox:latest"), "Always");
         assert_eq!(default_pull_policy("busybox:1.35"), "IfNotPresent");
         assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
-        assert_eq!(default_pull_policy("localhost:5000/busybox:1"), "IfNotPresent");
+        assert_eq!(
+            default_pull_policy("localhost:5000/busybox:1"),
+            "IfNotPresent"
+        );
         assert_eq!(default_pull_policy("busybox@sha256:abc"), "IfNotPresent");
     }
 

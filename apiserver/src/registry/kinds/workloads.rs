@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetUpdateStrategy, Deployment, DeploymentStrategy, ReplicaSet,
-    RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy,
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
+    RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::podspec;
 use crate::error::{ApiError, FieldError};
-use crate::registry::{Admission, Api, Column, Operation, ScaleInfo, Strategy, age, human_duration, name};
+use crate::registry::{
+    Admission, Api, Column, Operation, ScaleInfo, Strategy, age, human_duration, name,
+};
 
 /// The selector as a label-selector string (`app=web,tier in (a,b)`).
 pub fn selector_string(sel: Option<&K8sSelector>) -> String {
@@ -72,7 +74,11 @@ fn validate_replicas(replicas: Option<i32>, errs: &mut Vec<FieldError>) {
     if let Some(r) = replicas
         && r < 0
     {
-        errs.push(FieldError::invalid("spec.replicas", r, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            r,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -104,7 +110,11 @@ fn containers_and_images(t: Option<&PodTemplateSpec>) -> (String, String) {
         .map(|s| s.containers.clone())
         .unwrap_or_default();
     (
-        containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(","),
+        containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+            .join(","),
         containers
             .iter()
             .map(|c| c.image.clone().unwrap_or_default())
@@ -115,8 +125,16 @@ fn containers_and_images(t: Option<&PodTemplateSpec>) -> (String, String) {
 
 fn wide_columns() -> [Column; 3] {
     [
-        Column::wide("Containers", "string", "Names of each container in the template."),
-        Column::wide("Images", "string", "Images referenced by each container in the template."),
+        Column::wide(
+            "Containers",
+            "string",
+            "Names of each container in the template.",
+        ),
+        Column::wide(
+            "Images",
+            "string",
+            "Images referenced by each container in the template.",
+        ),
         Column::wide("Selector", "string", "Label selector for pods."),
     ]
 }
@@ -134,7 +152,9 @@ impl Strategy<Deployment> for DeploymentStrategyImpl {
         spec.replicas.get_or_insert(1);
         spec.revision_history_limit.get_or_insert(10);
         spec.progress_deadline_seconds.get_or_insert(600);
-        let strategy = spec.strategy.get_or_insert_with(DeploymentStrategy::default);
+        let strategy = spec
+            .strategy
+            .get_or_insert_with(DeploymentStrategy::default);
         if strategy.type_.as_deref().is_none_or(str::is_empty) {
             strategy.type_ = Some("RollingUpdate".into());
         }
@@ -155,7 +175,10 @@ impl Strategy<Deployment> for DeploymentStrategyImpl {
         };
         validate_replicas(spec.replicas, &mut errs);
         validate_selector(Some(&spec.selector), Some(&spec.template), &mut errs);
-        errs.extend(podspec::validate_template(Some(&spec.template), "spec.template"));
+        errs.extend(podspec::validate_template(
+            Some(&spec.template),
+            "spec.template",
+        ));
         validate_restart_always(Some(&spec.template), &mut errs);
         if let Some(s) = &spec.strategy {
             match s.type_.as_deref() {
@@ -202,8 +225,16 @@ impl Strategy<Deployment> for DeploymentStrategyImpl {
         let mut c = vec![
             Column::NAME,
             Column::new("Ready", "string", "Number of the pod with ready state"),
-            Column::new("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            Column::new("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            Column::new(
+                "Up-to-date",
+                "string",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            Column::new(
+                "Available",
+                "string",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             Column::AGE,
         ];
         c.extend(wide_columns());
@@ -216,7 +247,11 @@ impl Strategy<Deployment> for DeploymentStrategyImpl {
         let (containers, images) = containers_and_images(Some(&spec.template));
         vec![
             Value::String(name(d)),
-            Value::String(format!("{}/{}", st.ready_replicas.unwrap_or(0), spec.replicas.unwrap_or(1))),
+            Value::String(format!(
+                "{}/{}",
+                st.ready_replicas.unwrap_or(0),
+                spec.replicas.unwrap_or(1)
+            )),
             Value::from(st.updated_replicas.unwrap_or(0)),
             Value::from(st.available_replicas.unwrap_or(0)),
             age(d),
@@ -259,7 +294,10 @@ impl Strategy<ReplicaSet> for ReplicaSetStrategy {
         };
         validate_replicas(spec.replicas, &mut errs);
         validate_selector(Some(&spec.selector), spec.template.as_ref(), &mut errs);
-        errs.extend(podspec::validate_template(spec.template.as_ref(), "spec.template"));
+        errs.extend(podspec::validate_template(
+            spec.template.as_ref(),
+            "spec.template",
+        ));
         validate_restart_always(spec.template.as_ref(), &mut errs);
         errs
     }
@@ -327,7 +365,9 @@ impl Strategy<DaemonSet> for DaemonSetStrategy {
             us.type_ = Some("RollingUpdate".into());
         }
         if us.type_.as_deref() == Some("RollingUpdate") {
-            let ru = us.rolling_update.get_or_insert_with(RollingUpdateDaemonSet::default);
+            let ru = us
+                .rolling_update
+                .get_or_insert_with(RollingUpdateDaemonSet::default);
             ru.max_unavailable.get_or_insert(IntOrString::Int(1));
             ru.max_surge.get_or_insert(IntOrString::Int(0));
         }
@@ -340,7 +380,10 @@ impl Strategy<DaemonSet> for DaemonSetStrategy {
             return vec![FieldError::required("spec")];
         };
         validate_selector(Some(&spec.selector), Some(&spec.template), &mut errs);
-        errs.extend(podspec::validate_template(Some(&spec.template), "spec.template"));
+        errs.extend(podspec::validate_template(
+            Some(&spec.template),
+            "spec.template",
+        ));
         validate_restart_always(Some(&spec.template), &mut errs);
         errs
     }
@@ -355,12 +398,36 @@ impl Strategy<DaemonSet> for DaemonSetStrategy {
     fn columns(&self) -> Vec<Column> {
         let mut c = vec![
             Column::NAME,
-            Column::new("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
-            Column::new("Current", "integer", "The number of nodes that are running at least 1 daemon pod."),
-            Column::new("Ready", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
-            Column::new("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod."),
-            Column::new("Available", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
-            Column::new("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node."),
+            Column::new(
+                "Desired",
+                "integer",
+                "The total number of nodes that should be running the daemon pod.",
+            ),
+            Column::new(
+                "Current",
+                "integer",
+                "The number of nodes that are running at least 1 daemon pod.",
+            ),
+            Column::new(
+                "Ready",
+                "integer",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+            ),
+            Column::new(
+                "Up-to-date",
+                "integer",
+                "The total number of nodes that are running updated daemon pod.",
+            ),
+            Column::new(
+                "Available",
+                "integer",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+            ),
+            Column::new(
+                "Node Selector",
+                "string",
+                "NodeSelector is a selector which must be true for the pod to fit on a node.",
+            ),
             Column::AGE,
         ];
         c.extend(wide_columns());
@@ -377,7 +444,12 @@ impl Strategy<DaemonSet> for DaemonSetStrategy {
             .as_ref()
             .and_then(|s| s.node_selector.as_ref())
             .filter(|s| !s.is_empty())
-            .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .map(|s| {
+                s.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_else(|| "<none>".into());
         vec![
             Value::String(name(ds)),
@@ -420,7 +492,9 @@ impl Strategy<StatefulSet> for StatefulSetStrategy {
         let retention = spec
             .persistent_volume_claim_retention_policy
             .get_or_insert_with(StatefulSetPersistentVolumeClaimRetentionPolicy::default);
-        retention.when_deleted.get_or_insert_with(|| "Retain".into());
+        retention
+            .when_deleted
+            .get_or_insert_with(|| "Retain".into());
         retention.when_scaled.get_or_insert_with(|| "Retain".into());
         podspec::default_template(&mut spec.template, Some("Always"));
     }
@@ -432,7 +506,10 @@ impl Strategy<StatefulSet> for StatefulSetStrategy {
         };
         validate_replicas(spec.replicas, &mut errs);
         validate_selector(Some(&spec.selector), Some(&spec.template), &mut errs);
-        errs.extend(podspec::validate_template(Some(&spec.template), "spec.template"));
+        errs.extend(podspec::validate_template(
+            Some(&spec.template),
+            "spec.template",
+        ));
         validate_restart_always(Some(&spec.template), &mut errs);
         if let Some(p) = spec.pod_management_policy.as_deref()
             && !["OrderedReady", "Parallel"].contains(&p)
@@ -489,7 +566,11 @@ impl Strategy<StatefulSet> for StatefulSetStrategy {
         let (containers, images) = containers_and_images(Some(&spec.template));
         vec![
             Value::String(name(s)),
-            Value::String(format!("{}/{}", st.ready_replicas.unwrap_or(0), spec.replicas.unwrap_or(1))),
+            Value::String(format!(
+                "{}/{}",
+                st.ready_replicas.unwrap_or(0),
+                spec.replicas.unwrap_or(1)
+            )),
             age(s),
             Value::String(containers),
             Value::String(images),
@@ -526,7 +607,8 @@ impl Strategy<Job> for JobStrategy {
         }
         spec.parallelism.get_or_insert(1);
         spec.backoff_limit.get_or_insert(6);
-        spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+        spec.completion_mode
+            .get_or_insert_with(|| "NonIndexed".into());
         spec.suspend.get_or_insert(false);
         spec.manual_selector.get_or_insert(false);
         spec.pod_replacement_policy
@@ -539,8 +621,16 @@ impl Strategy<Job> for JobStrategy {
         let Some(spec) = &j.spec else {
             return vec![FieldError::required("spec")];
         };
-        errs.extend(podspec::validate_template(Some(&spec.template), "spec.template"));
-        match spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) {
+        errs.extend(podspec::validate_template(
+            Some(&spec.template),
+            "spec.template",
+        ));
+        match spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+        {
             Some("OnFailure" | "Never") => {}
             None | Some("") => errs.push(FieldError::required_msg(
                 "spec.template.spec.restartPolicy",
@@ -560,7 +650,11 @@ impl Strategy<Job> for JobStrategy {
             if let Some(v) = v
                 && v < 0
             {
-                errs.push(FieldError::invalid(f, v, "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid(
+                    f,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
             }
         }
         if spec.selector.is_some() {
@@ -627,7 +721,11 @@ impl Strategy<Job> for JobStrategy {
         let st = j.status.clone().unwrap_or_default();
         let completions = match spec.completions {
             Some(c) => format!("{}/{c}", st.succeeded.unwrap_or(0)),
-            None => format!("{}/1 of {}", st.succeeded.unwrap_or(0), spec.parallelism.unwrap_or(1)),
+            None => format!(
+                "{}/1 of {}",
+                st.succeeded.unwrap_or(0),
+                spec.parallelism.unwrap_or(1)
+            ),
         };
         let conds = st.conditions.clone().unwrap_or_default();
         let has = |t: &str| conds.iter().any(|c| c.type_ == t && c.status == "True");
@@ -684,7 +782,13 @@ mod tests {
         assert_eq!(spec.replicas, Some(1));
         assert_eq!(spec.revision_history_limit, Some(10));
         assert_eq!(spec.progress_deadline_seconds, Some(600));
-        let ru = spec.strategy.as_ref().unwrap().rolling_update.as_ref().unwrap();
+        let ru = spec
+            .strategy
+            .as_ref()
+            .unwrap()
+            .rolling_update
+            .as_ref()
+            .unwrap();
         assert_eq!(ru.max_surge, Some(IntOrString::String("25%".into())));
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
@@ -701,6 +805,9 @@ mod tests {
         }));
         DeploymentStrategyImpl.defaults(&mut d);
         let errs = DeploymentStrategyImpl.validate(&d);
-        assert!(errs.iter().any(|e| e.message.contains("`selector` does not match template `labels`")));
+        assert!(errs.iter().any(|e| {
+            e.message
+                .contains("`selector` does not match template `labels`")
+        }));
     }
 }

@@ -1,0 +1,394 @@
+//! kube-rs against the API server: typed `Api` create/get/list/watch/patch (Apply, Merge, Json,
+//! Strategic)/delete, pagination, and `kube::runtime::watcher` recovering from a 410 Gone by
+//! relisting.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Backend, TestServer};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::watcher;
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+async fn api_roundtrip(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    // create / get / list
+    let created = cms
+        .create(&PostParams::default(), &cm("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert!(created.metadata.resource_version.is_some());
+    let got = cms.get("a").await.unwrap();
+    assert_eq!(got.data.unwrap()["k"], "v");
+    let err = cms
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists")),
+        other => panic!("{other}"),
+    }
+    for i in 0..5 {
+        cms.create(&PostParams::default(), &cm(&format!("page-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let all = cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 6);
+
+    // Pagination: pages of 2 joined by continue tokens.
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().limit(2);
+    let mut pages = 0;
+    loop {
+        let page = cms.list(&lp).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    names.sort();
+    assert_eq!(
+        names,
+        ["a", "page-0", "page-1", "page-2", "page-3", "page-4"]
+    );
+
+    // Label selectors.
+    cms.patch(
+        "page-0",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata":{"labels":{"sel":"yes"}}})),
+    )
+    .await
+    .unwrap();
+    let selected = cms
+        .list(&ListParams::default().labels("sel=yes"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+    let not = cms
+        .list(&ListParams::default().labels("sel!=yes"))
+        .await
+        .unwrap();
+    assert_eq!(not.items.len(), 5);
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=a"))
+        .await
+        .unwrap();
+    assert_eq!(by_name.items.len(), 1);
+
+    // Patches of every type.
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"m": "1"}})),
+    )
+    .await
+    .unwrap();
+    let json_patch: json_patch_v4::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "add", "path": "/data/j", "value": "2"}
+    ]))
+    .unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::<()>::Json(json_patch))
+        .await
+        .unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Strategic(serde_json::json!({"data": {"s": "3"}})),
+    )
+    .await
+    .unwrap();
+    let applied = cms
+        .patch(
+            "a",
+            &PatchParams::apply("kube-rs-test"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a"},
+                "data": {"applied": "4"}
+            })),
+        )
+        .await
+        .unwrap();
+    let data = applied.data.unwrap();
+    for (k, v) in [
+        ("k", "v"),
+        ("m", "1"),
+        ("j", "2"),
+        ("s", "3"),
+        ("applied", "4"),
+    ] {
+        assert_eq!(data.get(k).map(String::as_str), Some(v), "{k} in {data:?}");
+    }
+    // Apply creates when absent.
+    let fresh = cms
+        .patch(
+            "applied-new",
+            &PatchParams::apply("kube-rs-test"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "applied-new"}, "data": {"x": "y"}
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.data.unwrap()["x"], "y");
+
+    // Typed workloads with defaults filled by the server.
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    let d = deploys.create(&PostParams::default(), &d).await.unwrap();
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0]
+            .image_pull_policy
+            .as_deref(),
+        Some("Always")
+    );
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        deploys.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let svc = svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert!((30000..=32767).contains(&port.node_port.unwrap()));
+
+    // delete
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    assert!(matches!(cms.get("a").await, Err(kube::Error::Api(s)) if s.code == 404));
+
+    // watch: events after a resourceVersion, in order.
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = cms
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.create(&PostParams::default(), &cm("w", &[]))
+        .await
+        .unwrap();
+    cms.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"a": "b"}})),
+    )
+    .await
+    .unwrap();
+    cms.delete("w", &DeleteParams::default()).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(WatchEvent::Added(c)) => kinds.push(("ADDED", c.metadata.name.unwrap())),
+            Some(WatchEvent::Modified(c)) => kinds.push(("MODIFIED", c.metadata.name.unwrap())),
+            Some(WatchEvent::Deleted(c)) => kinds.push(("DELETED", c.metadata.name.unwrap())),
+            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Error(e)) => panic!("watch error {e:?}"),
+            None => panic!("watch ended"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            ("ADDED", "w".to_string()),
+            ("MODIFIED", "w".to_string()),
+            ("DELETED", "w".to_string())
+        ]
+    );
+
+    // Pods: graceful deletion only once bound to a node.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    assert_eq!(
+        spec.tolerations.unwrap().len(),
+        2,
+        "DefaultTolerationSeconds"
+    );
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    assert!(
+        pods.get_opt("p").await.unwrap().is_none(),
+        "an unbound pod goes at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kube_rs_api_on_embedded_store() {
+    Box::pin(api_roundtrip(Backend::Embedded)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kube_rs_api_on_etcd() {
+    Box::pin(api_roundtrip(Backend::Etcd)).await;
+}
+
+/// The watcher gets 410 Gone after the history it would resume from was compacted while the
+/// server was down, and recovers by relisting: it sees what changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watcher_relists_after_gone() {
+    let mut s = TestServer::start(Backend::Embedded).await;
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("before", &[]))
+        .await
+        .unwrap();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(cms.clone(), watcher::Config::default());
+    tokio::spawn(async move {
+        let mut stream = stream.boxed();
+        while let Some(ev) = stream.next().await {
+            let _ = tx.send(ev.map_err(|e| e.to_string()));
+        }
+    });
+    // The initial list.
+    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains_key("before") {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(watcher::Event::InitApply(c) | watcher::Event::Apply(c)) = ev {
+            seen.insert(c.metadata.name.unwrap(), true);
+        }
+    }
+
+    // Stop the server; change and compact the store behind the watcher's back.
+    s.stop().await;
+    {
+        use rkube_apiserver::storage::Storage;
+        let store = rkube_apiserver::storage::embedded::EmbeddedStorage::open(
+            rkube_apiserver::storage::embedded::EmbeddedConfig::new(s.dir.path().join("rkube.db")),
+        )
+        .unwrap();
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "during", "namespace": "default", "uid": "u-during",
+                         "creationTimestamp": "2024-01-01T00:00:00Z"}});
+        store
+            .create(
+                "/registry/configmaps/default/during",
+                serde_json::to_vec(&body).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        // A second write, so the watcher's position is strictly older than what stays.
+        let mut more = body.clone();
+        more["metadata"]["name"] = "during-2".into();
+        more["metadata"]["uid"] = "u-during-2".into();
+        store
+            .create(
+                "/registry/configmaps/default/during-2",
+                serde_json::to_vec(&more).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let rev = store.current_revision().await.unwrap();
+        store.compact(rev).await.unwrap();
+    }
+    // Start again on the same address and data.
+    let dir = s.dir.path().to_path_buf();
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (_tx2, rx2) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        rkube_apiserver::server::run(rkube_apiserver::server::Config::new(dir), listener, async {
+            let _ = rx2.await;
+        })
+        .await
+        .unwrap();
+    });
+
+    // The watcher's resume is Gone; it relists and sees the object created meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut restarted = false;
+    while !seen.contains_key("during") {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the watcher never relisted")
+            .unwrap();
+        match ev {
+            Ok(watcher::Event::Init) => restarted = true,
+            Ok(watcher::Event::InitApply(c) | watcher::Event::Apply(c)) => {
+                seen.insert(c.metadata.name.unwrap(), true);
+            }
+            _ => {}
+        }
+    }
+    assert!(restarted, "the object arrived through a relist");
+}
