@@ -3,7 +3,9 @@
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
 //! Kubernetes patch types (JSON, merge, strategic merge).
 
+pub mod apply;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod schema;
 pub mod selector;

@@ -1,0 +1,717 @@
+//! Server-side apply and `metadata.managedFields` tracking, with the semantics of Kubernetes
+//! 1.33 (structured-merge-diff v4 and the API server's field manager).
+//!
+//! Every write records which *manager* (the `fieldManager` query parameter, else the
+//! User-Agent prefix, see [`default_manager`]) owns which fields, as `metadata.managedFields`
+//! entries holding field sets in the `FieldsV1` format (see [`fieldpath`]):
+//!
+//! - [`track_update`] for create, update and the non-apply patches: the fields the write adds
+//!   or changes become the manager's (`operation: Update`) and are taken from every other
+//!   manager; removed fields leave every set.
+//! - [`apply`] for `application/apply-patch+yaml`: the applied configuration is merged into
+//!   the live object following the schema (objects and maps key by key, map-type lists by
+//!   key, sets by value, anything atomic replaced), fields the manager applied last time and
+//!   nobody owns any more are removed, and the manager's `Apply` entry becomes exactly the
+//!   set of the applied configuration. Changing a field another manager owns is a conflict
+//!   unless forced (then ownership moves); applying the value a field already has shares it.
+//!
+//! Ownership never covers `apiVersion`, `kind` and the server-managed metadata (name,
+//! namespace, uid, resourceVersion, generation, creationTimestamp, deletionTimestamp,
+//! deletionGracePeriodSeconds, selfLink, managedFields); writes to the main resource never
+//! own `status`, writes to the `status` subresource own nothing else.
+//!
+//! Also as in Kubernetes: entries whose set becomes empty are dropped; entries are listed by
+//! operation (`Apply` first), time, manager, API version and subresource; at most
+//! [`MAX_UPDATE_MANAGERS`] `Update` entries are kept (older ones merge into
+//! `ancient-changes`); an update sending `managedFields: []` (or `[{}]`) clears the tracking,
+//! and updates of an object without managed fields are not tracked until the next apply
+//! (which first records the existing fields as owned by `before-first-apply`); a valid
+//! non-empty `managedFields` sent with an update replaces the recorded one; the `kubectl`
+//! manager may take over the fields its client-side `last-applied-configuration` annotation
+//! lists without forcing, and keeps that annotation in sync.
+
+pub mod fieldpath;
+mod managed;
+#[cfg(test)]
+mod tests;
+mod typed;
+
+use serde_json::{Map, Value};
+
+use self::fieldpath::{FieldSet, PathElement, path_string, values_equal, write_go_json};
+use self::managed::{Entry, Identity};
+use self::typed::Ty;
+use crate::schema::SchemaRef;
+
+/// The annotation `kubectl apply` (client-side) records the applied configuration in.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The most `Update` entries kept; older ones are merged into an `ancient-changes` entry.
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The longest field manager name (bytes).
+pub const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// The manager owning the fields of an object without managed fields when it is first
+/// applied to.
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// The manager whose conflicts with its client-side apply annotation are forgiven.
+const KUBECTL: &str = "kubectl";
+
+/// The most bytes all annotations of an object may take (keys and values).
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+
+/// The metadata fields nobody owns.
+const SERVER_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+];
+
+/// Who writes, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Manager<'a> {
+    /// The field manager (an empty name is recorded as `unknown`, as Kubernetes does).
+    pub name: &'a str,
+    /// The API version of the request (`apps/v1`, `v1`).
+    pub api_version: &'a str,
+    /// The subresource written (`status`, `scale`), if any.
+    pub subresource: Option<&'a str>,
+    /// The time of the write, RFC 3339 (recorded in UTC, whole seconds).
+    pub time: &'a str,
+}
+
+impl Manager<'_> {
+    fn name(&self) -> &str {
+        if self.name.is_empty() {
+            "unknown"
+        } else {
+            self.name
+        }
+    }
+
+    fn subresource(&self) -> Option<&str> {
+        self.subresource.filter(|s| !s.is_empty())
+    }
+
+    fn identity(&self, applied: bool) -> Identity {
+        Identity::new(self.name(), applied, self.api_version, self.subresource())
+    }
+
+    /// A new, empty entry of this manager.
+    fn entry(&self, applied: bool) -> Entry {
+        Entry {
+            manager: self.name().to_owned(),
+            applied,
+            api_version: self.api_version.to_owned(),
+            subresource: self.subresource().map(str::to_owned),
+            time: None,
+            set: FieldSet::new(),
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        Scope {
+            status_only: self.subresource() == Some("status"),
+        }
+    }
+}
+
+/// The operation of a `managedFields` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    /// Server-side apply.
+    Apply,
+    /// Any other write.
+    Update,
+}
+
+/// A field another manager owns that an apply would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The manager owning the field.
+    pub manager: String,
+    /// The operation of the owning entry.
+    pub operation: Operation,
+    /// The API version of the owning entry.
+    pub api_version: String,
+    /// The subresource of the owning entry, if any.
+    pub subresource: Option<String>,
+    /// The field, e.g. `.spec.replicas` or
+    /// `.spec.template.spec.containers[name="web"].image`.
+    pub path: String,
+}
+
+impl Conflict {
+    /// The owner as Kubernetes names it in messages: `"kubectl-client-side-apply" using
+    /// apps/v1` for an `Update` entry, `"kubectl"` for an `Apply` entry, with
+    /// ` with subresource "status"` for a subresource's entry.
+    pub fn owner(&self) -> String {
+        let mut out = quote(&self.manager);
+        if let Some(subresource) = &self.subresource {
+            out.push_str(" with subresource ");
+            out.push_str(&quote(subresource));
+        }
+        if self.operation == Operation::Update {
+            out.push_str(" using ");
+            out.push_str(&self.api_version);
+        }
+        out
+    }
+
+    /// The message of the conflict's `FieldManagerConflict` status cause:
+    /// `conflict with "x" using apps/v1` (the cause's `field` is [`Conflict::path`]).
+    pub fn message(&self) -> String {
+        format!("conflict with {}", self.owner())
+    }
+
+    fn sort_key(&self) -> (&str, Operation, &str, Option<&str>) {
+        (
+            &self.manager,
+            self.operation,
+            &self.api_version,
+            self.subresource.as_deref(),
+        )
+    }
+}
+
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// Why an apply (or the tracking of an update) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The apply would change fields other managers own (HTTP 409); sorted by manager, then
+    /// path. The message is Kubernetes': `Apply failed with 1 conflict: conflict with
+    /// "kubectl-client-side-apply" using apps/v1: .spec.replicas`.
+    #[error("{}", conflicts_message(.0))]
+    Conflicts(Vec<Conflict>),
+    /// The input is not a valid object (`path` is empty for the whole object).
+    #[error("{}", invalid_message(.path, .message))]
+    Invalid {
+        /// Where, e.g. `.spec.template.spec.containers`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid_message(path: &str, message: &str) -> String {
+    if path.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{path}: {message}")
+    }
+}
+
+fn conflicts_message(conflicts: &[Conflict]) -> String {
+    if let [only] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            only.owner(),
+            only.path
+        );
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut previous: Option<&Conflict> = None;
+    for conflict in conflicts {
+        if previous.is_none_or(|p| p.sort_key() != conflict.sort_key()) {
+            lines.push(format!("conflicts with {}:", conflict.owner()));
+        }
+        lines.push(format!("- {}", conflict.path));
+        previous = Some(conflict);
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ApplyError {
+    ApplyError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The field manager Kubernetes derives from a User-Agent when a request names none: the
+/// text before the first `/` (`kubectl/v1.33.1 (linux/amd64) kubernetes/abc` → `kubectl`),
+/// without non-printable characters, cut to [`FIELD_MANAGER_MAX_LENGTH`] bytes.
+pub fn default_manager(user_agent: &str) -> String {
+    let prefix = user_agent.split('/').next().unwrap_or_default();
+    let mut out = String::new();
+    for c in prefix.chars() {
+        if c.is_control() || (c.is_whitespace() && c != ' ') {
+            continue;
+        }
+        if out.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Which part of an object a write may own.
+#[derive(Debug, Clone, Copy)]
+struct Scope {
+    /// A write to the `status` subresource: only `status`.
+    status_only: bool,
+}
+
+impl Scope {
+    /// The part of `set` the write may own.
+    fn filter(self, set: FieldSet) -> FieldSet {
+        let field = |name: &str| PathElement::Field(name.to_owned());
+        let mut server = FieldSet::new();
+        server.insert(&[field("apiVersion")]);
+        server.insert(&[field("kind")]);
+        for name in SERVER_METADATA {
+            server.insert(&[field("metadata"), field(name)]);
+        }
+        let mut metadata = FieldSet::new();
+        metadata.insert(&[field("metadata")]);
+        let mut status = FieldSet::new();
+        status.insert(&[field("status")]);
+
+        // `metadata` itself (an empty or new metadata) is never owned, what is below may be.
+        let set = set.without_prefixes(&server).difference(&metadata);
+        if self.status_only {
+            set.only_prefixes(&status)
+        } else {
+            set.without_prefixes(&status)
+        }
+    }
+}
+
+/// A conflict before it is reported: the owning entry and the path.
+struct Owned {
+    entry: Identity,
+    api_version: String,
+    subresource: Option<String>,
+    path: Vec<PathElement>,
+}
+
+impl Owned {
+    fn into_conflict(self) -> Conflict {
+        Conflict {
+            manager: self.entry.manager,
+            operation: if self.entry.applied {
+                Operation::Apply
+            } else {
+                Operation::Update
+            },
+            api_version: self.api_version,
+            subresource: self.subresource,
+            path: path_string(&self.path),
+        }
+    }
+}
+
+fn conflicts_error(conflicts: Vec<Owned>) -> ApplyError {
+    let mut out: Vec<Conflict> = conflicts.into_iter().map(Owned::into_conflict).collect();
+    // Paths come in order per manager; keep that order within a manager.
+    out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    ApplyError::Conflicts(out)
+}
+
+/// The object without `metadata.managedFields`.
+fn without_managed_fields(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(Value::Object(metadata)) = out.get_mut("metadata") {
+        metadata.remove("managedFields");
+    }
+    out
+}
+
+fn managed_fields_of(object: &Value) -> Option<&Value> {
+    object.get("metadata")?.get("managedFields")
+}
+
+/// The entries recorded on a stored object (none when they do not decode).
+fn recorded_entries(object: Option<&Value>) -> Vec<Entry> {
+    object
+        .and_then(managed_fields_of)
+        .and_then(|v| managed::decode(v).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the entries to `metadata.managedFields` (removes it when there are none).
+fn write_entries(object: &mut Value, entries: &[Entry]) {
+    let Value::Object(map) = object else {
+        return;
+    };
+    match managed::encode(entries) {
+        Some(encoded) => {
+            let metadata = map
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !metadata.is_object() {
+                *metadata = Value::Object(Map::new());
+            }
+            if let Value::Object(metadata) = metadata {
+                metadata.insert("managedFields".to_owned(), encoded);
+            }
+        }
+        None => {
+            if let Some(Value::Object(metadata)) = map.get_mut("metadata") {
+                metadata.remove("managedFields");
+            }
+        }
+    }
+}
+
+/// Takes what changed (per `cmp`) from every entry but `skip`: changed fields another entry
+/// owns are conflicts (an error unless `force`, else they leave that entry), removed fields
+/// leave every entry. Entries left empty are dropped.
+fn take_from_others(
+    entries: &mut Vec<Entry>,
+    skip: Option<&Identity>,
+    cmp: &typed::Comparison,
+    force: bool,
+) -> Result<(), Vec<Owned>> {
+    let changed = cmp.modified.union(&cmp.added);
+    let mut conflicts: Vec<(usize, FieldSet)> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if skip.is_some_and(|s| *s == entry.identity()) {
+            continue;
+        }
+        let taken = entry.set.intersection(&changed);
+        if !taken.is_empty() {
+            conflicts.push((index, taken));
+        }
+    }
+    if !force && !conflicts.is_empty() {
+        let mut out = Vec::new();
+        for (index, taken) in conflicts {
+            let entry = &entries[index];
+            for path in taken.paths() {
+                out.push(Owned {
+                    entry: entry.identity(),
+                    api_version: entry.api_version.clone(),
+                    subresource: entry.subresource.clone(),
+                    path,
+                });
+            }
+        }
+        return Err(out);
+    }
+    for (index, taken) in conflicts {
+        entries[index].set = entries[index].set.difference(&taken);
+    }
+    if !cmp.removed.is_empty() {
+        for entry in entries.iter_mut() {
+            if skip.is_none_or(|s| *s != entry.identity()) {
+                entry.set = entry.set.difference(&cmp.removed);
+            }
+        }
+    }
+    entries.retain(|e| !e.set.is_empty());
+    Ok(())
+}
+
+/// Records an update from `old` to `new` (both without managed fields) by `m`.
+fn record_update(old: &Value, new: &Value, ty: Ty<'_>, entries: &mut Vec<Entry>, m: &Manager<'_>) {
+    let scope = m.scope();
+    let cmp = typed::compare(Some(old), Some(new), ty).map(|s| scope.filter(s));
+    // Forced, so it cannot fail.
+    let _ = take_from_others(entries, None, &cmp, true);
+    let mine = cmp.modified.union(&cmp.added);
+    if !mine.is_empty() {
+        let identity = m.identity(false);
+        let time = Some(managed::normalize_time(m.time));
+        match entries.iter_mut().find(|e| e.identity() == identity) {
+            Some(entry) => {
+                entry.set = mine.union(&entry.set);
+                entry.time = time;
+            }
+            None => {
+                let mut entry = m.entry(false);
+                entry.set = mine;
+                entry.time = time;
+                entries.push(entry);
+            }
+        }
+    }
+    managed::cap_updates(entries, MAX_UPDATE_MANAGERS);
+}
+
+/// Records the managed fields of a create or update (PUT, JSON/merge/strategic merge patch)
+/// by `m`: `old` is the stored object (`None` for a create), `new` the object about to be
+/// stored; its `metadata.managedFields` is replaced.
+///
+/// The fields `new` adds or changes (all of them on a create) become `m`'s (`Update` entry)
+/// and leave every other entry; fields `new` removes leave every entry. A `managedFields`
+/// list sent in `new` replaces the recorded one when it is valid and not empty (ignored for
+/// subresources); `[]` or `[{}]` clears the tracking. Updates of an object that has no managed
+/// fields are not tracked (as in Kubernetes). Fails only when `new` is not a JSON object.
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    m: &Manager<'_>,
+    schema: Option<SchemaRef<'_>>,
+) -> Result<(), ApplyError> {
+    if !new.is_object() {
+        return Err(invalid("", "the object must be a JSON object"));
+    }
+    let sent = managed_fields_of(new).filter(|v| !v.is_null()).cloned();
+    let mut entries = match sent {
+        _ if m.subresource().is_some() => recorded_entries(old),
+        Some(sent) if managed::is_reset(&sent) => Vec::new(),
+        Some(sent) => match managed::decode(&sent) {
+            Ok(entries) if !entries.is_empty() => entries,
+            _ => recorded_entries(old),
+        },
+        None => recorded_entries(old),
+    };
+    if let Some(Value::Object(metadata)) = new.get_mut("metadata") {
+        metadata.remove("managedFields");
+    }
+    if entries.is_empty() && old.is_some() {
+        // Nothing is tracked for this object: stay that way until it is applied to.
+        return Ok(());
+    }
+    let ty = Ty::root(schema);
+    let old = match old {
+        Some(old) => without_managed_fields(old),
+        None => typed::skeleton(schema),
+    };
+    record_update(&old, new, ty, &mut entries, m);
+    write_entries(new, &entries);
+    Ok(())
+}
+
+/// Server-side apply of `applied` (the request body, decoded) by `m` to `live` (the stored
+/// object, `None` to create it): returns the object to store, with `metadata.managedFields`
+/// updated. Fails with [`ApplyError::Conflicts`] when the apply would change fields other
+/// managers own and `force` is not set, with [`ApplyError::Invalid`] when `applied` is not a
+/// valid configuration (not an object, no `apiVersion`/`kind`/`metadata.name`, a version other
+/// than `m.api_version`, `metadata.managedFields` set, a list item without its key fields or
+/// with a duplicate key).
+///
+/// The result is the live object merged with the configuration; defaulting and validation
+/// are left to the caller.
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    m: &Manager<'_>,
+    force: bool,
+    schema: Option<SchemaRef<'_>>,
+) -> Result<Value, ApplyError> {
+    check_applied(applied, m)?;
+    let ty = Ty::root(schema);
+    let applied_set =
+        typed::field_set(applied, ty, true).map_err(|e| invalid(&e.path, e.message))?;
+    let applied_set = m.scope().filter(applied_set);
+    let stripped = live.map(without_managed_fields);
+    let entries = recorded_entries(live);
+    let run = |force: bool| {
+        apply_once(
+            stripped.as_ref(),
+            applied,
+            &applied_set,
+            entries.clone(),
+            m,
+            force,
+            schema,
+        )
+    };
+    let (mut object, entries) = match run(force) {
+        Ok(done) => done,
+        Err(conflicts) => {
+            // kubectl may take over what its client-side apply annotation lists.
+            let allowed = stripped
+                .as_ref()
+                .filter(|_| m.name() == KUBECTL)
+                .and_then(|live| allowed_by_last_applied(live, ty, m.api_version));
+            let Some(allowed) = allowed else {
+                return Err(conflicts_error(conflicts));
+            };
+            let remaining: Vec<Owned> = conflicts
+                .into_iter()
+                .filter(|c| !allowed.has(&c.path))
+                .collect();
+            if !remaining.is_empty() {
+                return Err(conflicts_error(remaining));
+            }
+            run(true).map_err(conflicts_error)?
+        }
+    };
+    if m.name() == KUBECTL {
+        sync_last_applied(&mut object, applied);
+    }
+    write_entries(&mut object, &entries);
+    Ok(object)
+}
+
+/// Checks what Kubernetes requires of an applied configuration before merging it.
+fn check_applied(applied: &Value, m: &Manager<'_>) -> Result<(), ApplyError> {
+    let Value::Object(map) = applied else {
+        return Err(invalid(
+            "",
+            "the applied configuration must be a JSON object",
+        ));
+    };
+    fn text(value: Option<&Value>) -> Option<&str> {
+        value.and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+    let Some(api_version) = text(map.get("apiVersion")) else {
+        return Err(invalid(".apiVersion", "apiVersion must be set"));
+    };
+    if api_version != m.api_version {
+        return Err(invalid(
+            ".apiVersion",
+            format!(
+                "Incorrect version specified in apply patch. Specified patch version: \
+                 {api_version}, expected: {}",
+                m.api_version
+            ),
+        ));
+    }
+    if text(map.get("kind")).is_none() {
+        return Err(invalid(".kind", "kind must be set"));
+    }
+    let metadata = map.get("metadata");
+    if !metadata.is_some_and(Value::is_object) {
+        return Err(invalid(".metadata", "metadata must be an object"));
+    }
+    if text(metadata.and_then(|m| m.get("name"))).is_none() {
+        return Err(invalid(".metadata.name", "name is required"));
+    }
+    if metadata
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(invalid(
+            ".metadata.managedFields",
+            "metadata.managedFields must be nil",
+        ));
+    }
+    Ok(())
+}
+
+/// One apply attempt: returns the new object and entries, or the conflicts.
+fn apply_once(
+    live: Option<&Value>,
+    applied: &Value,
+    applied_set: &FieldSet,
+    mut entries: Vec<Entry>,
+    m: &Manager<'_>,
+    force: bool,
+    schema: Option<SchemaRef<'_>>,
+) -> Result<(Value, Vec<Entry>), Vec<Owned>> {
+    let ty = Ty::root(schema);
+    if let Some(live) = live
+        && entries.is_empty()
+    {
+        // An object nobody tracks: its fields so far belong to `before-first-apply`.
+        let before = Manager {
+            name: BEFORE_FIRST_APPLY,
+            ..*m
+        };
+        record_update(&typed::skeleton(schema), live, ty, &mut entries, &before);
+    }
+
+    let mut object = typed::merge(live, applied, ty);
+    let me = m.identity(true);
+    let index = match entries.iter().position(|e| e.identity() == me) {
+        Some(index) => index,
+        None => {
+            entries.push(m.entry(true));
+            entries.len() - 1
+        }
+    };
+    let last = std::mem::replace(&mut entries[index].set, applied_set.clone());
+    entries[index].api_version = m.api_version.to_owned();
+    if !last.is_empty() {
+        let owned = entries
+            .iter()
+            .fold(FieldSet::new(), |acc, e| acc.union(&e.set));
+        typed::prune(&mut object, &last, &owned, ty);
+    }
+
+    let old = match live {
+        Some(live) => live.clone(),
+        None => typed::skeleton(schema),
+    };
+    let scope = m.scope();
+    let cmp = typed::compare(Some(&old), Some(&object), ty).map(|s| scope.filter(s));
+    take_from_others(&mut entries, Some(&me), &cmp, force)?;
+
+    let changed = live.is_none_or(|live| !values_equal(live, &object));
+    if changed && let Some(entry) = entries.iter_mut().find(|e| e.identity() == me) {
+        entry.time = Some(managed::normalize_time(m.time));
+    }
+    Ok((object, entries))
+}
+
+/// The fields of the live object's `last-applied-configuration` annotation that still have
+/// the values it lists: kubectl upgrading from client-side apply may take them over.
+fn allowed_by_last_applied(live: &Value, ty: Ty<'_>, api_version: &str) -> Option<FieldSet> {
+    let text = live
+        .get("metadata")?
+        .get("annotations")?
+        .get(LAST_APPLIED_ANNOTATION)?
+        .as_str()
+        .filter(|s| !s.is_empty())?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    if !last.is_object() || last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
+        return None;
+    }
+    let set = typed::field_set(&last, ty, false).ok()?;
+    let cmp = typed::compare(Some(&last), Some(live), ty);
+    Some(
+        set.difference(&cmp.modified)
+            .difference(&cmp.added)
+            .difference(&cmp.removed),
+    )
+}
+
+/// After an apply by `kubectl`: an object carrying the client-side apply annotation gets the
+/// applied configuration (without that annotation) as its new value, unless that makes the
+/// annotations too large.
+fn sync_last_applied(object: &mut Value, applied: &Value) {
+    let has_annotation = object
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(LAST_APPLIED_ANNOTATION))
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if !has_annotation {
+        return;
+    }
+    let mut config = applied.clone();
+    if let Some(Value::Object(annotations)) = config
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+    {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+    let mut text = String::new();
+    write_go_json(&config, &mut text);
+    text.push('\n');
+    let Some(Value::Object(annotations)) = object
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+    else {
+        return;
+    };
+    annotations.insert(LAST_APPLIED_ANNOTATION.to_owned(), Value::String(text));
+    let size: usize = annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if size > TOTAL_ANNOTATION_SIZE_LIMIT {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
