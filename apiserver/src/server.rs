@@ -86,6 +86,7 @@ pub async fn run(
     })?;
     let backend = open_storage(&config).await?;
     let mut prefixes: Vec<String> = resources::ALL.iter().map(|d| d.prefix()).collect();
+    // (events.k8s.io events share the core events' prefix.)
     prefixes.sort();
     prefixes.dedup();
     let cache = Arc::new(WatchCache::new(

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
@@ -305,7 +305,8 @@ async fn watcher_relists_after_gone() {
         .unwrap();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let stream = watcher(cms.clone(), watcher::Config::default());
+    // As real controllers do: back off between retries while the server is away.
+    let stream = watcher(cms.clone(), watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
         let mut stream = stream.boxed();
         while let Some(ev) = stream.next().await {
@@ -378,6 +379,10 @@ async fn watcher_relists_after_gone() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut restarted = false;
     while !seen.contains_key("during") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watcher never relisted"
+        );
         let ev = tokio::time::timeout_at(deadline, rx.recv())
             .await
             .expect("the watcher never relisted")
@@ -391,4 +396,81 @@ async fn watcher_relists_after_gone() {
         }
     }
     assert!(restarted, "the object arrived through a relist");
+}
+
+/// events.k8s.io/v1 (what kube-rs' recorder writes) and core/v1 events are one store: an event
+/// recorded through one API is read through the other and shows in `kubectl describe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_are_shared_between_the_two_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let s = TestServer::start(Backend::Embedded).await;
+    let client = s.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "evented"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "rkube-test".into(),
+            instance: Some("t1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("recorded by kube-rs".into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    let reference = pod.object_ref(&());
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+
+    let new_api: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let new_events = new_api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(new_events.items.len(), 1);
+    assert_eq!(
+        new_events.items[0].series.as_ref().map(|s| s.count),
+        Some(2)
+    );
+
+    let core_api: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let core = core_api
+        .list(&ListParams::default().fields("involvedObject.name=evented"))
+        .await
+        .unwrap();
+    assert_eq!(core.items.len(), 1);
+    let e = &core.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Tested"));
+    assert_eq!(e.message.as_deref(), Some("recorded by kube-rs"));
+    assert_eq!(e.reporting_component.as_deref(), Some("rkube-test"));
+    assert_eq!(e.involved_object.uid, pod.metadata.uid);
+
+    let out = tokio::task::spawn_blocking(move || {
+        let out = s.kubectl_ok(&["describe", "pod", "evented"]);
+        let events = s.kubectl_ok(&["get", "events"]);
+        (out, events)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.0.contains("Events:")
+            && out.0.contains("Tested")
+            && out.0.contains("recorded by kube-rs"),
+        "{}",
+        out.0
+    );
+    assert!(
+        out.1.contains("pod/evented") && out.1.contains("Tested"),
+        "{}",
+        out.1
+    );
 }

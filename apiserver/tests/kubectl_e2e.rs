@@ -304,17 +304,56 @@ fn run_workflow(s: &TestServer) {
     let out = s.kubectl_ok(&["get", "deploy", "-n", "demo", "-l", "tier=back"]);
     assert!(out.trim().is_empty(), "{out}");
 
-    // Server-side apply and dry runs.
+    // Server-side apply: the edit above made kubectl-edit the owner of data.greeting, so
+    // applying the manifest's other value conflicts, naming the field and its manager…
+    let manifest = format!("{examples}/10-configmap.yaml");
+    let err = s.kubectl_err(&["apply", "--server-side", "-f", &manifest]);
+    assert!(
+        err.contains("conflict with \"kubectl-edit\"") && err.contains(".data.greeting"),
+        "{err}"
+    );
+    // …until forced; the apply then owns it (managedFields say so).
     let out = s.kubectl_ok(&[
         "apply",
         "--server-side",
+        "--force-conflicts",
         "-f",
-        &format!("{examples}/10-configmap.yaml"),
+        &manifest,
     ]);
     assert!(
         out.contains("configmap/web-config serverside-applied"),
         "{out}"
     );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.greeting}"
+        ]),
+        "hello from rkube"
+    );
+    let yaml = s.kubectl_ok(&[
+        "get",
+        "cm",
+        "web-config",
+        "-n",
+        "demo",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(
+        yaml.contains("manager: kubectl") && yaml.contains("operation: Apply"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("f:greeting: {}"), "{yaml}");
+    // Applying the same values again is not a conflict.
+    let out = s.kubectl_ok(&["apply", "--server-side", "-f", &manifest]);
+    assert!(out.contains("serverside-applied"), "{out}");
     let out = s.kubectl_ok(&[
         "apply",
         "--dry-run=server",
@@ -369,6 +408,121 @@ fn run_workflow(s: &TestServer) {
     assert!(err.contains("not found"), "{err}");
     let out = s.kubectl_ok(&["get", "ns", "demo"]);
     assert!(out.contains("Terminating"), "{out}");
+}
+
+/// kubectl's typed clients send protobuf bodies: `create <kind>`, `run`, `create token`…
+fn typed_client_commands(s: &TestServer) {
+    let out = s.kubectl_ok(&["create", "namespace", "typed"]);
+    assert!(out.contains("namespace/typed created"), "{out}");
+    let out = s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "typed",
+        "--from-literal=k=v",
+        "--from-literal=x=y",
+    ]);
+    assert!(out.contains("configmap/cfg created"), "{out}");
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.data.k}{.data.x}"
+        ]),
+        "vy"
+    );
+    let out = s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "-n",
+        "typed",
+        "--from-literal=password=hunter2",
+    ]);
+    assert!(out.contains("secret/sec created"), "{out}");
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "secret",
+            "sec",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
+        "aHVudGVyMg=="
+    );
+    let out = s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "nginx",
+        "-n",
+        "typed",
+        "--image=nginx:1.25",
+        "--replicas=2",
+        "--port=80",
+    ]);
+    assert!(out.contains("deployment.apps/nginx created"), "{out}");
+    let out = s.kubectl_ok(&["get", "deploy", "nginx", "-n", "typed", "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
+    assert_eq!(out, "2 nginx:1.25 80");
+    let out = s.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "nginx",
+        "-n",
+        "typed",
+        "--port=80",
+        "--target-port=80",
+    ]);
+    assert!(out.contains("service/nginx exposed"), "{out}");
+    let out = s.kubectl_ok(&[
+        "run",
+        "box",
+        "-n",
+        "typed",
+        "--image=busybox:1.35",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    assert!(out.contains("pod/box created"), "{out}");
+    let out = s.kubectl_ok(&["get", "pod", "box", "-n", "typed"]);
+    assert_eq!(
+        header_columns(&out),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    assert!(out.contains("0/1") && out.contains("Pending"), "{out}");
+    let out = s.kubectl_ok(&[
+        "create",
+        "job",
+        "once",
+        "-n",
+        "typed",
+        "--image=busybox:1.35",
+        "--",
+        "true",
+    ]);
+    assert!(out.contains("job.batch/once created"), "{out}");
+    let out = s.kubectl_ok(&["create", "serviceaccount", "robot", "-n", "typed"]);
+    assert!(out.contains("serviceaccount/robot created"), "{out}");
+    let out = s.kubectl_ok(&["delete", "pod", "box", "-n", "typed"]);
+    assert!(out.contains("pod \"box\" deleted"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_typed_commands_send_protobuf() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || typed_client_commands(&s))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -209,7 +209,7 @@ pub async fn list_objects(
         let last_key = page.items.last().map(|kv| kv.key.clone());
         for kv in &page.items {
             if selectors.matches(kind, &kv.value)? {
-                items.push(with_resource_version(&kv.value, kv.mod_revision));
+                items.push(kind.present(with_resource_version(&kv.value, kv.mod_revision))?);
             }
         }
         if !page.more {
@@ -345,7 +345,9 @@ impl WatchCtx {
         ev: &crate::storage::Event,
     ) -> Result<Option<(&'static str, Bytes)>, ApiError> {
         let now = self.matches(&ev.kv)?;
-        let object = with_resource_version(&ev.kv.value, ev.kv.mod_revision);
+        let object = self
+            .kind
+            .present(with_resource_version(&ev.kv.value, ev.kv.mod_revision))?;
         Ok(match ev.kind {
             EventKind::Added => now.then_some(("ADDED", object)),
             EventKind::Deleted => now.then_some(("DELETED", object)),
@@ -447,9 +449,10 @@ pub async fn watch(
                 })?;
             for kv in &page.items {
                 if ctx.matches(kv)? {
-                    initial.push(
-                        ctx.encode("ADDED", &with_resource_version(&kv.value, kv.mod_revision))?,
-                    );
+                    initial.push(ctx.encode(
+                        "ADDED",
+                        &kind.present(with_resource_version(&kv.value, kv.mod_revision))?,
+                    )?);
                 }
             }
             if !page.more {

@@ -27,12 +27,11 @@ pub struct Metrics {
 impl Metrics {
     /// Records one request.
     pub fn observe(&self, verb: &str, resource: &str, code: u16, took: Duration) {
-        *self
-            .totals
-            .lock()
-            .expect("metrics lock")
-            .entry((verb.to_string(), resource.to_string(), code))
-            .or_insert(0) += 1;
+        {
+            let mut totals = self.totals.lock().expect("metrics lock");
+            let key = (verb.to_string(), resource.to_string(), code);
+            *totals.entry(key).or_insert(0) += 1;
+        }
         // Watches last as long as the client wants: their duration says nothing.
         if verb == "watch" {
             return;

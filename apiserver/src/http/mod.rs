@@ -232,16 +232,45 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Parses a create/update body by content type.
-fn object_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+/// Parses a create/update body by content type: JSON, YAML, or Kubernetes protobuf (what
+/// kubectl's typed clients send); `expected` is the (apiVersion, kind) the path serves.
+fn object_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    expected: (&str, &str),
+) -> Result<Value, ApiError> {
     let ct = content_type(headers);
     match ct.as_str() {
         "application/json" | "" | "*/*" => crate::registry::codec::parse_body(body, false),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             crate::registry::codec::parse_body(body, true)
         }
+        rkube_machinery::protobuf::CONTENT_TYPE => {
+            let mut v = rkube_machinery::protobuf::decode_as(body, expected.0, expected.1)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("cannot decode the protobuf body: {e}"))
+                })?;
+            if let Some(o) = v.as_object_mut() {
+                o.entry("apiVersion").or_insert_with(|| expected.0.into());
+                o.entry("kind").or_insert_with(|| expected.1.into());
+            }
+            Ok(v)
+        }
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// A DeleteOptions body (JSON or protobuf) as JSON bytes.
+fn delete_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    if content_type(headers) == rkube_machinery::protobuf::CONTENT_TYPE {
+        let v = rkube_machinery::protobuf::decode_as(body, "v1", "DeleteOptions")
+            .map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")))?;
+        return serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()));
+    }
+    Ok(body.to_vec())
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
@@ -411,7 +440,7 @@ async fn dispatch(
             (None, None) => (
                 "create",
                 async {
-                    let v = object_body(headers, &bytes)?;
+                    let v = object_body(headers, &bytes, (&t.def.api_version(), t.def.kind))?;
                     let w = kind.create(api, ns, v, &opts).await?;
                     written_response(w, output, kind.as_ref(), &q)
                 }
@@ -420,7 +449,7 @@ async fn dispatch(
             (Some(n), Some("binding")) => (
                 "create",
                 async {
-                    let v = object_body(headers, &bytes)?;
+                    let v = object_body(headers, &bytes, ("v1", "Binding"))?;
                     bind_pod(api, kind.as_ref(), ns, n, v, &opts).await
                 }
                 .await,
@@ -428,7 +457,7 @@ async fn dispatch(
             (Some(n), Some("eviction")) => (
                 "create",
                 async {
-                    let v = object_body(headers, &bytes)?;
+                    let v = object_body(headers, &bytes, ("policy/v1", "Eviction"))?;
                     let del = q.delete_options(
                         &serde_json::to_vec(v.get("deleteOptions").unwrap_or(&Value::Null))
                             .unwrap_or_default(),
@@ -451,7 +480,11 @@ async fn dispatch(
                 );
             };
             let result = async {
-                let v = object_body(headers, &bytes)?;
+                let expected = match sub {
+                    Some("scale") => ("autoscaling/v1".to_string(), "Scale"),
+                    _ => (t.def.api_version(), t.def.kind),
+                };
+                let v = object_body(headers, &bytes, (&expected.0, expected.1))?;
                 match sub {
                     Some("scale") => {
                         scale_update(api, kind.as_ref(), ns, n, &opts, &move |_| Ok(v.clone()))
@@ -485,6 +518,10 @@ async fn dispatch(
             };
             let result = async {
                 let p = patch::Patch::parse(&content_type(headers), &bytes, &q)?;
+                let opts = crate::registry::WriteOptions {
+                    applied: p.is_apply(),
+                    ..opts.clone()
+                };
                 match sub {
                     Some("scale") => {
                         let f = |cur: &Value| p.apply_to(cur, None, &opts);
@@ -527,7 +564,7 @@ async fn dispatch(
             (Some(n), None) => (
                 "delete",
                 async {
-                    let del = q.delete_options(&bytes)?;
+                    let del = q.delete_options(&delete_body(headers, &bytes)?)?;
                     let w = kind.delete(api, ns, n, &del).await?;
                     written_response(w, output, kind.as_ref(), &q)
                 }
@@ -535,7 +572,11 @@ async fn dispatch(
             ),
             (None, None) => (
                 "deletecollection",
-                delete_collection(api, kind.as_ref(), t, &q, &bytes).await,
+                async {
+                    let body = delete_body(headers, &bytes)?;
+                    delete_collection(api, kind.as_ref(), t, &q, &body).await
+                }
+                .await,
             ),
             _ => (
                 "delete",

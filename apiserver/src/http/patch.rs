@@ -7,7 +7,7 @@ use super::request::Query;
 use crate::error::ApiError;
 use crate::registry::WriteOptions;
 use crate::resources::ResourceDef;
-use rkube_machinery::{patch, schema};
+use rkube_machinery::{apply, patch, schema};
 
 /// A decoded patch request.
 pub struct Patch {
@@ -19,12 +19,7 @@ enum PatchType {
     Json,
     Merge,
     Strategic,
-    Apply {
-        #[allow(dead_code)] // used once server-side apply tracks field ownership
-        force: bool,
-        #[allow(dead_code)]
-        manager: String,
-    },
+    Apply { force: bool, manager: String },
 }
 
 impl Patch {
@@ -90,7 +85,12 @@ impl Patch {
     ) -> Result<Value, ApiError> {
         if current.is_null() {
             return match &self.kind {
-                PatchType::Apply { .. } => Ok(self.body.clone()),
+                PatchType::Apply { force, manager } => {
+                    let schema = def.and_then(|d| {
+                        schema::Schemas::builtin().for_kind(d.group, d.version, d.kind)
+                    });
+                    server_side_apply(None, &self.body, manager, *force, def, schema)
+                }
                 _ => Err(ApiError::not_found(
                     def.map(|d| d.group).unwrap_or_default(),
                     def.map(|d| d.resource).unwrap_or_default(),
@@ -124,10 +124,56 @@ impl Patch {
             PatchType::Strategic => {
                 patch::strategic_merge_patch(&base, &self.body, schema).map_err(failed)
             }
-            PatchType::Apply {
-                force: _,
-                manager: _,
-            } => patch::strategic_merge_patch(&base, &self.body, schema).map_err(failed),
+            PatchType::Apply { force, manager } => {
+                server_side_apply(Some(&base), &self.body, manager, *force, def, schema)
+            }
         }
     }
+}
+
+/// Server-side apply: merges the applied configuration into the live object, tracking field
+/// ownership; conflicts with other managers are 409s naming the fields.
+fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    def: Option<&ResourceDef>,
+    schema: Option<schema::SchemaRef<'_>>,
+) -> Result<Value, ApiError> {
+    let api_version = def.map(ResourceDef::api_version).unwrap_or_default();
+    let time = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string();
+    let m = apply::Manager {
+        name: manager,
+        api_version: &api_version,
+        subresource: None,
+        time: &time,
+    };
+    apply::apply(live, applied, &m, force, schema).map_err(|e| match &e {
+        apply::ApplyError::Conflicts(conflicts) => {
+            let group = def.map(|d| d.group).unwrap_or_default();
+            let resource = def.map(|d| d.resource).unwrap_or_default();
+            let name = applied["metadata"]["name"].as_str().unwrap_or_default();
+            let mut err = ApiError::conflict(group, resource, name, "");
+            err.message = e.to_string();
+            let mut details = err.details.take().map(|d| *d).unwrap_or_default();
+            details.causes = Some(
+                conflicts
+                    .iter()
+                    .map(
+                        |c| k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                            reason: Some("FieldManagerConflict".into()),
+                            message: Some(c.message()),
+                            field: Some(c.path.clone()),
+                        },
+                    )
+                    .collect(),
+            );
+            err.details = Some(Box::new(details));
+            err
+        }
+        apply::ApplyError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+    })
 }

@@ -177,6 +177,7 @@ impl Query {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string(),
+            applied: false,
         })
     }
 

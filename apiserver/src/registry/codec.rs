@@ -12,12 +12,11 @@ const META: &[u8] = b"\"metadata\":{";
 
 /// `raw` (a stored object) with `metadata.resourceVersion` set to `rev`.
 ///
-/// Stored objects are written by [`encode`] (serde_json, `apiVersion`, `kind`, `metadata` first,
-/// no resourceVersion), so the first `"metadata":{` is the object's own metadata and the key is
-/// absent: inserting it is a splice. Anything else falls back to a parse.
+/// Stored objects are compact JSON without resourceVersion (see [`encode_object`]), so
+/// inserting it right after the top-level `"metadata":{` is a splice; anything else falls back
+/// to a parse.
 pub fn with_resource_version(raw: &[u8], rev: i64) -> Bytes {
-    if let Some(at) = find(raw, META) {
-        let insert_at = at + META.len();
+    if let Some(insert_at) = top_level_metadata(raw) {
         let rv = format!("\"resourceVersion\":\"{rev}\"");
         let mut out = BytesMut::with_capacity(raw.len() + rv.len() + 1);
         out.put_slice(&raw[..insert_at]);
@@ -37,8 +36,31 @@ pub fn with_resource_version(raw: &[u8], rev: i64) -> Bytes {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The position just after the `{` of the top-level `"metadata"` object, if any.
+fn top_level_metadata(raw: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' if depth == 1 && raw[i..].starts_with(META) => return Some(i + META.len()),
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Sets `metadata.resourceVersion` in a JSON object.
@@ -53,17 +75,29 @@ pub fn set_resource_version(v: &mut Value, rev: i64) {
     }
 }
 
-/// Encodes an object for storage: JSON, without resourceVersion.
+/// Encodes an object for storage: JSON, without resourceVersion (the caller clears it; see
+/// [`encode_object`]).
 pub fn encode<T: Serialize>(obj: &T) -> Result<Bytes, ApiError> {
-    let mut v = serde_json::to_value(obj)
-        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))?;
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
-    }
-    serde_json::to_vec(&v)
+    serde_json::to_vec(obj)
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
+/// Encodes a typed object for storage, without resourceVersion and selfLink.
+pub fn encode_object<T>(obj: &T) -> Result<Bytes, ApiError>
+where
+    T: Serialize
+        + Clone
+        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+{
+    let m = obj.metadata();
+    if m.resource_version.is_none() && m.self_link.is_none() {
+        return encode(obj);
+    }
+    let mut copy = obj.clone();
+    copy.metadata_mut().resource_version = None;
+    copy.metadata_mut().self_link = None;
+    encode(&copy)
 }
 
 /// Decodes a request object into its typed form; errors read like Kubernetes'.
@@ -106,6 +140,14 @@ mod tests {
         let empty = with_resource_version(br#"{"kind":"X","metadata":{}}"#, 7);
         let v: Value = serde_json::from_slice(&empty).unwrap();
         assert_eq!(v["metadata"]["resourceVersion"], "7");
+        // A nested "metadata" before the top-level one is not the object's.
+        let nested = with_resource_version(
+            br#"{"a":{"metadata":{}},"b":"\"metadata\":{","metadata":{"name":"n"}}"#,
+            9,
+        );
+        let v: Value = serde_json::from_slice(&nested).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "9");
+        assert!(v["a"]["metadata"].get("resourceVersion").is_none());
         let none = with_resource_version(br#"{"kind":"X"}"#, 8);
         let v: Value = serde_json::from_slice(&none).unwrap();
         assert_eq!(v["metadata"]["resourceVersion"], "8");
@@ -113,9 +155,20 @@ mod tests {
 
     #[test]
     fn encode_strips_resource_version() {
-        let v = serde_json::json!({"kind":"X","metadata":{"name":"a","resourceVersion":"5"}});
-        let b = encode(&v).unwrap();
+        let cm = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("a".into()),
+                resource_version: Some("5".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let b = encode_object(&cm).unwrap();
         assert!(!String::from_utf8_lossy(&b).contains("resourceVersion"));
+        assert!(
+            String::from_utf8_lossy(&b)
+                .starts_with(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"#)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use super::codec::{decode, encode, with_resource_version};
+use super::codec::{decode, encode_object, with_resource_version};
 use super::{Admission, Api, Column, Fields, Object, Operation, ScaleInfo, Strategy, meta};
 use crate::admission;
 use crate::error::{ApiError, FieldError};
@@ -42,6 +42,18 @@ pub struct WriteOptions {
     pub validation: FieldValidation,
     /// The client's User-Agent.
     pub user_agent: String,
+    /// managedFields were already set by server-side apply: do not track this write again.
+    pub applied: bool,
+}
+
+impl WriteOptions {
+    /// The field manager of this write: `fieldManager`, else derived from the User-Agent.
+    pub fn manager(&self) -> String {
+        match &self.field_manager {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => rkube_machinery::apply::default_manager(&self.user_agent),
+        }
+    }
 }
 
 /// Options of a delete request (`DeleteOptions` body and query).
@@ -142,6 +154,11 @@ pub trait KindOps: Send + Sync {
 
     /// The object with spec.replicas set.
     fn with_replicas(&self, obj: Value, replicas: i32) -> Result<Value, ApiError>;
+
+    /// How a stored object is shown through this kind (a view converts it; most return it).
+    fn present(&self, raw: Bytes) -> Result<Bytes, ApiError> {
+        Ok(raw)
+    }
 }
 
 /// The [`KindOps`] of a typed kind `T` with strategy `S`.
@@ -279,6 +296,50 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         Ok(strip(new)? != strip(old)?)
     }
 
+    /// Records in `managedFields` which fields this write's manager now owns.
+    fn track_fields(
+        &self,
+        obj: &mut T,
+        old: Option<&T>,
+        opts: &WriteOptions,
+        sub: Sub,
+    ) -> Result<(), ApiError> {
+        if opts.applied {
+            return Ok(());
+        }
+        let to_value =
+            |o: &T| serde_json::to_value(o).map_err(|e| ApiError::internal(format!("encode: {e}")));
+        let mut new = to_value(obj)?;
+        let old = old.map(to_value).transpose()?;
+        let manager = opts.manager();
+        let api_version = self.def.api_version();
+        let time = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string();
+        let m = rkube_machinery::apply::Manager {
+            name: &manager,
+            api_version: &api_version,
+            subresource: (sub == Sub::Status).then_some("status"),
+            time: &time,
+        };
+        let schema = rkube_machinery::schema::Schemas::builtin().for_kind(
+            self.def.group,
+            self.def.version,
+            self.def.kind,
+        );
+        rkube_machinery::apply::track_update(old.as_ref(), &mut new, &m, schema)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let managed = new["metadata"]
+            .get("managedFields")
+            .cloned()
+            .filter(|v| !v.is_null())
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| ApiError::internal(format!("managedFields: {e}")))?;
+        obj.metadata_mut().managed_fields = managed;
+        Ok(())
+    }
+
     fn validate_all(&self, obj: &T, old: Option<&T>) -> Vec<FieldError> {
         let mut errs = meta::validate(obj.metadata(), self.def);
         errs.extend(self.strategy.validate(obj));
@@ -330,8 +391,9 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         if self.def.namespaced {
             admission::namespace_lifecycle(api, ns.unwrap_or_default(), self.def).await?;
         }
-        let errs = self.validate_all(&obj, None);
         let name = obj.metadata().name.clone().unwrap_or_default();
+        // Metadata first: admission (which may allocate) needs a well-formed object.
+        let errs = meta::validate(obj.metadata(), self.def);
         if !errs.is_empty() {
             return Err(self.invalid(&name, errs));
         }
@@ -347,7 +409,11 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
             self.strategy.release(api, &obj, None).await;
             return Err(self.invalid(&name, errs));
         }
-        let bytes = encode(&obj)?;
+        if let Err(e) = self.track_fields(&mut obj, None, opts, Sub::Main) {
+            self.strategy.release(api, &obj, None).await;
+            return Err(e);
+        }
+        let bytes = encode_object(&obj)?;
         if opts.dry_run {
             self.strategy.release(api, &obj, None).await;
             return Ok(Written {
@@ -440,10 +506,13 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
+        if !generated {
+            return self.create_typed(api, ns, body, opts, None).await;
+        }
         let mut attempts = 0;
         loop {
             match self.create_typed(api, ns, body.clone(), opts, None).await {
-                Err(e) if e.reason == "AlreadyExists" && generated && attempts < 8 => {
+                Err(e) if e.reason == "AlreadyExists" && attempts < 8 => {
                     attempts += 1;
                 }
                 other => return other,
@@ -572,7 +641,11 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 dry_run: opts.dry_run,
             };
             self.strategy.admit(api, &mut adm).await?;
-            let bytes = encode(&obj)?;
+            if let Err(e) = self.track_fields(&mut obj, Some(&old), opts, sub) {
+                self.strategy.release(api, &obj, Some(&old)).await;
+                return Err(e);
+            }
+            let bytes = encode_object(&obj)?;
             if bytes == stored.value && obj.metadata().deletion_timestamp.is_none() {
                 // Nothing changed: no write, no new resourceVersion.
                 return Ok(Written {
@@ -717,7 +790,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 }
                 m.finalizers = (!finalizers.is_empty()).then_some(finalizers);
                 self.strategy.defaults(&mut obj);
-                let bytes = encode(&obj)?;
+                let bytes = encode_object(&obj)?;
                 if opts.dry_run {
                     return Ok(Written {
                         body: with_resource_version(&bytes, stored.mod_revision),

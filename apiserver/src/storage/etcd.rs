@@ -23,6 +23,9 @@ use std::sync::Arc;
 /// Where the last compaction revision is recorded (outside `/registry/`).
 const COMPACTED_KEY: &str = "/rkube/compacted-revision";
 
+/// The largest gRPC message accepted from etcd (a list of many objects is one message).
+const MAX_MESSAGE: usize = 1 << 30;
+
 /// Settings of the etcd backend.
 #[derive(Clone, Debug)]
 pub struct EtcdConfig {
@@ -102,6 +105,14 @@ impl EtcdStorage {
         }
     }
 
+    /// A KV client that accepts responses as large as a big list.
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+
     /// Runs one etcd call with the request timeout, mapping failures to `Unavailable`.
     async fn call<T>(
         &self,
@@ -174,7 +185,7 @@ impl Storage for EtcdStorage {
         let txn = Txn::new()
             .when([Compare::version(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = self.call(client.txn(txn)).await?;
         if !resp.succeeded() {
             return Err(StorageError::AlreadyExists { key: key.into() });
@@ -189,7 +200,7 @@ impl Storage for EtcdStorage {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = self.call(client.get(key, None)).await?;
         resp.kvs().first().map(convert).transpose()
     }
@@ -211,7 +222,7 @@ impl Storage for EtcdStorage {
         if let Some(limit) = opts.limit {
             get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
         }
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = match self.call(client.get(start, Some(get))).await {
             Err(StorageError::Compacted { .. }) => {
                 let compacted = self.compacted_revision().await.unwrap_or(0);
@@ -260,7 +271,7 @@ impl Storage for EtcdStorage {
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then([TxnOp::put(key, value.to_vec(), None), TxnOp::get(key, None)])
             .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = self.call(client.txn(txn)).await?;
         if !resp.succeeded() {
             return Err(Self::compare_failed(key, expected, &resp));
@@ -285,7 +296,7 @@ impl Storage for EtcdStorage {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = self.call(client.txn(txn)).await?;
         if !resp.succeeded() {
             return Err(Self::compare_failed(key, expected.unwrap_or(0), &resp));
@@ -327,7 +338,7 @@ impl Storage for EtcdStorage {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         // A count-only read of one key returns the header revision cheaply.
         let resp = self
             .call(client.get("/", Some(GetOptions::new().with_count_only())))
@@ -338,7 +349,7 @@ impl Storage for EtcdStorage {
     async fn compact(&self, revision: Revision) -> Result<()> {
         // Record the compaction outside /registry/ so every apiserver (and a restarted one)
         // knows it, as Kubernetes does with its compact_rev_key; then compact.
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         self.call(client.put(COMPACTED_KEY, revision.to_string(), None))
             .await?;
         match self.call(client.compact(revision, None)).await {
@@ -348,7 +359,7 @@ impl Storage for EtcdStorage {
     }
 
     async fn compacted_revision(&self) -> Result<Revision> {
-        let mut client = self.client.kv_client();
+        let mut client = self.kv();
         let resp = self.call(client.get(COMPACTED_KEY, None)).await?;
         Ok(resp
             .kvs()
@@ -412,7 +423,11 @@ impl EtcdWatch {
         if self.recursive {
             opts = opts.with_range(prefix_end(self.key.as_bytes()));
         }
-        let mut client = self.storage.client.watch_client();
+        let mut client = self
+            .storage
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE);
         let stream = match tokio::time::timeout(
             self.storage.config.request_timeout,
             client.watch(self.key.as_str(), Some(opts)),

@@ -19,6 +19,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
+    /// API server: pod creates/gets per second, listing 10k pods, watch fan-out — on the
+    /// embedded store and on etcd — with raw etcd puts as the baseline.
+    Api {
+        /// Pods created (and read) per backend.
+        #[arg(long, default_value_t = 5_000)]
+        creates: usize,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Pods listed.
+        #[arg(long, default_value_t = 10_000)]
+        list_size: usize,
+        /// Watchers.
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        /// Objects written while watched.
+        #[arg(long, default_value_t = 2_000)]
+        watch_events: usize,
+    },
     /// Storage layer: raw etcd puts vs creates over etcd and on the embedded store; watch fan-out.
     Storage {
         /// Writes per round and backend.
@@ -43,6 +62,22 @@ enum Workload {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.workload {
+        Workload::Api {
+            creates,
+            concurrency,
+            list_size,
+            watchers,
+            watch_events,
+        } => {
+            let cfg = bench::api::Config {
+                creates,
+                concurrency,
+                list_size,
+                watchers,
+                watch_events,
+            };
+            bench::api::run(&cfg).await?
+        }
         Workload::Storage {
             writes,
             concurrency,

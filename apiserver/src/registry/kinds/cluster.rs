@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeStatus,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::events::v1::Event as EventV1;
 use serde_json::Value;
 
 use crate::error::FieldError;
@@ -445,77 +444,6 @@ impl Strategy<Event> for EventStrategy {
             "reason",
             "reportingComponent",
             "source",
-            "type",
-        ]
-    }
-}
-
-/// events.k8s.io/v1 Event behaviour.
-pub struct EventV1Strategy;
-
-impl Strategy<EventV1> for EventV1Strategy {
-    fn columns(&self) -> Vec<Column> {
-        vec![
-            Column::new("Last Seen", "string", "Time when this Event was last seen"),
-            Column::new("Type", "string", "Type of this event (Normal, Warning)."),
-            Column::new("Reason", "string", "Why the action was taken."),
-            Column::new("Object", "string", "The object that this event is about."),
-            Column::new(
-                "Message",
-                "string",
-                "A human-readable description of the status of this operation.",
-            ),
-        ]
-    }
-
-    fn cells(&self, e: &EventV1) -> Vec<Value> {
-        let r = e.regarding.clone().unwrap_or_default();
-        let last = e
-            .series
-            .as_ref()
-            .map(|s| {
-                human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    s.last_observed_time.0,
-                ))
-            })
-            .or_else(|| {
-                e.event_time
-                    .as_ref()
-                    .map(|t| human_age(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(t.0)))
-            })
-            .unwrap_or_else(|| "<unknown>".into());
-        vec![
-            Value::String(last),
-            Value::String(e.type_.clone().unwrap_or_default()),
-            Value::String(e.reason.clone().unwrap_or_default()),
-            Value::String(event_object(r.kind.as_deref(), r.name.as_deref())),
-            Value::String(e.note.clone().unwrap_or_default()),
-        ]
-    }
-
-    fn fields(&self, e: &EventV1, out: &mut Fields) {
-        let r = e.regarding.clone().unwrap_or_default();
-        for (k, v) in [
-            ("regarding.kind", r.kind),
-            ("regarding.namespace", r.namespace),
-            ("regarding.name", r.name),
-            ("regarding.uid", r.uid),
-            ("reason", e.reason.clone()),
-            ("reportingController", e.reporting_controller.clone()),
-            ("type", e.type_.clone()),
-        ] {
-            out.insert(k.into(), v.unwrap_or_default());
-        }
-    }
-
-    fn field_names(&self) -> &'static [&'static str] {
-        &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "reason",
-            "reportingController",
             "type",
         ]
     }

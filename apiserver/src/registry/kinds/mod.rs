@@ -2,6 +2,7 @@
 
 mod cluster;
 mod config;
+mod events_view;
 mod namespace;
 pub mod pod;
 mod podspec;
@@ -10,7 +11,7 @@ mod workloads;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery};
 
 use super::store::{KindOps, TypedKind};
 use super::{Object, Strategy};
@@ -22,7 +23,7 @@ fn kind<T: Object, S: Strategy<T>>(def: &'static r::ResourceDef, s: S) -> Arc<dy
 
 /// Every served kind.
 pub fn all() -> Vec<Arc<dyn KindOps>> {
-    vec![
+    let mut kinds = vec![
         kind::<core::v1::Namespace, _>(&r::NAMESPACES, namespace::NamespaceStrategy),
         kind::<core::v1::Node, _>(&r::NODES, cluster::NodeStrategy),
         kind::<core::v1::Pod, _>(&r::PODS, pod::PodStrategy),
@@ -47,6 +48,13 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
         kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
         kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
-        kind::<events::v1::Event, _>(&r::EVENTS_V1, cluster::EventV1Strategy),
-    ]
+    ];
+    // events.k8s.io/v1 is a view of the core events.
+    let core_events = kinds
+        .iter()
+        .find(|k| std::ptr::eq(k.def(), &r::EVENTS))
+        .cloned()
+        .expect("core events are served");
+    kinds.push(Arc::new(events_view::EventsV1View::new(core_events)));
+    kinds
 }
