@@ -18,19 +18,22 @@ pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Resu
     let key = resources::NAMESPACES.key(None, ns);
     // The watch cache answers almost always; a namespace created a moment ago may not be in it
     // yet, so a miss is confirmed with a consistent read.
-    let cached = api
-        .store
-        .list(
-            &key,
-            ListOptions {
-                read_at: ReadAt::NotOlderThan(0),
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .ok()
-        .and_then(|l| l.items.into_iter().find(|kv| kv.key == key));
+    let cached = if api.recently_deleted(ns) {
+        None
+    } else {
+        api.store
+            .list(
+                &key,
+                ListOptions {
+                    read_at: ReadAt::NotOlderThan(0),
+                    limit: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .ok()
+            .and_then(|l| l.items.into_iter().find(|kv| kv.key == key))
+    };
     let found = match cached {
         Some(kv) => Some(kv),
         None => api

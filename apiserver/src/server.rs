@@ -105,6 +105,7 @@ pub async fn run(
             config.settings.service_cidr,
             config.settings.node_ports.clone(),
         ),
+        deleted_namespaces: Default::default(),
     });
     crate::bootstrap::ensure_system_state(&api).await?;
     let sa_controller = crate::bootstrap::spawn_service_account_controller(api.clone());

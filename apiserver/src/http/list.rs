@@ -529,6 +529,7 @@ fn async_stream_body(
         };
         tokio::pin!(sleep);
         let mut last_bookmark = tokio::time::Instant::now();
+        let mut last_sent: Revision = 0;
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
@@ -538,7 +539,11 @@ fn async_stream_body(
             };
             let line = match item {
                 None => return,
-                Some(Ok(WatchItem::Event(ev))) => match ctx.translate(&ev) {
+                Some(Ok(WatchItem::Event(ev))) => match ctx.translate(&ev).inspect(|out| {
+                    if out.is_some() {
+                        last_sent = last_sent.max(ev.revision());
+                    }
+                }) {
                     Ok(Some((kind, object))) => match ctx.encode(kind, &object) {
                         Ok(l) => l,
                         Err(e) => error_event(&e),
@@ -547,10 +552,14 @@ fn async_stream_body(
                     Err(e) => error_event(&e),
                 },
                 Some(Ok(WatchItem::Progress(rev))) => {
-                    if !ctx.bookmarks || last_bookmark.elapsed() < Duration::from_secs(1) {
+                    if !ctx.bookmarks
+                        || rev <= last_sent
+                        || last_bookmark.elapsed() < Duration::from_secs(1)
+                    {
                         continue;
                     }
                     last_bookmark = tokio::time::Instant::now();
+                    last_sent = rev;
                     bookmark(ctx.kind.as_ref(), rev, false)
                 }
                 Some(Err(crate::storage::StorageError::Compacted {

@@ -565,6 +565,9 @@ async fn dispatch(
                 "delete",
                 async {
                     let del = q.delete_options(&delete_body(headers, &bytes)?)?;
+                    if std::ptr::eq(t.def, &crate::resources::NAMESPACES) && !del.dry_run {
+                        api.namespace_deleted(n);
+                    }
                     let w = kind.delete(api, ns, n, &del).await?;
                     written_response(w, output, kind.as_ref(), &q)
                 }
@@ -776,7 +779,7 @@ async fn bind_pod(
         }
         Ok(next)
     };
-    kind.update(api, ns, name, Sub::Main, opts, &f).await?;
+    kind.update(api, ns, name, Sub::Binding, opts, &f).await?;
     // The PodScheduled condition, as the binding REST of Kubernetes sets it.
     let now = crate::registry::meta::now();
     let cond = |cur: &Value| -> Result<Value, ApiError> {

@@ -81,9 +81,28 @@ pub struct Api {
     pub settings: Settings,
     /// ClusterIP and NodePort allocators.
     pub alloc: Allocators,
+    /// Namespaces this server started deleting recently: NamespaceLifecycle reads them live
+    /// rather than from the (possibly lagging) watch cache, as Kubernetes does.
+    pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Api {
+    /// Notes that `ns` is being deleted.
+    pub fn namespace_deleted(&self, ns: &str) {
+        let mut m = self.deleted_namespaces.lock().expect("namespaces lock");
+        m.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(30));
+        m.insert(ns.to_string(), std::time::Instant::now());
+    }
+
+    /// Whether `ns` was deleted through this server in the last 30 s.
+    pub fn recently_deleted(&self, ns: &str) -> bool {
+        self.deleted_namespaces
+            .lock()
+            .expect("namespaces lock")
+            .get(ns)
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(30))
+    }
+
     /// The kind serving `def`.
     pub fn kind(&self, def: &ResourceDef) -> Option<&Arc<dyn KindOps>> {
         self.kinds.iter().find(|k| std::ptr::eq(k.def(), def))

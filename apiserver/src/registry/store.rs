@@ -93,6 +93,8 @@ pub enum Sub {
     Status,
     /// Only `spec.finalizers` (namespaces' `finalize`).
     Finalize,
+    /// A pod's binding to a node: like `Main`, but setting what an update may not (nodeName).
+    Binding,
 }
 
 /// Computes the desired object from the stored one (`Value::Null` when there is none).
@@ -340,12 +342,14 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         Ok(())
     }
 
-    fn validate_all(&self, obj: &T, old: Option<&T>) -> Vec<FieldError> {
+    fn validate_all(&self, obj: &T, old: Option<&T>, sub: Sub) -> Vec<FieldError> {
         let mut errs = meta::validate(obj.metadata(), self.def);
         errs.extend(self.strategy.validate(obj));
         if let Some(old) = old {
             errs.extend(meta::validate_update(obj.metadata(), old.metadata()));
-            errs.extend(self.strategy.validate_update(obj, old));
+            if sub != Sub::Binding {
+                errs.extend(self.strategy.validate_update(obj, old));
+            }
         }
         errs
     }
@@ -586,7 +590,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 ));
             }
             let desired = match sub {
-                Sub::Main => {
+                Sub::Main | Sub::Binding => {
                     let mut d = desired;
                     if self.def.status_subresource {
                         match current.get("status") {
@@ -630,7 +634,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             if self.def.has_generation && Self::spec_changed(&obj, &old)? {
                 obj.metadata_mut().generation = Some(old.metadata().generation.unwrap_or(0) + 1);
             }
-            let errs = self.validate_all(&obj, Some(&old));
+            let errs = self.validate_all(&obj, Some(&old), sub);
             if !errs.is_empty() {
                 return Err(self.invalid(name, errs));
             }

@@ -322,6 +322,8 @@ struct CacheWatch {
     last: Revision,
     /// The newest revision the consumer was told about.
     reported: Revision,
+    /// The newest progress notification sent.
+    progressed: Revision,
     backlog: VecDeque<Arc<Event>>,
     rx: broadcast::Receiver<Msg>,
     done: bool,
@@ -369,9 +371,11 @@ impl CacheWatch {
                     }
                 }
                 Ok(Msg::Item(WatchItem::Progress(rev))) => {
-                    if rev > self.reported {
-                        self.last = self.last.max(rev);
+                    // Bookmarks go out even after events the consumer may filter away itself.
+                    if rev > self.progressed && rev >= self.last {
+                        self.last = rev;
                         self.reported = rev;
+                        self.progressed = rev;
                         return Some(Ok(WatchItem::Progress(rev)));
                     }
                 }
@@ -474,6 +478,7 @@ impl Storage for WatchCache {
             recursive,
             last: start,
             reported: start,
+            progressed: start,
             backlog,
             rx,
             done: false,
