@@ -1,5 +1,9 @@
 //! `rkube-apiserver`: the Kubernetes API server of rkube.
 
+// Many small, short-lived allocations per request: mimalloc handles them better than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

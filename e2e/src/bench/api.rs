@@ -30,6 +30,8 @@ pub struct Config {
     pub watchers: usize,
     /// Objects written during the fan-out measurement.
     pub watch_events: usize,
+    /// Rounds of the create measurement (the median is reported).
+    pub rounds: usize,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             list_size: 10_000,
             watchers: 100,
             watch_events: 2_000,
+            rounds: 3,
         }
     }
 }
@@ -164,9 +167,49 @@ async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Server> {
     })
 }
 
-/// The figures of one backend.
-struct Figures {
-    creates: (f64, f64, f64),
+async fn create_namespace(c: &Http, base: &str, ns: &str) -> anyhow::Result<()> {
+    let body =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    let (code, _) = request(
+        c,
+        "POST",
+        &format!("{base}/api/v1/namespaces"),
+        Some(Bytes::from(body.to_string())),
+    )
+    .await?;
+    if code != 201 {
+        bail!("cannot create namespace {ns}: {code}");
+    }
+    Ok(())
+}
+
+/// Creates `count` pods named `{prefix}{i}` in `ns`: (ops/s, p50 ms, p99 ms).
+async fn create_pods(
+    c: &Arc<Http>,
+    base: &str,
+    ns: &str,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let url = format!("{base}/api/v1/namespaces/{ns}/pods");
+    load(count, concurrency, |i| {
+        let c = c.clone();
+        let url = url.clone();
+        let name = format!("{prefix}{i}");
+        async move {
+            let (code, body) = request(&c, "POST", &url, Some(pod(&name))).await?;
+            if code != 201 {
+                bail!("create answered {code}: {}", String::from_utf8_lossy(&body));
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The read-side figures of one backend.
+struct Reads {
     gets: (f64, f64, f64),
     list_consistent_ms: f64,
     list_cached_ms: f64,
@@ -174,37 +217,15 @@ struct Figures {
     watch_events_per_s: f64,
 }
 
-async fn measure(server: &Server, cfg: &Config) -> anyhow::Result<Figures> {
+async fn measure_reads(server: &Server, cfg: &Config) -> anyhow::Result<Reads> {
     let c = Arc::new(http());
     let base = server.url.clone();
-    let ns =
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}});
-    let (code, _) = request(
-        &c,
-        "POST",
-        &format!("{base}/api/v1/namespaces"),
-        Some(Bytes::from(ns.to_string())),
-    )
-    .await?;
-    if code != 201 {
-        bail!("cannot create the bench namespace: {code}");
-    }
+    create_namespace(&c, &base, "bench").await?;
+    create_pods(&c, &base, "bench", "p", cfg.list_size, cfg.concurrency).await?;
     let pods_url = format!("{base}/api/v1/namespaces/bench/pods");
-    let creates = load(cfg.creates, cfg.concurrency, |i| {
-        let c = c.clone();
-        let url = pods_url.clone();
-        async move {
-            let (code, body) = request(&c, "POST", &url, Some(pod(&format!("p{i}")))).await?;
-            if code != 201 {
-                bail!("create answered {code}: {}", String::from_utf8_lossy(&body));
-            }
-            Ok(())
-        }
-    })
-    .await?;
     let gets = load(cfg.creates, cfg.concurrency, |i| {
         let c = c.clone();
-        let url = format!("{pods_url}/p{}", (i * 7919) % cfg.creates);
+        let url = format!("{pods_url}/p{}", (i * 7919) % cfg.list_size.max(1));
         async move {
             let (code, _) = request(&c, "GET", &url, None).await?;
             if code != 200 {
@@ -214,21 +235,6 @@ async fn measure(server: &Server, cfg: &Config) -> anyhow::Result<Figures> {
         }
     })
     .await?;
-    // Fill up to the list size.
-    if cfg.list_size > cfg.creates {
-        load(cfg.list_size - cfg.creates, cfg.concurrency, |i| {
-            let c = c.clone();
-            let url = pods_url.clone();
-            async move {
-                let (code, _) = request(&c, "POST", &url, Some(pod(&format!("q{i}")))).await?;
-                if code != 201 {
-                    bail!("create answered {code}");
-                }
-                Ok(())
-            }
-        })
-        .await?;
-    }
     let mut consistent = Vec::new();
     let mut cached = Vec::new();
     let mut items = 0;
@@ -312,14 +318,25 @@ async fn measure(server: &Server, cfg: &Config) -> anyhow::Result<Figures> {
             .context("watchers did not get every event in 120 s")???;
     }
     let delivered = (cfg.watchers * cfg.watch_events) as f64 / started.elapsed().as_secs_f64();
-    Ok(Figures {
-        creates,
+    Ok(Reads {
         gets,
         list_consistent_ms: percentile(&consistent, 0.5),
         list_cached_ms: percentile(&cached, 0.5),
         list_items: items,
         watch_events_per_s: delivered,
     })
+}
+
+fn median(mut v: Vec<(f64, f64, f64)>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v[v.len() / 2]
+}
+
+async fn stop(mut server: Server) {
+    if let Some(stop) = server.stop.take() {
+        let _ = stop.send(());
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(20), &mut server.task).await;
 }
 
 /// Runs the API benchmark on the embedded store and on etcd.
@@ -336,45 +353,82 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     p.insert("watchers".into(), cfg.watchers.into());
     p.insert("watch_events".into(), cfg.watch_events.into());
 
+    p.insert("rounds".into(), cfg.rounds.into());
     let etcd = tokio::task::spawn_blocking(EtcdServer::start).await?;
-    // Baseline: raw etcd puts of the same payload, same concurrency, in this run.
     let raw = etcd_client::Client::connect([etcd.endpoint()], None).await?;
-    let (raw_puts, _, _) = load(cfg.creates, cfg.concurrency, |i| {
-        let mut kv = raw.kv_client();
-        async move {
-            kv.put(
-                format!("/bench/raw/{i}"),
-                pod(&format!("p{i}")).to_vec(),
-                None,
-            )
-            .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    report.measure("raw etcd puts (etcd-client)", raw_puts, "ops/s");
-
-    let mut etcd_creates = 0.0;
-    for (label, backend) in [("embedded", None), ("etcd", Some(&etcd))] {
-        let mut server = start_server(backend).await?;
-        let f = measure(&server, cfg).await?;
-        if let Some(stop) = server.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut server.task).await;
-        report.measure(&format!("{label}: pod creates"), f.creates.0, "ops/s");
-        report.measure(&format!("{label}: create p50"), f.creates.1, "ms");
-        report.measure(&format!("{label}: create p99"), f.creates.2, "ms");
-        report.measure(&format!("{label}: pod gets"), f.gets.0, "ops/s");
-        report.measure(&format!("{label}: get p99"), f.gets.2, "ms");
+    let embedded = start_server(None).await?;
+    let over_etcd = start_server(Some(&etcd)).await?;
+    let c = Arc::new(http());
+    // Creates: the raw etcd baseline and both backends, alternating rounds (median reported),
+    // so machine noise hits all three alike.
+    let (mut raw_puts, mut raw_txns, mut emb, mut etc) = (vec![], vec![], vec![], vec![]);
+    for round in 0..cfg.rounds.max(1) {
+        raw_puts.push(
+            load(cfg.creates, cfg.concurrency, |i| {
+                let mut kv = raw.kv_client();
+                async move {
+                    kv.put(
+                        format!("/bench/raw/r{round}/{i}"),
+                        pod(&format!("p{i}")).to_vec(),
+                        None,
+                    )
+                    .await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+        // What one create costs etcd itself: a put guarded by "the key does not exist yet".
+        raw_txns.push(
+            load(cfg.creates, cfg.concurrency, |i| {
+                let mut kv = raw.kv_client();
+                async move {
+                    let key = format!("/bench/txn/r{round}/{i}");
+                    let txn = etcd_client::Txn::new()
+                        .when([etcd_client::Compare::version(
+                            key.clone(),
+                            etcd_client::CompareOp::Equal,
+                            0,
+                        )])
+                        .and_then([etcd_client::TxnOp::put(
+                            key,
+                            pod(&format!("p{i}")).to_vec(),
+                            None,
+                        )]);
+                    kv.txn(txn).await?;
+                    Ok(())
+                }
+            })
+            .await?,
+        );
+        let ns = format!("create-r{round}");
+        create_namespace(&c, &embedded.url, &ns).await?;
+        emb.push(create_pods(&c, &embedded.url, &ns, "p", cfg.creates, cfg.concurrency).await?);
+        create_namespace(&c, &over_etcd.url, &ns).await?;
+        etc.push(create_pods(&c, &over_etcd.url, &ns, "p", cfg.creates, cfg.concurrency).await?);
+    }
+    let raw_puts = median(raw_puts);
+    let raw_txns = median(raw_txns);
+    report.measure("raw etcd puts (etcd-client)", raw_puts.0, "ops/s");
+    report.measure("raw etcd create-txns (etcd-client)", raw_txns.0, "ops/s");
+    for (label, server, creates) in [
+        ("embedded", embedded, median(emb)),
+        ("etcd", over_etcd, median(etc)),
+    ] {
+        report.measure(&format!("{label}: pod creates"), creates.0, "ops/s");
+        report.measure(&format!("{label}: create p50"), creates.1, "ms");
+        report.measure(&format!("{label}: create p99"), creates.2, "ms");
+        let r = measure_reads(&server, cfg).await?;
+        report.measure(&format!("{label}: pod gets"), r.gets.0, "ops/s");
+        report.measure(&format!("{label}: get p99"), r.gets.2, "ms");
         report.measure(
-            &format!("{label}: list {} pods (consistent)", f.list_items),
-            f.list_consistent_ms,
+            &format!("{label}: list {} pods (consistent)", r.list_items),
+            r.list_consistent_ms,
             "ms",
         );
         report.measure(
-            &format!("{label}: list {} pods (rv=0, cache)", f.list_items),
-            f.list_cached_ms,
+            &format!("{label}: list {} pods (rv=0, cache)", r.list_items),
+            r.list_cached_ms,
             "ms",
         );
         report.measure(
@@ -382,18 +436,24 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
                 "{label}: watch events delivered to {} watchers",
                 cfg.watchers
             ),
-            f.watch_events_per_s,
+            r.watch_events_per_s,
             "events/s",
         );
-        if backend.is_some() {
-            etcd_creates = f.creates.0;
+        if label == "etcd" {
+            report.ratio(
+                "API creates over etcd / raw etcd puts",
+                creates.0 / raw_puts.0,
+                0.5,
+            );
+        } else {
+            report.ratio(
+                "API creates on embedded / raw etcd puts",
+                creates.0 / raw_puts.0,
+                0.5,
+            );
         }
+        stop(server).await;
     }
-    report.ratio(
-        "API creates over etcd / raw etcd puts",
-        etcd_creates / raw_puts,
-        0.5,
-    );
     drop(etcd);
     Ok(report)
 }

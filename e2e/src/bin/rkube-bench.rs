@@ -1,5 +1,9 @@
 //! `rkube-bench`: runs rkube's benchmarks and prints a table (and writes JSON) per workload.
 
+// Many small, short-lived allocations per request: mimalloc handles them better than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +41,9 @@ enum Workload {
         /// Objects written while watched.
         #[arg(long, default_value_t = 2_000)]
         watch_events: usize,
+        /// Rounds of the create measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Storage layer: raw etcd puts vs creates over etcd and on the embedded store; watch fan-out.
     Storage {
@@ -68,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
             list_size,
             watchers,
             watch_events,
+            rounds,
         } => {
             let cfg = bench::api::Config {
                 creates,
@@ -75,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 list_size,
                 watchers,
                 watch_events,
+                rounds,
             };
             bench::api::run(&cfg).await?
         }
