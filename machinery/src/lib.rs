@@ -1,9 +1,11 @@
 //! API machinery shared by rkube's components — what kube-rs and k8s-openapi do not provide:
 //! label and field selectors, name and label syntax checks, resource quantities, the schemas of
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
-//! Kubernetes patch types (JSON, merge, strategic merge).
+//! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, protobuf bodies, and
+//! Lease-based leader election.
 
 pub mod apply;
+pub mod leader;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
