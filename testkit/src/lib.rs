@@ -1,6 +1,8 @@
 //! Test support shared by rkube's test suites: free loopback ports and real etcd server
 //! processes that tests start, kill (SIGKILL), and restart on the same data directory.
 
+#[cfg(feature = "apiserver")]
+pub mod apiserver;
 pub mod etcd;
 
 use std::net::TcpListener;
