@@ -593,3 +593,38 @@ async fn reqwest_like_get(s: &TestServer, path: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
 }
+
+/// Stopping the server ends open watches cleanly (the stream finishes) and the server returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_closes_watches() {
+    let mut s = TestServer::start(Backend::Embedded).await;
+    let cms: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
+    let mut w = cms
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let stopping = tokio::spawn(async move {
+        s.stop().await;
+        s
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match w.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch stayed open after shutdown");
+    let s = tokio::time::timeout(Duration::from_secs(20), stopping)
+        .await
+        .expect("server did not stop")
+        .unwrap();
+    let addr = s.url.trim_start_matches("http://").to_string();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens after shutdown"
+    );
+}
