@@ -1,7 +1,7 @@
 //! Field paths and field sets, and their `FieldsV1` encoding (the `fieldsV1` of a
 //! `metadata.managedFields` entry).
 //!
-//! A [`FieldSet`] is a tree of [`PathElement`]s in which a node may be a *member* (the path
+//! A [`FieldSet`] is a tree of path elements in which a node may be a *member* (the path
 //! itself is in the set) and may have children. In `FieldsV1` JSON every element is an object
 //! key — `f:<field>` for a field of an object or a key of a map, `k:<json>` for an item of a
 //! map-type list (the canonical JSON of its key fields), `v:<json>` for an item of a set, `i:<n>`
@@ -9,9 +9,12 @@
 //! member with children also carries the key `"."`. Elements are ordered the way
 //! structured-merge-diff orders them (fields, then keys, then values, then indexes), so the
 //! encoding is canonical.
+//!
+//! [`PathElement`] is the public form of an element. Inside a set, elements are kept in a
+//! compact form ([`Elem`], with short names stored inline) in sorted vectors, so building,
+//! combining and encoding sets allocates little.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use serde_json::{Map, Value};
@@ -30,77 +33,16 @@ pub enum PathElement {
 }
 
 impl PathElement {
-    fn rank(&self) -> u8 {
-        match self {
-            PathElement::Field(_) => 0,
-            PathElement::Key(_) => 1,
-            PathElement::Value(_) => 2,
-            PathElement::Index(_) => 3,
-        }
-    }
-
     /// The element as an object key of the `FieldsV1` encoding (`f:spec`,
     /// `k:{"name":"web"}`, `v:"a"`, `i:0`).
     pub fn to_fields_key(&self) -> String {
-        let mut out = String::new();
-        match self {
-            PathElement::Field(name) => {
-                out.push_str("f:");
-                out.push_str(name);
-            }
-            PathElement::Key(fields) => {
-                out.push_str("k:{");
-                for (i, (name, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_go_string(name, &mut out);
-                    out.push(':');
-                    write_go_json(value, &mut out);
-                }
-                out.push('}');
-            }
-            PathElement::Value(value) => {
-                out.push_str("v:");
-                write_go_json(value, &mut out);
-            }
-            PathElement::Index(index) => {
-                let _ = write!(out, "i:{index}");
-            }
-        }
-        out
+        Elem::from_path(self).to_fields_key()
     }
 
     /// Parses an object key of the `FieldsV1` encoding. `Ok(None)` for element types this
     /// version does not know (they are skipped, as upstream does).
     pub fn from_fields_key(key: &str) -> Result<Option<PathElement>, String> {
-        let mut chars = key.chars();
-        let (Some(kind), Some(':')) = (chars.next(), chars.next()) else {
-            return Err(format!("invalid path element {key:?}: missing type prefix"));
-        };
-        let rest = chars.as_str();
-        let parse_json = |text: &str| -> Result<Value, String> {
-            serde_json::from_str(text).map_err(|e| format!("invalid path element {key:?}: {e}"))
-        };
-        match kind {
-            'f' => Ok(Some(PathElement::Field(rest.to_owned()))),
-            'v' => Ok(Some(PathElement::Value(parse_json(rest)?))),
-            'k' => match parse_json(rest)? {
-                Value::Object(map) => {
-                    let mut fields: Vec<(String, Value)> = map.into_iter().collect();
-                    fields.sort_by(|a, b| a.0.cmp(&b.0));
-                    Ok(Some(PathElement::Key(fields)))
-                }
-                _ => Err(format!(
-                    "invalid path element {key:?}: keys must be an object"
-                )),
-            },
-            'i' => rest
-                .parse()
-                .map(|i| Some(PathElement::Index(i)))
-                .map_err(|_| format!("invalid path element {key:?}: bad index")),
-            _ => Ok(None),
-        }
+        Ok(Elem::from_fields_key(key)?.map(|e| e.to_path()))
     }
 }
 
@@ -120,12 +62,23 @@ impl PartialOrd for PathElement {
 
 impl Ord for PathElement {
     fn cmp(&self, other: &Self) -> Ordering {
+        fn rank(e: &PathElement) -> u8 {
+            match e {
+                PathElement::Field(_) => 0,
+                PathElement::Key(_) => 1,
+                PathElement::Value(_) => 2,
+                PathElement::Index(_) => 3,
+            }
+        }
         match (self, other) {
             (PathElement::Field(a), PathElement::Field(b)) => a.cmp(b),
-            (PathElement::Key(a), PathElement::Key(b)) => compare_fields(a, b),
+            (PathElement::Key(a), PathElement::Key(b)) => compare_fields(
+                a.iter().map(|(n, v)| (n.as_bytes(), v)),
+                b.iter().map(|(n, v)| (n.as_bytes(), v)),
+            ),
             (PathElement::Value(a), PathElement::Value(b)) => compare_values(a, b),
             (PathElement::Index(a), PathElement::Index(b)) => a.cmp(b),
-            _ => self.rank().cmp(&other.rank()),
+            _ => rank(self).cmp(&rank(other)),
         }
     }
 }
@@ -136,20 +89,25 @@ impl fmt::Display for PathElement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PathElement::Field(name) => write!(f, ".{name}"),
-            PathElement::Key(fields) => {
-                f.write_str("[")?;
-                for (i, (name, value)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",")?;
-                    }
-                    write!(f, "{name}={}", display_value(value))?;
-                }
-                f.write_str("]")
-            }
+            PathElement::Key(fields) => display_key(fields.iter().map(|(n, v)| (n.as_str(), v)), f),
             PathElement::Value(value) => write!(f, "[={}]", display_value(value)),
             PathElement::Index(index) => write!(f, "[{index}]"),
         }
     }
+}
+
+fn display_key<'a>(
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    f.write_str("[")?;
+    for (i, (name, value)) in fields.enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{name}={}", display_value(value))?;
+    }
+    f.write_str("]")
 }
 
 /// A path as in Kubernetes' messages, e.g. `.spec.template.spec.containers[name="web"].image`.
@@ -171,6 +129,243 @@ fn display_value(value: &Value) -> String {
             .map(|(k, v)| format!("{k}={}", display_value(v)))
             .collect(),
         other => other.to_string(),
+    }
+}
+
+/// How many bytes of a name are stored inline.
+const INLINE: usize = 22;
+
+/// A field name or map key: stored inline when short (no allocation), else on the heap.
+/// Ordered by bytes, which is the order of `str`.
+#[derive(Clone)]
+pub(crate) enum Name {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<str>),
+}
+
+impl Name {
+    pub(crate) fn new(name: &str) -> Name {
+        let len = name.len();
+        if len <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..len].copy_from_slice(name.as_bytes());
+            Name::Inline(len as u8, bytes)
+        } else {
+            Name::Heap(name.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline(len, bytes) => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Name::Heap(name) => name.as_bytes(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Inline(..) => std::str::from_utf8(self.bytes()).unwrap_or_default(),
+            Name::Heap(name) => name,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A path element as sets keep it (see [`PathElement`], ordered the same way).
+#[derive(Debug, Clone)]
+pub(crate) enum Elem {
+    /// A field of an object, or a key of a map.
+    Field(Name),
+    /// The item of a map-type list with these key fields (sorted by name).
+    Key(Box<[(Name, Value)]>),
+    /// The item of a set-type list with this value.
+    Value(Box<Value>),
+    /// The item of a list at this index.
+    Index(usize),
+}
+
+impl Elem {
+    pub(crate) fn field(name: &str) -> Elem {
+        Elem::Field(Name::new(name))
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Elem::Field(_) => 0,
+            Elem::Key(_) => 1,
+            Elem::Value(_) => 2,
+            Elem::Index(_) => 3,
+        }
+    }
+
+    /// The field name, for [`Elem::Field`].
+    pub(crate) fn as_field(&self) -> Option<&str> {
+        match self {
+            Elem::Field(name) => Some(name.as_str()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_path(element: &PathElement) -> Elem {
+        match element {
+            PathElement::Field(name) => Elem::Field(Name::new(name)),
+            PathElement::Key(fields) => Elem::Key(
+                fields
+                    .iter()
+                    .map(|(n, v)| (Name::new(n), v.clone()))
+                    .collect(),
+            ),
+            PathElement::Value(value) => Elem::Value(Box::new(value.clone())),
+            PathElement::Index(index) => Elem::Index(*index),
+        }
+    }
+
+    pub(crate) fn to_path(&self) -> PathElement {
+        match self {
+            Elem::Field(name) => PathElement::Field(name.as_str().to_owned()),
+            Elem::Key(fields) => PathElement::Key(
+                fields
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+                    .collect(),
+            ),
+            Elem::Value(value) => PathElement::Value((**value).clone()),
+            Elem::Index(index) => PathElement::Index(*index),
+        }
+    }
+
+    /// The element as an object key of the `FieldsV1` encoding.
+    pub(crate) fn to_fields_key(&self) -> String {
+        match self {
+            Elem::Field(name) => {
+                let name = name.as_str();
+                let mut out = String::with_capacity(name.len() + 2);
+                out.push_str("f:");
+                out.push_str(name);
+                out
+            }
+            Elem::Key(fields) => {
+                let mut out = String::from("k:{");
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_go_string(name.as_str(), &mut out);
+                    out.push(':');
+                    write_go_json(value, &mut out);
+                }
+                out.push('}');
+                out
+            }
+            Elem::Value(value) => {
+                let mut out = String::from("v:");
+                write_go_json(value, &mut out);
+                out
+            }
+            Elem::Index(index) => format!("i:{index}"),
+        }
+    }
+
+    /// Parses an object key of the `FieldsV1` encoding (see
+    /// [`PathElement::from_fields_key`]).
+    pub(crate) fn from_fields_key(key: &str) -> Result<Option<Elem>, String> {
+        let mut chars = key.chars();
+        let (Some(kind), Some(':')) = (chars.next(), chars.next()) else {
+            return Err(format!("invalid path element {key:?}: missing type prefix"));
+        };
+        let rest = chars.as_str();
+        let parse_json = |text: &str| -> Result<Value, String> {
+            serde_json::from_str(text).map_err(|e| format!("invalid path element {key:?}: {e}"))
+        };
+        match kind {
+            'f' => Ok(Some(Elem::Field(Name::new(rest)))),
+            'v' => Ok(Some(Elem::Value(Box::new(parse_json(rest)?)))),
+            'k' => match parse_json(rest)? {
+                Value::Object(map) => {
+                    let mut fields: Vec<(Name, Value)> =
+                        map.into_iter().map(|(k, v)| (Name::new(&k), v)).collect();
+                    fields.sort_by(|a, b| a.0.cmp(&b.0));
+                    Ok(Some(Elem::Key(fields.into_boxed_slice())))
+                }
+                _ => Err(format!(
+                    "invalid path element {key:?}: keys must be an object"
+                )),
+            },
+            'i' => rest
+                .parse()
+                .map(|i| Some(Elem::Index(i)))
+                .map_err(|_| format!("invalid path element {key:?}: bad index")),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl PartialEq for Elem {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Elem::Field(a), Elem::Field(b)) => a == b,
+            _ => self.cmp(other) == Ordering::Equal,
+        }
+    }
+}
+
+impl Eq for Elem {}
+
+impl PartialOrd for Elem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Elem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Elem::Field(a), Elem::Field(b)) => a.cmp(b),
+            (Elem::Key(a), Elem::Key(b)) => compare_fields(
+                a.iter().map(|(n, v)| (n.bytes(), v)),
+                b.iter().map(|(n, v)| (n.bytes(), v)),
+            ),
+            (Elem::Value(a), Elem::Value(b)) => compare_values(a, b),
+            (Elem::Index(a), Elem::Index(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl fmt::Display for Elem {
+    /// As [`PathElement`]'s.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Elem::Field(name) => write!(f, ".{}", name.as_str()),
+            Elem::Key(fields) => display_key(fields.iter().map(|(n, v)| (n.as_str(), v)), f),
+            Elem::Value(value) => write!(f, "[={}]", display_value(value)),
+            Elem::Index(index) => write!(f, "[{index}]"),
+        }
     }
 }
 
@@ -234,20 +429,52 @@ fn compare_numbers(x: &serde_json::Number, y: &serde_json::Number) -> Ordering {
     }
 }
 
-fn compare_fields(a: &[(String, Value)], b: &[(String, Value)]) -> Ordering {
-    for ((ln, lv), (rn, rv)) in a.iter().zip(b) {
+fn compare_fields<'a>(
+    mut a: impl ExactSizeIterator<Item = (&'a [u8], &'a Value)>,
+    mut b: impl ExactSizeIterator<Item = (&'a [u8], &'a Value)>,
+) -> Ordering {
+    let (la, lb) = (a.len(), b.len());
+    for ((ln, lv), (rn, rv)) in a.by_ref().zip(b.by_ref()) {
         let c = ln.cmp(rn).then_with(|| compare_values(lv, rv));
         if c != Ordering::Equal {
             return c;
         }
     }
-    a.len().cmp(&b.len())
+    la.cmp(&lb)
 }
 
 /// Whether two values are equal the way structured-merge-diff compares them (numbers by
 /// value, so `1` equals `1.0`).
 pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
-    compare_values(a, b) == Ordering::Equal
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Ordering::Equal,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Null, Value::Null) => true,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(l, r)| values_equal(l, r))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            // Same keys in the same order is the common case (and the only one for sorted
+            // maps); otherwise look each key up.
+            let mut pairs = x.iter().zip(y.iter());
+            for ((lk, lv), (rk, rv)) in pairs.by_ref() {
+                if lk != rk {
+                    return x
+                        .iter()
+                        .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)));
+                }
+                if !values_equal(lv, rv) {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Writes `value` as JSON the way Go's `encoding/json` does: object keys sorted, `<`, `>`,
@@ -307,17 +534,33 @@ fn write_go_string(s: &str, out: &mut String) {
 }
 
 /// A set of field paths, as a tree.
+///
+/// Each level is a vector of nodes sorted by element, without duplicates; every node is a
+/// member or has children (so equal sets are equal values).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSet {
-    nodes: BTreeMap<PathElement, Node>,
+    nodes: Vec<Node>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Node {
+/// One element of a level of a [`FieldSet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    elem: Elem,
     /// The path ending here is in the set.
     member: bool,
     /// Paths below.
     children: FieldSet,
+}
+
+impl Node {
+    /// A node, if it says anything (`None` when it is no member and has no children).
+    pub(crate) fn new(elem: Elem, member: bool, children: FieldSet) -> Option<Node> {
+        (member || !children.is_empty()).then_some(Node {
+            elem,
+            member,
+            children,
+        })
+    }
 }
 
 impl FieldSet {
@@ -326,9 +569,37 @@ impl FieldSet {
         FieldSet::default()
     }
 
+    /// The set of these nodes, in any order (nodes of equal elements are merged, the first
+    /// one's element is kept).
+    pub(crate) fn from_nodes(mut nodes: Vec<Node>) -> FieldSet {
+        if nodes.windows(2).all(|w| w[0].elem < w[1].elem) {
+            return FieldSet { nodes };
+        }
+        nodes.sort_by(|a, b| a.elem.cmp(&b.elem));
+        let mut out: Vec<Node> = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            match out.last_mut() {
+                Some(last) if last.elem == node.elem => {
+                    last.member |= node.member;
+                    last.children.union_with(node.children);
+                }
+                _ => out.push(node),
+            }
+        }
+        FieldSet { nodes: out }
+    }
+
     /// Whether the set has no paths.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    fn find(&self, element: &Elem) -> Result<usize, usize> {
+        self.nodes.binary_search_by(|n| n.elem.cmp(element))
+    }
+
+    fn get(&self, element: &Elem) -> Option<&Node> {
+        self.find(element).ok().and_then(|i| self.nodes.get(i))
     }
 
     /// Adds a path (the empty path is ignored: the root is never a member).
@@ -336,12 +607,9 @@ impl FieldSet {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let node = self.nodes.entry(first.clone()).or_default();
-        if rest.is_empty() {
-            node.member = true;
-        } else {
-            node.children.insert(rest);
-        }
+        let mut children = FieldSet::new();
+        children.insert(rest);
+        self.put(Elem::from_path(first), rest.is_empty(), children);
     }
 
     /// Whether the path is in the set.
@@ -349,7 +617,7 @@ impl FieldSet {
         let Some((first, rest)) = path.split_first() else {
             return false;
         };
-        match self.nodes.get(first) {
+        match self.get(&Elem::from_path(first)) {
             Some(node) if rest.is_empty() => node.member,
             Some(node) => node.children.has(rest),
             None => false,
@@ -358,106 +626,202 @@ impl FieldSet {
 
     /// Adds `element` as a member and/or with `children` (nothing is added when both are
     /// empty).
-    pub(crate) fn put(&mut self, element: PathElement, member: bool, children: FieldSet) {
+    pub(crate) fn put(&mut self, element: Elem, member: bool, children: FieldSet) {
         if !member && children.is_empty() {
             return;
         }
-        let node = self.nodes.entry(element).or_default();
-        node.member |= member;
-        if node.children.is_empty() {
-            node.children = children;
-        } else {
-            node.children = node.children.union(&children);
+        match self.find(&element) {
+            Ok(index) => {
+                let node = &mut self.nodes[index];
+                node.member |= member;
+                node.children.union_with(children);
+            }
+            Err(index) => self.nodes.insert(
+                index,
+                Node {
+                    elem: element,
+                    member,
+                    children,
+                },
+            ),
         }
     }
 
     /// Whether `element` is a member of this level.
-    pub(crate) fn is_member(&self, element: &PathElement) -> bool {
-        self.nodes.get(element).is_some_and(|n| n.member)
+    pub(crate) fn is_member(&self, element: &Elem) -> bool {
+        self.get(element).is_some_and(|n| n.member)
     }
 
     /// The paths below `element` (relative to it), if any.
-    pub(crate) fn children(&self, element: &PathElement) -> Option<&FieldSet> {
-        self.nodes
-            .get(element)
+    pub(crate) fn children(&self, element: &Elem) -> Option<&FieldSet> {
+        self.get(element)
             .map(|n| &n.children)
             .filter(|c| !c.is_empty())
     }
 
     /// The elements of this level with whether each is a member and the paths below it.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&PathElement, bool, &FieldSet)> {
-        self.nodes.iter().map(|(pe, n)| (pe, n.member, &n.children))
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Elem, bool, &FieldSet)> {
+        self.nodes.iter().map(|n| (&n.elem, n.member, &n.children))
+    }
+
+    /// Keeps the nodes of this level `keep` accepts (it may change them); nodes left without
+    /// membership and children are dropped.
+    pub(crate) fn retain_nodes(
+        &mut self,
+        mut keep: impl FnMut(&Elem, &mut bool, &mut FieldSet) -> bool,
+    ) {
+        self.nodes.retain_mut(|n| {
+            keep(&n.elem, &mut n.member, &mut n.children) && (n.member || !n.children.is_empty())
+        });
     }
 
     /// The paths in either set.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
-        let mut out = self.clone();
-        for (pe, node) in &other.nodes {
-            out.put(pe.clone(), node.member, node.children.clone());
+        let mut nodes = Vec::with_capacity(self.nodes.len().max(other.nodes.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < self.nodes.len() && j < other.nodes.len() {
+            let (a, b) = (&self.nodes[i], &other.nodes[j]);
+            match a.elem.cmp(&b.elem) {
+                Ordering::Less => {
+                    nodes.push(a.clone());
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    nodes.push(b.clone());
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    nodes.push(Node {
+                        elem: a.elem.clone(),
+                        member: a.member || b.member,
+                        children: a.children.union(&b.children),
+                    });
+                    i += 1;
+                    j += 1;
+                }
+            }
         }
-        out
+        nodes.extend_from_slice(&self.nodes[i..]);
+        nodes.extend_from_slice(&other.nodes[j..]);
+        FieldSet { nodes }
+    }
+
+    /// Adds the paths of `other` (the elements of `self` are kept where both have one).
+    pub(crate) fn union_with(&mut self, other: FieldSet) {
+        if other.nodes.is_empty() {
+            return;
+        }
+        if self.nodes.is_empty() {
+            *self = other;
+            return;
+        }
+        let mine = std::mem::take(&mut self.nodes);
+        let mut nodes = Vec::with_capacity(mine.len().max(other.nodes.len()));
+        let mut left = mine.into_iter().peekable();
+        let mut right = other.nodes.into_iter().peekable();
+        loop {
+            let order = match (left.peek(), right.peek()) {
+                (Some(a), Some(b)) => a.elem.cmp(&b.elem),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => break,
+            };
+            match order {
+                Ordering::Less => nodes.extend(left.next()),
+                Ordering::Greater => nodes.extend(right.next()),
+                Ordering::Equal => {
+                    if let (Some(mut a), Some(b)) = (left.next(), right.next()) {
+                        a.member |= b.member;
+                        a.children.union_with(b.children);
+                        nodes.push(a);
+                    }
+                }
+            }
+        }
+        self.nodes = nodes;
     }
 
     /// The paths of `self` that are not in `other` (a path of `other` does not remove the
     /// paths below it).
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::new();
-        for (pe, node) in &self.nodes {
-            match other.nodes.get(pe) {
-                None => out.put(pe.clone(), node.member, node.children.clone()),
-                Some(o) => out.put(
-                    pe.clone(),
-                    node.member && !o.member,
-                    node.children.difference(&o.children),
-                ),
-            }
-        }
+        let mut out = self.clone();
+        out.subtract(other);
         out
+    }
+
+    /// Removes the paths of `other` (see [`FieldSet::difference`]).
+    pub(crate) fn subtract(&mut self, other: &FieldSet) {
+        if other.nodes.is_empty() || self.nodes.is_empty() {
+            return;
+        }
+        let mut j = 0;
+        self.nodes.retain_mut(|node| {
+            while j < other.nodes.len() && other.nodes[j].elem < node.elem {
+                j += 1;
+            }
+            match other.nodes.get(j) {
+                Some(o) if o.elem == node.elem => {
+                    node.member &= !o.member;
+                    node.children.subtract(&o.children);
+                    node.member || !node.children.is_empty()
+                }
+                _ => true,
+            }
+        });
     }
 
     /// The paths in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::new();
-        for (pe, node) in &self.nodes {
-            if let Some(o) = other.nodes.get(pe) {
-                out.put(
-                    pe.clone(),
-                    node.member && o.member,
-                    node.children.intersection(&o.children),
-                );
+        let mut nodes = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.nodes.len() && j < other.nodes.len() {
+            let (a, b) = (&self.nodes[i], &other.nodes[j]);
+            match a.elem.cmp(&b.elem) {
+                Ordering::Less => i += 1,
+                Ordering::Greater => j += 1,
+                Ordering::Equal => {
+                    let children = a.children.intersection(&b.children);
+                    nodes.extend(Node::new(a.elem.clone(), a.member && b.member, children));
+                    i += 1;
+                    j += 1;
+                }
             }
         }
-        out
+        FieldSet { nodes }
     }
 
     /// The set without the paths that are members of `prefixes` and everything below them.
     pub fn without_prefixes(&self, prefixes: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::new();
-        for (pe, node) in &self.nodes {
-            match prefixes.nodes.get(pe) {
-                None => out.put(pe.clone(), node.member, node.children.clone()),
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            match prefixes.get(&node.elem) {
+                None => nodes.push(node.clone()),
                 Some(p) if p.member => {}
-                Some(p) => out.put(
-                    pe.clone(),
+                Some(p) => nodes.extend(Node::new(
+                    node.elem.clone(),
                     node.member,
                     node.children.without_prefixes(&p.children),
-                ),
+                )),
             }
         }
-        out
+        FieldSet { nodes }
     }
 
     /// Only the paths that are members of `prefixes` or below them.
     pub fn only_prefixes(&self, prefixes: &FieldSet) -> FieldSet {
-        let mut out = FieldSet::new();
-        for (pe, node) in &self.nodes {
-            match prefixes.nodes.get(pe) {
+        let mut nodes = Vec::new();
+        for node in &self.nodes {
+            match prefixes.get(&node.elem) {
                 None => {}
-                Some(p) if p.member => out.put(pe.clone(), node.member, node.children.clone()),
-                Some(p) => out.put(pe.clone(), false, node.children.only_prefixes(&p.children)),
+                Some(p) if p.member => nodes.push(node.clone()),
+                Some(p) => nodes.extend(Node::new(
+                    node.elem.clone(),
+                    false,
+                    node.children.only_prefixes(&p.children),
+                )),
             }
         }
-        out
+        FieldSet { nodes }
     }
 
     /// Every path of the set, in order.
@@ -469,8 +833,8 @@ impl FieldSet {
     }
 
     fn collect_paths(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Vec<PathElement>>) {
-        for (pe, node) in &self.nodes {
-            prefix.push(pe.clone());
+        for node in &self.nodes {
+            prefix.push(node.elem.to_path());
             if node.member {
                 out.push(prefix.clone());
             }
@@ -485,17 +849,15 @@ impl FieldSet {
     }
 
     fn fields_v1_object(&self, with_self: bool) -> Map<String, Value> {
-        let mut out = Map::new();
-        if with_self {
-            out.insert(".".to_owned(), Value::Object(Map::new()));
-        }
-        for (pe, node) in &self.nodes {
-            let inner = node
-                .children
-                .fields_v1_object(node.member && !node.children.is_empty());
-            out.insert(pe.to_fields_key(), Value::Object(inner));
-        }
-        out
+        let me = with_self.then(|| (".".to_owned(), Value::Object(Map::new())));
+        me.into_iter()
+            .chain(self.nodes.iter().map(|node| {
+                let inner = node
+                    .children
+                    .fields_v1_object(node.member && !node.children.is_empty());
+                (node.elem.to_fields_key(), Value::Object(inner))
+            }))
+            .collect()
     }
 
     /// Decodes a `FieldsV1` value. Unknown element types are skipped; anything else that is
@@ -511,22 +873,23 @@ impl FieldSet {
     /// Reads an object of the encoding: the set of its children and whether it marks its own
     /// path as a member (it has `"."`, or no children at all).
     fn read_object(map: &Map<String, Value>) -> Result<(FieldSet, bool), String> {
-        let mut set = FieldSet::new();
+        let mut nodes = Vec::with_capacity(map.len());
         let mut member = false;
         for (key, value) in map {
             if key == "." {
                 member = true;
                 continue;
             }
-            let Some(pe) = PathElement::from_fields_key(key)? else {
+            let Some(elem) = Elem::from_fields_key(key)? else {
                 continue;
             };
             let Value::Object(inner) = value else {
                 return Err(format!("the value of {key:?} must be a JSON object"));
             };
             let (children, child_member) = FieldSet::read_object(inner)?;
-            set.put(pe, child_member, children);
+            nodes.extend(Node::new(elem, child_member, children));
         }
+        let set = FieldSet::from_nodes(nodes);
         let member = member || set.is_empty();
         Ok((set, member))
     }

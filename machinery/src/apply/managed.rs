@@ -73,6 +73,23 @@ impl Entry {
         )
     }
 
+    /// Whether this entry has that identity (as [`Entry::identity`], without building it).
+    pub(crate) fn is(&self, id: &Identity) -> bool {
+        self.applied == id.applied
+            && self.manager == id.manager
+            && (self.applied || self.api_version == id.api_version)
+            && self.subresource.as_deref().unwrap_or_default() == id.subresource
+    }
+
+    /// Whether two entries have the same identity.
+    fn same_identity(&self, other: &Entry) -> bool {
+        self.applied == other.applied
+            && self.manager == other.manager
+            && (self.applied || self.api_version == other.api_version)
+            && self.subresource.as_deref().unwrap_or_default()
+                == other.subresource.as_deref().unwrap_or_default()
+    }
+
     fn seconds(&self) -> i64 {
         self.time.as_deref().and_then(unix_seconds).unwrap_or(0)
     }
@@ -174,8 +191,7 @@ pub(crate) fn decode(value: &Value) -> Result<Vec<Entry>, String> {
             time: (!time.is_empty()).then(|| normalize_time(time)),
             set,
         };
-        let identity = entry.identity();
-        match out.iter_mut().find(|e| e.identity() == identity) {
+        match out.iter_mut().find(|e| e.same_identity(&entry)) {
             Some(existing) => *existing = entry,
             None => out.push(entry),
         }
@@ -206,17 +222,17 @@ pub(crate) fn encode(entries: &[Entry]) -> Option<Value> {
     if entries.is_empty() {
         return None;
     }
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by(|p, q| {
+    let mut sorted: Vec<(i64, &Entry)> = entries.iter().map(|e| (e.seconds(), e)).collect();
+    sorted.sort_by(|(ps, p), (qs, q)| {
         q.applied
             .cmp(&p.applied)
-            .then_with(|| p.seconds().cmp(&q.seconds()))
+            .then_with(|| ps.cmp(qs))
             .then_with(|| p.manager.cmp(&q.manager))
             .then_with(|| p.api_version.cmp(&q.api_version))
             .then_with(|| p.subresource.cmp(&q.subresource))
     });
     Some(Value::Array(
-        sorted.into_iter().map(Entry::to_json).collect(),
+        sorted.into_iter().map(|(_, e)| e.to_json()).collect(),
     ))
 }
 
@@ -235,8 +251,7 @@ pub(crate) fn cap_updates(entries: &mut Vec<Entry>, max: usize) {
         Ordering::Equal => a.1.cmp(&b.1),
         other => other,
     });
-    let position =
-        |entries: &Vec<Entry>, id: &Identity| entries.iter().position(|e| e.identity() == *id);
+    let position = |entries: &Vec<Entry>, id: &Identity| entries.iter().position(|e| e.is(id));
     let mut first_of_version: BTreeMap<String, Identity> = BTreeMap::new();
     let mut length = updaters.len();
     for (_, id) in updaters {

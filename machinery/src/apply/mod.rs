@@ -35,12 +35,14 @@ mod managed;
 #[cfg(test)]
 mod tests;
 mod typed;
+mod types;
 
 use serde_json::{Map, Value};
 
-use self::fieldpath::{FieldSet, PathElement, path_string, values_equal, write_go_json};
+use self::fieldpath::{FieldSet, PathElement, path_string, write_go_json};
 use self::managed::{Entry, Identity};
-use self::typed::Ty;
+use self::typed::{Hide, Ty};
+use self::types::Types;
 use crate::schema::SchemaRef;
 
 /// The annotation `kubectl apply` (client-side) records the applied configuration in.
@@ -270,27 +272,25 @@ struct Scope {
 }
 
 impl Scope {
-    /// The part of `set` the write may own.
-    fn filter(self, set: FieldSet) -> FieldSet {
-        let field = |name: &str| PathElement::Field(name.to_owned());
-        let mut server = FieldSet::new();
-        server.insert(&[field("apiVersion")]);
-        server.insert(&[field("kind")]);
-        for name in SERVER_METADATA {
-            server.insert(&[field("metadata"), field(name)]);
-        }
-        let mut metadata = FieldSet::new();
-        metadata.insert(&[field("metadata")]);
-        let mut status = FieldSet::new();
-        status.insert(&[field("status")]);
-
-        // `metadata` itself (an empty or new metadata) is never owned, what is below may be.
-        let set = set.without_prefixes(&server).difference(&metadata);
-        if self.status_only {
-            set.only_prefixes(&status)
-        } else {
-            set.without_prefixes(&status)
-        }
+    /// The part of `set` the write may own: without `apiVersion`, `kind` and the server
+    /// metadata (with what is below them), without `metadata` itself (an empty or new
+    /// metadata; what is below may be owned), and only `status` or all but `status`.
+    fn filter(self, mut set: FieldSet) -> FieldSet {
+        set.retain_nodes(|element, member, children| match element.as_field() {
+            Some("apiVersion" | "kind") => false,
+            Some("status") => self.status_only,
+            Some("metadata") if !self.status_only => {
+                *member = false;
+                children.retain_nodes(|element, _, _| {
+                    !element
+                        .as_field()
+                        .is_some_and(|name| SERVER_METADATA.contains(&name))
+                });
+                true
+            }
+            _ => !self.status_only,
+        });
+        set
     }
 }
 
@@ -325,23 +325,10 @@ fn conflicts_error(conflicts: Vec<Owned>) -> ApplyError {
     ApplyError::Conflicts(out)
 }
 
-/// The object without `metadata.managedFields`.
-fn without_managed_fields(object: &Value) -> Value {
-    let mut out = object.clone();
-    if let Some(Value::Object(metadata)) = out.get_mut("metadata") {
-        metadata.remove("managedFields");
-    }
-    out
-}
-
-fn managed_fields_of(object: &Value) -> Option<&Value> {
-    object.get("metadata")?.get("managedFields")
-}
-
 /// The entries recorded on a stored object (none when they do not decode).
 fn recorded_entries(object: Option<&Value>) -> Vec<Entry> {
     object
-        .and_then(managed_fields_of)
+        .and_then(|o| o.get("metadata")?.get("managedFields"))
         .and_then(|v| managed::decode(v).ok())
         .unwrap_or_default()
 }
@@ -371,32 +358,28 @@ fn write_entries(object: &mut Value, entries: &[Entry]) {
     }
 }
 
-/// Takes what changed (per `cmp`) from every entry but `skip`: changed fields another entry
-/// owns are conflicts (an error unless `force`, else they leave that entry), removed fields
-/// leave every entry. Entries left empty are dropped.
+/// Takes what changed (`changed`: modified or added) from every entry but `skip`: changed
+/// fields another entry owns are conflicts (an error unless `force`, else they leave that
+/// entry), `removed` fields leave every entry. Entries left empty are dropped.
 fn take_from_others(
     entries: &mut Vec<Entry>,
     skip: Option<&Identity>,
-    cmp: &typed::Comparison,
+    changed: &FieldSet,
+    removed: &FieldSet,
     force: bool,
 ) -> Result<(), Vec<Owned>> {
-    let changed = cmp.modified.union(&cmp.added);
-    let mut conflicts: Vec<(usize, FieldSet)> = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        if skip.is_some_and(|s| *s == entry.identity()) {
-            continue;
+    let other = |e: &Entry| skip.is_none_or(|s| !e.is(s));
+    if force {
+        // Taking the owned part of `changed` leaves the same as taking all of it.
+        for entry in entries.iter_mut().filter(|e| other(e)) {
+            entry.set.subtract(changed);
         }
-        let taken = entry.set.intersection(&changed);
-        if !taken.is_empty() {
-            conflicts.push((index, taken));
-        }
-    }
-    if !force && !conflicts.is_empty() {
-        let mut out = Vec::new();
-        for (index, taken) in conflicts {
-            let entry = &entries[index];
+    } else {
+        let mut conflicts = Vec::new();
+        for entry in entries.iter().filter(|e| other(e)) {
+            let taken = entry.set.intersection(changed);
             for path in taken.paths() {
-                out.push(Owned {
+                conflicts.push(Owned {
                     entry: entry.identity(),
                     api_version: entry.api_version.clone(),
                     subresource: entry.subresource.clone(),
@@ -404,35 +387,56 @@ fn take_from_others(
                 });
             }
         }
-        return Err(out);
+        // Without conflicts nothing is taken.
+        if !conflicts.is_empty() {
+            return Err(conflicts);
+        }
     }
-    for (index, taken) in conflicts {
-        entries[index].set = entries[index].set.difference(&taken);
-    }
-    if !cmp.removed.is_empty() {
-        for entry in entries.iter_mut() {
-            if skip.is_none_or(|s| *s != entry.identity()) {
-                entry.set = entry.set.difference(&cmp.removed);
-            }
+    if !removed.is_empty() {
+        for entry in entries.iter_mut().filter(|e| other(e)) {
+            entry.set.subtract(removed);
         }
     }
     entries.retain(|e| !e.set.is_empty());
     Ok(())
 }
 
-/// Records an update from `old` to `new` (both without managed fields) by `m`.
-fn record_update(old: &Value, new: &Value, ty: Ty<'_>, entries: &mut Vec<Entry>, m: &Manager<'_>) {
+/// What a write changes from `old` to `new`, limited to what `m` may own: the fields modified
+/// or added, and the fields removed.
+fn changes(
+    old: &Value,
+    hide_old: Hide,
+    new: &Value,
+    hide_new: Hide,
+    ty: Ty<'_>,
+    m: &Manager<'_>,
+) -> (FieldSet, FieldSet) {
     let scope = m.scope();
-    let cmp = typed::compare(Some(old), Some(new), ty).map(|s| scope.filter(s));
+    let cmp = typed::compare_hiding(Some(old), hide_old, Some(new), hide_new, ty);
+    let mut changed = scope.filter(cmp.modified);
+    changed.union_with(scope.filter(cmp.added));
+    (changed, scope.filter(cmp.removed))
+}
+
+/// Records an update from `old` to `new` (without what `hide_old` and `hide_new` hide) by `m`.
+fn record_update(
+    (old, hide_old): (&Value, Hide),
+    (new, hide_new): (&Value, Hide),
+    ty: Ty<'_>,
+    entries: &mut Vec<Entry>,
+    m: &Manager<'_>,
+) {
+    let (mine, removed) = changes(old, hide_old, new, hide_new, ty, m);
     // Forced, so it cannot fail.
-    let _ = take_from_others(entries, None, &cmp, true);
-    let mine = cmp.modified.union(&cmp.added);
+    let _ = take_from_others(entries, None, &mine, &removed, true);
     if !mine.is_empty() {
         let identity = m.identity(false);
         let time = Some(managed::normalize_time(m.time));
-        match entries.iter_mut().find(|e| e.identity() == identity) {
+        match entries.iter_mut().find(|e| e.is(&identity)) {
             Some(entry) => {
-                entry.set = mine.union(&entry.set);
+                let mut set = mine;
+                set.union_with(std::mem::take(&mut entry.set));
+                entry.set = set;
                 entry.time = time;
             }
             None => {
@@ -444,6 +448,11 @@ fn record_update(old: &Value, new: &Value, ty: Ty<'_>, entries: &mut Vec<Entry>,
         }
     }
     managed::cap_updates(entries, MAX_UPDATE_MANAGERS);
+}
+
+/// The zero value of a kind (see [`Types::skeleton`]); `{}` without a schema.
+fn skeleton<'a>(types: Option<&'a Types>, empty: &'a Value) -> &'a Value {
+    types.map_or(empty, Types::skeleton)
 }
 
 /// Records the managed fields of a create or update (PUT, JSON/merge/strategic merge patch)
@@ -461,10 +470,14 @@ pub fn track_update(
     m: &Manager<'_>,
     schema: Option<SchemaRef<'_>>,
 ) -> Result<(), ApplyError> {
-    if !new.is_object() {
+    let Value::Object(object) = new else {
         return Err(invalid("", "the object must be a JSON object"));
+    };
+    let sent = match object.get_mut("metadata") {
+        Some(Value::Object(metadata)) => metadata.remove("managedFields"),
+        _ => None,
     }
-    let sent = managed_fields_of(new).filter(|v| !v.is_null()).cloned();
+    .filter(|v| !v.is_null());
     let mut entries = match sent {
         _ if m.subresource().is_some() => recorded_entries(old),
         Some(sent) if managed::is_reset(&sent) => Vec::new(),
@@ -474,19 +487,18 @@ pub fn track_update(
         },
         None => recorded_entries(old),
     };
-    if let Some(Value::Object(metadata)) = new.get_mut("metadata") {
-        metadata.remove("managedFields");
-    }
     if entries.is_empty() && old.is_some() {
         // Nothing is tracked for this object: stay that way until it is applied to.
         return Ok(());
     }
-    let ty = Ty::root(schema);
+    let types = schema.map(Types::of);
+    let ty = Ty::root(types.as_deref());
+    let empty = Value::Object(Map::new());
     let old = match old {
-        Some(old) => without_managed_fields(old),
-        None => typed::skeleton(schema),
+        Some(old) => (old, Hide::ManagedFields),
+        None => (skeleton(types.as_deref(), &empty), Hide::Nothing),
     };
-    record_update(&old, new, ty, &mut entries, m);
+    record_update(old, (new, Hide::Nothing), ty, &mut entries, m);
     write_entries(new, &entries);
     Ok(())
 }
@@ -509,29 +521,29 @@ pub fn apply(
     schema: Option<SchemaRef<'_>>,
 ) -> Result<Value, ApplyError> {
     check_applied(applied, m)?;
-    let ty = Ty::root(schema);
+    let types = schema.map(Types::of);
+    let ty = Ty::root(types.as_deref());
     let applied_set =
         typed::field_set(applied, ty, true).map_err(|e| invalid(&e.path, e.message))?;
     let applied_set = m.scope().filter(applied_set);
-    let stripped = live.map(without_managed_fields);
-    let entries = recorded_entries(live);
+    let empty = Value::Object(Map::new());
+    let skeleton = skeleton(types.as_deref(), &empty);
     let run = |force: bool| {
         apply_once(
-            stripped.as_ref(),
+            live,
             applied,
             &applied_set,
-            entries.clone(),
+            recorded_entries(live),
             m,
             force,
-            schema,
+            (ty, skeleton),
         )
     };
     let (mut object, entries) = match run(force) {
         Ok(done) => done,
         Err(conflicts) => {
             // kubectl may take over what its client-side apply annotation lists.
-            let allowed = stripped
-                .as_ref()
+            let allowed = live
                 .filter(|_| m.name() == KUBECTL)
                 .and_then(|live| allowed_by_last_applied(live, ty, m.api_version));
             let Some(allowed) = allowed else {
@@ -600,7 +612,8 @@ fn check_applied(applied: &Value, m: &Manager<'_>) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// One apply attempt: returns the new object and entries, or the conflicts.
+/// One apply attempt to `live` (whose managed fields are left out): returns the new object
+/// and entries, or the conflicts.
 fn apply_once(
     live: Option<&Value>,
     applied: &Value,
@@ -608,9 +621,8 @@ fn apply_once(
     mut entries: Vec<Entry>,
     m: &Manager<'_>,
     force: bool,
-    schema: Option<SchemaRef<'_>>,
+    (ty, skeleton): (Ty<'_>, &Value),
 ) -> Result<(Value, Vec<Entry>), Vec<Owned>> {
-    let ty = Ty::root(schema);
     if let Some(live) = live
         && entries.is_empty()
     {
@@ -619,12 +631,18 @@ fn apply_once(
             name: BEFORE_FIRST_APPLY,
             ..*m
         };
-        record_update(&typed::skeleton(schema), live, ty, &mut entries, &before);
+        record_update(
+            (skeleton, Hide::Nothing),
+            (live, Hide::ManagedFields),
+            ty,
+            &mut entries,
+            &before,
+        );
     }
 
-    let mut object = typed::merge(live, applied, ty);
+    let mut object = typed::merge(live, applied, ty, Hide::ManagedFields);
     let me = m.identity(true);
-    let index = match entries.iter().position(|e| e.identity() == me) {
+    let index = match entries.iter().position(|e| e.is(&me)) {
         Some(index) => index,
         None => {
             entries.push(m.entry(true));
@@ -634,29 +652,30 @@ fn apply_once(
     let last = std::mem::replace(&mut entries[index].set, applied_set.clone());
     entries[index].api_version = m.api_version.to_owned();
     if !last.is_empty() {
-        let owned = entries
-            .iter()
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.set));
+        let mut owned = FieldSet::new();
+        for entry in &entries {
+            owned.union_with(entry.set.clone());
+        }
         typed::prune(&mut object, &last, &owned, ty);
     }
 
     let old = match live {
-        Some(live) => live.clone(),
-        None => typed::skeleton(schema),
+        Some(live) => (live, Hide::ManagedFields),
+        None => (skeleton, Hide::Nothing),
     };
-    let scope = m.scope();
-    let cmp = typed::compare(Some(&old), Some(&object), ty).map(|s| scope.filter(s));
-    take_from_others(&mut entries, Some(&me), &cmp, force)?;
+    let (changed, removed) = changes(old.0, old.1, &object, Hide::Nothing, ty, m);
+    take_from_others(&mut entries, Some(&me), &changed, &removed, force)?;
 
-    let changed = live.is_none_or(|live| !values_equal(live, &object));
-    if changed && let Some(entry) = entries.iter_mut().find(|e| e.identity() == me) {
+    let changed = live.is_none_or(|live| !typed::equal_to_stored(live, &object));
+    if changed && let Some(entry) = entries.iter_mut().find(|e| e.is(&me)) {
         entry.time = Some(managed::normalize_time(m.time));
     }
     Ok((object, entries))
 }
 
 /// The fields of the live object's `last-applied-configuration` annotation that still have
-/// the values it lists: kubectl upgrading from client-side apply may take them over.
+/// the values it lists (the live object's managed fields left out): kubectl upgrading from
+/// client-side apply may take them over.
 fn allowed_by_last_applied(live: &Value, ty: Ty<'_>, api_version: &str) -> Option<FieldSet> {
     let text = live
         .get("metadata")?
@@ -669,7 +688,13 @@ fn allowed_by_last_applied(live: &Value, ty: Ty<'_>, api_version: &str) -> Optio
         return None;
     }
     let set = typed::field_set(&last, ty, false).ok()?;
-    let cmp = typed::compare(Some(&last), Some(live), ty);
+    let cmp = typed::compare_hiding(
+        Some(&last),
+        Hide::Nothing,
+        Some(live),
+        Hide::ManagedFields,
+        ty,
+    );
     Some(
         set.difference(&cmp.modified)
             .difference(&cmp.added)

@@ -9,61 +9,51 @@
 //! schema, unknown fields, `x-kubernetes-preserve-unknown-fields`) are "deduced": objects are
 //! granular maps, lists atomic. Free-form values (int-or-string, `RawExtension`) are leaves.
 //! Values whose JSON type does not fit the schema are treated as leaves.
+//!
+//! Schemas are walked in their compiled form ([`super::types`]). Walks build field sets
+//! bottom-up, level by level, and read values by reference; a stored object's
+//! `metadata.managedFields` can be left out of a walk ([`Hide`]) instead of copying the
+//! object without it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::fieldpath::{FieldSet, PathElement, values_equal};
-use crate::schema::{EXT_PRESERVE_UNKNOWN, ListType, MapType, SchemaKind, SchemaRef};
-
-/// The type of a position in an object.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Ty<'s> {
-    /// Described by a schema.
-    Schema(SchemaRef<'s>),
-    /// Untyped, granular: objects are maps of deduced values, lists are atomic.
-    Deduced,
-    /// Untyped, atomic: a leaf whatever its shape.
-    Atomic,
-}
-
-impl<'s> Ty<'s> {
-    /// The type of an object of a kind with this schema (deduced without one).
-    pub(crate) fn root(schema: Option<SchemaRef<'s>>) -> Ty<'s> {
-        schema.map_or(Ty::Deduced, Ty::Schema)
-    }
-}
+use super::fieldpath::{Elem, FieldSet, Name, Node, values_equal};
+pub(crate) use super::types::Ty;
+use super::types::{Keys, Shape, Struct, Types};
 
 /// The topology of a position, for the values at hand.
-#[derive(Debug, Clone)]
-enum Kind<'s> {
+#[derive(Debug, Clone, Copy)]
+enum Kind<'t> {
     /// A scalar, an atomic list or map, or a value that does not fit its schema.
     Leaf,
     /// An object with named fields.
-    Struct(SchemaRef<'s>),
+    Struct(&'t Types, &'t Struct),
     /// A granular map with values of this type.
-    Map(Ty<'s>),
+    Map(Ty<'t>),
     /// A list of unique scalars.
     Set,
     /// A list of objects identified by these key fields, with items of this type.
-    Keyed(Vec<&'s str>, Ty<'s>),
+    Keyed(&'t Keys, Ty<'t>),
 }
 
-impl<'s> Kind<'s> {
+impl<'t> Kind<'t> {
     fn fits(&self, value: &Value) -> bool {
         match self {
             Kind::Leaf => true,
-            Kind::Struct(_) | Kind::Map(_) => value.is_object() || value.is_null(),
+            Kind::Struct(..) | Kind::Map(_) => value.is_object() || value.is_null(),
             Kind::Set | Kind::Keyed(..) => value.is_array() || value.is_null(),
         }
     }
 
     /// The type of the value under `key` of an object, and whether `key` is a named field.
-    fn child(&self, key: &str) -> (Ty<'s>, bool) {
+    fn child(&self, key: &str) -> (Ty<'t>, bool) {
         match self {
-            Kind::Struct(schema) => match schema.field(key) {
-                Some(field) => (Ty::Schema(field), true),
+            Kind::Struct(types, fields) => match types.field(fields, key) {
+                Some(ty) => (ty, true),
                 None => (Ty::Deduced, false),
             },
             Kind::Map(values) => (*values, false),
@@ -72,7 +62,7 @@ impl<'s> Kind<'s> {
     }
 
     /// The type of the items of a list.
-    fn item(&self) -> Ty<'s> {
+    fn item(&self) -> Ty<'t> {
         match self {
             Kind::Keyed(_, item) => *item,
             _ => Ty::Atomic,
@@ -84,12 +74,12 @@ impl<'s> Kind<'s> {
     }
 
     fn is_object(&self) -> bool {
-        matches!(self, Kind::Struct(_) | Kind::Map(_))
+        matches!(self, Kind::Struct(..) | Kind::Map(_))
     }
 }
 
 /// The kind of a position holding `values` (absent values are skipped).
-fn resolve<'s>(ty: Ty<'s>, values: &[Option<&Value>]) -> Kind<'s> {
+fn resolve<'t>(ty: Ty<'t>, values: &[Option<&Value>]) -> Kind<'t> {
     let deduced = || {
         if values.iter().flatten().any(|v| v.is_object()) {
             Kind::Map(Ty::Deduced)
@@ -100,31 +90,13 @@ fn resolve<'s>(ty: Ty<'s>, values: &[Option<&Value>]) -> Kind<'s> {
     let kind = match ty {
         Ty::Atomic => Kind::Leaf,
         Ty::Deduced => deduced(),
-        Ty::Schema(schema) => match schema.kind() {
-            SchemaKind::Object => match schema.map_type() {
-                MapType::Atomic => Kind::Leaf,
-                MapType::Granular => Kind::Struct(schema),
-            },
-            SchemaKind::Map => match schema.map_type() {
-                MapType::Atomic => Kind::Leaf,
-                MapType::Granular => Kind::Map(schema.map_values().map_or(Ty::Atomic, Ty::Schema)),
-            },
-            SchemaKind::Array => match schema.list_type() {
-                ListType::Atomic => Kind::Leaf,
-                ListType::Set => Kind::Set,
-                ListType::Map(keys) if keys.is_empty() => Kind::Set,
-                ListType::Map(keys) => {
-                    Kind::Keyed(keys, schema.items().map_or(Ty::Deduced, Ty::Schema))
-                }
-            },
-            SchemaKind::Scalar => Kind::Leaf,
-            SchemaKind::Any => {
-                let preserve = schema
-                    .extension(EXT_PRESERVE_UNKNOWN)
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if preserve { deduced() } else { Kind::Leaf }
-            }
+        Ty::Schema(types, index) => match types.shape(index) {
+            Shape::Leaf => Kind::Leaf,
+            Shape::Deduced => deduced(),
+            Shape::Struct(fields) => Kind::Struct(types, fields),
+            Shape::Map(values) => Kind::Map(values),
+            Shape::Set => Kind::Set,
+            Shape::Keyed(keys, item) => Kind::Keyed(keys, item),
         },
     };
     if values.iter().flatten().all(|v| kind.fits(v)) {
@@ -134,11 +106,178 @@ fn resolve<'s>(ty: Ty<'s>, values: &[Option<&Value>]) -> Kind<'s> {
     }
 }
 
+/// What a walk leaves out of an object: a stored object's `metadata.managedFields` is not
+/// part of what is compared or merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hide {
+    /// Nothing.
+    Nothing,
+    /// At the root of an object: `metadata.managedFields`.
+    ManagedFields,
+    /// At `metadata`: its `managedFields`.
+    InMetadata,
+}
+
+impl Hide {
+    /// What to leave out below `key`.
+    fn child(self, key: &str) -> Hide {
+        if self == Hide::ManagedFields && key == "metadata" {
+            Hide::InMetadata
+        } else {
+            Hide::Nothing
+        }
+    }
+
+    /// The key left out at this position.
+    fn hidden(self) -> Option<&'static str> {
+        (self == Hide::InMetadata).then_some("managedFields")
+    }
+}
+
+/// An object without its hidden key.
+#[derive(Clone, Copy)]
+struct View<'v> {
+    map: &'v Map<String, Value>,
+    hidden: Option<&'static str>,
+}
+
+impl<'v> View<'v> {
+    fn of(value: Option<&'v Value>, hide: Hide) -> Option<View<'v>> {
+        value.and_then(Value::as_object).map(|map| View {
+            map,
+            hidden: hide.hidden(),
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&'v Value> {
+        if self.hidden == Some(key) {
+            None
+        } else {
+            self.map.get(key)
+        }
+    }
+
+    fn len(&self) -> usize {
+        let hidden = self.hidden.is_some_and(|k| self.map.contains_key(k));
+        self.map.len() - usize::from(hidden)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'v String, &'v Value)> + use<'v> {
+        let hidden = self.hidden;
+        self.map
+            .iter()
+            .filter(move |(k, _)| hidden != Some(k.as_str()))
+    }
+}
+
+/// Whether `serde_json` maps iterate in key order (they do unless its `preserve_order`
+/// feature is on), so two maps' keys can be merged in one pass.
+static SORTED_MAPS: LazyLock<bool> = LazyLock::new(|| {
+    let mut map = Map::new();
+    map.insert("b".to_owned(), Value::Null);
+    map.insert("a".to_owned(), Value::Null);
+    map.keys().next().map(String::as_str) == Some("a")
+});
+
+/// Calls `f` with every key of either object once, with the values under it (in key order
+/// when maps are sorted).
+fn for_each_key<'v>(
+    l: Option<View<'v>>,
+    r: Option<View<'v>>,
+    mut f: impl FnMut(&'v str, Option<&'v Value>, Option<&'v Value>),
+) {
+    match (l, r) {
+        (Some(l), None) => l.iter().for_each(|(k, v)| f(k, Some(v), None)),
+        (None, Some(r)) => r.iter().for_each(|(k, v)| f(k, None, Some(v))),
+        (None, None) => {}
+        (Some(l), Some(r)) if *SORTED_MAPS => {
+            let mut left = l.iter().peekable();
+            let mut right = r.iter().peekable();
+            loop {
+                match (left.peek(), right.peek()) {
+                    (Some((lk, lv)), Some((rk, rv))) => match lk.cmp(rk) {
+                        std::cmp::Ordering::Less => {
+                            f(lk, Some(lv), None);
+                            left.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            f(rk, None, Some(rv));
+                            right.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            f(lk, Some(lv), Some(rv));
+                            left.next();
+                            right.next();
+                        }
+                    },
+                    (Some((lk, lv)), None) => {
+                        f(lk, Some(lv), None);
+                        left.next();
+                    }
+                    (None, Some((rk, rv))) => {
+                        f(rk, None, Some(rv));
+                        right.next();
+                    }
+                    (None, None) => break,
+                }
+            }
+        }
+        (Some(l), Some(r)) => {
+            for (k, v) in l.iter() {
+                f(k, Some(v), r.get(k));
+            }
+            for (k, v) in r.iter() {
+                if l.get(k).is_none() {
+                    f(k, None, Some(v));
+                }
+            }
+        }
+    }
+}
+
+/// Whether two values are equal (see [`values_equal`]) with what `ha` and `hb` hide left out.
+fn equal_hiding(a: &Value, ha: Hide, b: &Value, hb: Hide) -> bool {
+    if ha == Hide::Nothing && hb == Hide::Nothing {
+        return values_equal(a, b);
+    }
+    match (View::of(Some(a), ha), View::of(Some(b), hb)) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, v)| {
+                    y.get(k)
+                        .is_some_and(|w| equal_hiding(v, ha.child(k), w, hb.child(k)))
+                })
+        }
+        _ => values_equal(a, b),
+    }
+}
+
+/// Whether a stored object (its managed fields left out) equals `object`.
+pub(crate) fn equal_to_stored(stored: &Value, object: &Value) -> bool {
+    equal_hiding(stored, Hide::ManagedFields, object, Hide::Nothing)
+}
+
+/// A copy of `value` without what `hide` leaves out.
+fn clone_hiding(value: &Value, hide: Hide) -> Value {
+    match View::of(Some(value), hide) {
+        Some(view) if hide != Hide::Nothing => Value::Object(
+            view.iter()
+                .map(|(k, v)| (k.clone(), clone_hiding(v, hide.child(k))))
+                .collect(),
+        ),
+        _ => value.clone(),
+    }
+}
+
 /// The element identifying a list item, or why there is none (structured-merge-diff's
 /// messages).
-fn item_element(kind: &Kind<'_>, item: &Value) -> Result<PathElement, String> {
+fn item_element(kind: &Kind<'_>, item: &Value) -> Result<Elem, String> {
     match kind {
-        Kind::Keyed(keys, item_ty) => {
+        Kind::Keyed(keys, _) => {
             let map = match item {
                 Value::Object(map) => map,
                 Value::Null => {
@@ -148,21 +287,21 @@ fn item_element(kind: &Kind<'_>, item: &Value) -> Result<PathElement, String> {
                     return Err("associative list with keys may not have non-map elements".into());
                 }
             };
-            let mut fields = Vec::with_capacity(keys.len());
-            for key in keys {
-                let value = match map.get(*key) {
+            let mut fields = Vec::with_capacity(keys.fields.len());
+            for (key, default) in &keys.fields {
+                let value = match map.get(&**key).or(default.as_ref()) {
                     Some(value) => value.clone(),
-                    None => key_default(*item_ty, key).ok_or_else(|| {
-                        format!(
+                    None => {
+                        return Err(format!(
                             "associative list with keys has an element that omits key field \
                              {key:?} (and doesn't have default value)"
-                        )
-                    })?,
+                        ));
+                    }
                 };
-                fields.push(((*key).to_owned(), value));
+                fields.push((Name::new(key), value));
             }
             fields.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(PathElement::Key(fields))
+            Ok(Elem::Key(fields.into_boxed_slice()))
         }
         _ => match item {
             Value::Object(_) => {
@@ -172,24 +311,9 @@ fn item_element(kind: &Kind<'_>, item: &Value) -> Result<PathElement, String> {
             Value::Null => {
                 Err("associative list without keys has an element that's an explicit null".into())
             }
-            scalar => Ok(PathElement::Value(scalar.clone())),
+            scalar => Ok(Elem::Value(Box::new(scalar.clone()))),
         },
     }
-}
-
-/// The default of a key field of a list item: the schema's `default`, else Kubernetes'
-/// default for `protocol` (`TCP`, the key of container and service ports).
-fn key_default(item_ty: Ty<'_>, key: &str) -> Option<Value> {
-    if let Ty::Schema(schema) = item_ty
-        && let Some(field) = schema.field(key)
-        && let Some(default) = field
-            .declared()
-            .get("default")
-            .or_else(|| field.value().get("default"))
-    {
-        return Some(default.clone());
-    }
-    (key == "protocol").then(|| Value::String("TCP".to_owned()))
 }
 
 /// Why an object has no field set: where, and what is wrong.
@@ -210,9 +334,9 @@ pub(crate) fn field_set(value: &Value, ty: Ty<'_>, strict: bool) -> Result<Field
 
 fn set_of(value: &Value, ty: Ty<'_>, strict: bool, path: &mut String) -> Result<FieldSet, Invalid> {
     let kind = resolve(ty, &[Some(value)]);
-    let mut out = FieldSet::new();
     match (&kind, value) {
-        (Kind::Struct(_) | Kind::Map(_), Value::Object(map)) => {
+        (Kind::Struct(..) | Kind::Map(_), Value::Object(map)) => {
+            let mut nodes = Vec::with_capacity(map.len());
             for (key, child) in map {
                 let (child_ty, named) = kind.child(key);
                 let len = path.len();
@@ -223,11 +347,12 @@ fn set_of(value: &Value, ty: Ty<'_>, strict: bool, path: &mut String) -> Result<
                 let leaf = matches!(resolve(child_ty, &[Some(child)]), Kind::Leaf);
                 let empty_object = child.as_object().is_some_and(Map::is_empty);
                 let member = leaf || child.is_null() || empty_object || !named;
-                out.put(PathElement::Field(key.clone()), member, below);
+                nodes.extend(Node::new(Elem::field(key), member, below));
             }
+            Ok(FieldSet::from_nodes(nodes))
         }
         (Kind::Set | Kind::Keyed(..), Value::Array(items)) => {
-            let mut elements = Vec::with_capacity(items.len());
+            let mut elements: Vec<Option<Elem>> = Vec::with_capacity(items.len());
             for (index, item) in items.iter().enumerate() {
                 match item_element(&kind, item) {
                     Ok(element) => elements.push(Some(element)),
@@ -240,33 +365,46 @@ fn set_of(value: &Value, ty: Ty<'_>, strict: bool, path: &mut String) -> Result<
                     Err(_) => elements.push(None),
                 }
             }
-            let mut counts: BTreeMap<&PathElement, usize> = BTreeMap::new();
-            for element in elements.iter().flatten() {
-                *counts.entry(element).or_default() += 1;
+            // Items sharing an element are owned as a whole; the first such element in
+            // order is the one a strict walk reports.
+            let mut order: Vec<usize> = (0..elements.len())
+                .filter(|i| elements[*i].is_some())
+                .collect();
+            order.sort_by(|a, b| elements[*a].cmp(&elements[*b]));
+            let mut duplicated = vec![false; elements.len()];
+            let mut first_duplicate = None;
+            for run in order.chunk_by(|a, b| elements[*a] == elements[*b]) {
+                if run.len() > 1 {
+                    for index in run {
+                        duplicated[*index] = true;
+                    }
+                    first_duplicate = first_duplicate.or(run.first().copied());
+                }
             }
-            if strict && let Some((element, _)) = counts.iter().find(|(_, n)| **n > 1) {
+            if strict && let Some(Some(element)) = first_duplicate.and_then(|i| elements.get(i)) {
                 return Err(Invalid {
                     path: path.clone(),
                     message: format!("duplicate entries for key {element}"),
                 });
             }
-            for (item, element) in items.iter().zip(&elements) {
+            let mut nodes = Vec::with_capacity(items.len());
+            for ((item, element), duplicated) in items.iter().zip(elements).zip(duplicated) {
                 let Some(element) = element else { continue };
-                let below = if counts.get(element).copied().unwrap_or(0) > 1 {
+                let below = if duplicated {
                     FieldSet::new()
                 } else {
                     let len = path.len();
-                    path.push_str(&element.to_string());
+                    let _ = write!(path, "{element}");
                     let below = set_of(item, kind.item(), strict, path)?;
                     path.truncate(len);
                     below
                 };
-                out.put(element.clone(), true, below);
+                nodes.extend(Node::new(element, true, below));
             }
+            Ok(FieldSet::from_nodes(nodes))
         }
-        _ => {}
+        _ => Ok(FieldSet::new()),
     }
-    Ok(out)
 }
 
 /// What changed between two objects.
@@ -280,183 +418,229 @@ pub(crate) struct Comparison {
     pub(crate) removed: FieldSet,
 }
 
-impl Comparison {
-    /// Applies `f` to the three sets.
-    pub(crate) fn map(self, f: impl Fn(FieldSet) -> FieldSet) -> Comparison {
-        Comparison {
-            added: f(self.added),
-            modified: f(self.modified),
-            removed: f(self.removed),
+/// Compares two objects the way structured-merge-diff does: objects and list items that
+/// appear or disappear are added or removed (with everything below them), leaves whose
+/// values differ are modified; empty and null containers are compared as leaves. What
+/// `hide_old` and `hide_new` hide is left out of each side.
+pub(crate) fn compare_hiding(
+    old: Option<&Value>,
+    hide_old: Hide,
+    new: Option<&Value>,
+    hide_new: Hide,
+    ty: Ty<'_>,
+) -> Comparison {
+    let delta = compare_at(old, new, ty, (hide_old, hide_new));
+    // The root itself is never a member.
+    Comparison {
+        added: FieldSet::from_nodes(delta.below.added),
+        modified: FieldSet::from_nodes(delta.below.modified),
+        removed: FieldSet::from_nodes(delta.below.removed),
+    }
+}
+
+/// The comparison at one position: whether the position itself is added, modified or
+/// removed, and what is below it.
+#[derive(Default)]
+struct Delta {
+    added: bool,
+    modified: bool,
+    removed: bool,
+    below: Below,
+}
+
+/// The comparison of the positions below one, per set.
+#[derive(Default)]
+struct Below {
+    added: Vec<Node>,
+    modified: Vec<Node>,
+    removed: Vec<Node>,
+}
+
+impl Delta {
+    fn is_empty(&self) -> bool {
+        !self.added
+            && !self.modified
+            && !self.removed
+            && self.below.added.is_empty()
+            && self.below.modified.is_empty()
+            && self.below.removed.is_empty()
+    }
+}
+
+impl Below {
+    /// Records the comparison of the position `elem` below.
+    fn push(&mut self, elem: Elem, delta: Delta) {
+        let Delta {
+            added,
+            modified,
+            removed,
+            below,
+        } = delta;
+        let a = added || !below.added.is_empty();
+        let m = modified || !below.modified.is_empty();
+        let r = removed || !below.removed.is_empty();
+        let mut elem = Some(elem);
+        let mut take = |again: bool| if again { elem.clone() } else { elem.take() };
+        if a && let Some(e) = take(m || r) {
+            self.added
+                .extend(Node::new(e, added, FieldSet::from_nodes(below.added)));
+        }
+        if m && let Some(e) = take(r) {
+            self.modified
+                .extend(Node::new(e, modified, FieldSet::from_nodes(below.modified)));
+        }
+        if r && let Some(e) = take(false) {
+            self.removed
+                .extend(Node::new(e, removed, FieldSet::from_nodes(below.removed)));
         }
     }
 }
 
-/// Compares two objects the way structured-merge-diff does: objects and list items that
-/// appear or disappear are added or removed (with everything below them), leaves whose
-/// values differ are modified; empty and null containers are compared as leaves.
-pub(crate) fn compare(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>) -> Comparison {
-    let mut out = Comparison::default();
-    let mut path = Vec::new();
-    compare_at(old, new, ty, &mut path, &mut out);
-    out
-}
-
-fn compare_leaf(
-    old: Option<&Value>,
-    new: Option<&Value>,
-    path: &[PathElement],
-    out: &mut Comparison,
-) {
+fn compare_leaf(old: Option<&Value>, new: Option<&Value>, hide: (Hide, Hide), out: &mut Delta) {
     match (old, new) {
         (None, None) => {}
-        (None, Some(_)) => out.added.insert(path),
-        (Some(_), None) => out.removed.insert(path),
+        (None, Some(_)) => out.added = true,
+        (Some(_), None) => out.removed = true,
         (Some(a), Some(b)) => {
-            if !values_equal(a, b) {
-                out.modified.insert(path);
+            if !equal_hiding(a, hide.0, b, hide.1) {
+                out.modified = true;
             }
         }
     }
 }
 
-fn compare_at(
-    old: Option<&Value>,
-    new: Option<&Value>,
-    ty: Ty<'_>,
-    path: &mut Vec<PathElement>,
-    out: &mut Comparison,
-) {
+fn compare_at(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>, hide: (Hide, Hide)) -> Delta {
+    let mut out = Delta::default();
     if old.is_none() && new.is_none() {
-        return;
+        return out;
     }
     let kind = resolve(ty, &[old, new]);
     if kind.is_object() {
-        let l = old.and_then(Value::as_object);
-        let r = new.and_then(Value::as_object);
-        if l.is_none_or(Map::is_empty) && r.is_none_or(Map::is_empty) {
-            compare_leaf(old, new, path, out);
-            return;
+        let l = View::of(old, hide.0);
+        let r = View::of(new, hide.1);
+        if l.is_none_or(|m| m.is_empty()) && r.is_none_or(|m| m.is_empty()) {
+            compare_leaf(old, new, hide, &mut out);
+            return out;
         }
         if l.is_none() {
-            out.added.insert(path);
+            out.added = true;
         } else if r.is_none() {
-            out.removed.insert(path);
+            out.removed = true;
         }
-        let keys = l
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .chain(r.into_iter().flat_map(|m| m.keys()));
-        let mut seen = BTreeSet::new();
-        for key in keys {
-            if !seen.insert(key) {
-                continue;
-            }
+        let below = &mut out.below;
+        for_each_key(l, r, |key, lv, rv| {
             let (child_ty, _) = kind.child(key);
-            path.push(PathElement::Field(key.clone()));
-            compare_at(
-                l.and_then(|m| m.get(key)),
-                r.and_then(|m| m.get(key)),
-                child_ty,
-                path,
-                out,
-            );
-            path.pop();
-        }
+            let delta = compare_at(lv, rv, child_ty, (hide.0.child(key), hide.1.child(key)));
+            if !delta.is_empty() {
+                below.push(Elem::field(key), delta);
+            }
+        });
     } else if kind.is_list() {
         let l = old.and_then(Value::as_array);
         let r = new.and_then(Value::as_array);
         if l.is_none_or(Vec::is_empty) && r.is_none_or(Vec::is_empty) {
-            compare_leaf(old, new, path, out);
-            return;
+            compare_leaf(old, new, hide, &mut out);
+            return out;
         }
-        // Every element once: the old items' first, then the new ones'.
-        let mut order: Vec<PathElement> = Vec::new();
-        let mut seen: BTreeSet<PathElement> = BTreeSet::new();
-        let mut left: BTreeMap<PathElement, Vec<&Value>> = BTreeMap::new();
-        let mut right: BTreeMap<PathElement, Vec<&Value>> = BTreeMap::new();
-        for (items, groups) in [(l, &mut left), (r, &mut right)] {
-            for item in items.into_iter().flatten() {
-                let Ok(element) = item_element(&kind, item) else {
-                    continue;
-                };
-                if seen.insert(element.clone()) {
-                    order.push(element.clone());
+        // Items grouped by element (a stable sort keeps the old items first, each side in
+        // its order).
+        let mut items: Vec<(Elem, bool, &Value)> = Vec::new();
+        for (items_of, is_new) in [(l, false), (r, true)] {
+            for item in items_of.into_iter().flatten() {
+                if let Ok(element) = item_element(&kind, item) {
+                    items.push((element, is_new, item));
                 }
-                groups.entry(element).or_default().push(item);
             }
         }
-        let none: Vec<&Value> = Vec::new();
-        for element in order {
-            let ls = left.get(&element).unwrap_or(&none);
-            let rs = right.get(&element).unwrap_or(&none);
-            path.push(element);
-            match (ls.len(), rs.len()) {
-                (nl, nr) if nl <= 1 && nr <= 1 => {
-                    compare_at(
-                        ls.first().copied(),
-                        rs.first().copied(),
-                        kind.item(),
-                        path,
-                        out,
-                    );
-                }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let item_ty = kind.item();
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start + 1;
+            while end < items.len() && items[end].0 == items[start].0 {
+                end += 1;
+            }
+            let group = &items[start..end];
+            let ls = || group.iter().filter(|i| !i.1).map(|i| i.2);
+            let rs = || group.iter().filter(|i| i.1).map(|i| i.2);
+            let (nl, nr) = (ls().count(), rs().count());
+            let delta = match (nl, nr) {
+                (nl, nr) if nl <= 1 && nr <= 1 => compare_at(
+                    ls().next(),
+                    rs().next(),
+                    item_ty,
+                    (Hide::Nothing, Hide::Nothing),
+                ),
                 (nl, nr) if nl >= 2 && nr >= 2 => {
-                    let same = nl == nr && ls.iter().zip(rs).all(|(a, b)| values_equal(a, b));
-                    if !same {
-                        out.modified.insert(path);
+                    let same = nl == nr && ls().zip(rs()).all(|(a, b)| values_equal(a, b));
+                    Delta {
+                        modified: !same,
+                        ..Delta::default()
                     }
                 }
                 (nl, _) if nl >= 2 => {
-                    if let Some(first) = rs.first() {
-                        compare_at(None, Some(first), kind.item(), path, out);
-                    }
-                    out.removed.insert(path);
+                    let mut delta = match rs().next() {
+                        Some(first) => compare_at(None, Some(first), item_ty, NO_HIDE),
+                        None => Delta::default(),
+                    };
+                    delta.removed = true;
+                    delta
                 }
                 _ => {
-                    if let Some(first) = ls.first() {
-                        compare_at(Some(first), None, kind.item(), path, out);
-                    }
-                    out.added.insert(path);
+                    let mut delta = match ls().next() {
+                        Some(first) => compare_at(Some(first), None, item_ty, NO_HIDE),
+                        None => Delta::default(),
+                    };
+                    delta.added = true;
+                    delta
                 }
+            };
+            if !delta.is_empty() {
+                let element = std::mem::replace(&mut items[start].0, Elem::Index(0));
+                out.below.push(element, delta);
             }
-            path.pop();
+            start = end;
         }
     } else {
-        compare_leaf(old, new, path, out);
+        compare_leaf(old, new, hide, &mut out);
     }
+    out
 }
+
+const NO_HIDE: (Hide, Hide) = (Hide::Nothing, Hide::Nothing);
 
 /// Merges an applied configuration into a live object: objects and maps merge key by key,
 /// map-type lists by key and sets by value (in structured-merge-diff's order: live items stay
-/// where they are, applied items follow the applied order), anything else is replaced.
-pub(crate) fn merge(live: Option<&Value>, applied: &Value, ty: Ty<'_>) -> Value {
+/// where they are, applied items follow the applied order), anything else is replaced. What
+/// `hide` hides of the live object is left out.
+pub(crate) fn merge(live: Option<&Value>, applied: &Value, ty: Ty<'_>, hide: Hide) -> Value {
     let Some(live) = live else {
         return applied.clone();
     };
     let kind = resolve(ty, &[Some(live), Some(applied)]);
     if kind.is_object() {
-        match (live.as_object(), applied.as_object()) {
+        match (View::of(Some(live), hide), applied.as_object()) {
             (Some(l), Some(r)) => {
                 if l.is_empty() && r.is_empty() {
                     return applied.clone();
                 }
                 let mut out = Map::new();
-                for (key, lv) in l {
+                for (key, lv) in l.iter() {
                     let value = match r.get(key) {
-                        Some(rv) => merge(Some(lv), rv, kind.child(key).0),
-                        None => lv.clone(),
+                        Some(rv) => merge(Some(lv), rv, kind.child(key).0, hide.child(key)),
+                        None => clone_hiding(lv, hide.child(key)),
                     };
                     out.insert(key.clone(), value);
                 }
                 for (key, rv) in r {
-                    if !l.contains_key(key) {
+                    if l.get(key).is_none() {
                         out.insert(key.clone(), rv.clone());
                     }
                 }
                 Value::Object(out)
             }
             // An applied null leaves a non-empty live object as it is.
-            (Some(l), None) if applied.is_null() && !l.is_empty() => live.clone(),
+            (Some(l), None) if applied.is_null() && !l.is_empty() => clone_hiding(live, hide),
             _ => applied.clone(),
         }
     } else if kind.is_list() {
@@ -480,11 +664,12 @@ pub(crate) fn merge(live: Option<&Value>, applied: &Value, ty: Ty<'_>) -> Value 
 /// that are not applied keep their place, applied items come in the applied order).
 fn merge_list(live: &[Value], applied: &[Value], kind: &Kind<'_>) -> Vec<Value> {
     let item_ty = kind.item();
-    let lhs: Vec<Option<PathElement>> = live.iter().map(|i| item_element(kind, i).ok()).collect();
-    let rhs: Vec<Option<PathElement>> =
-        applied.iter().map(|i| item_element(kind, i).ok()).collect();
+    let merge_item =
+        |live: Option<&Value>, applied: &Value| merge(live, applied, item_ty, Hide::Nothing);
+    let lhs: Vec<Option<Elem>> = live.iter().map(|i| item_element(kind, i).ok()).collect();
+    let rhs: Vec<Option<Elem>> = applied.iter().map(|i| item_element(kind, i).ok()).collect();
     // The live item of each element (None when the element is duplicated).
-    let mut observed: BTreeMap<&PathElement, Option<usize>> = BTreeMap::new();
+    let mut observed: BTreeMap<&Elem, Option<usize>> = BTreeMap::new();
     for (index, element) in lhs.iter().enumerate() {
         if let Some(element) = element {
             observed
@@ -493,15 +678,15 @@ fn merge_list(live: &[Value], applied: &[Value], kind: &Kind<'_>) -> Vec<Value> 
                 .or_insert(Some(index));
         }
     }
-    let applied_elements: BTreeSet<&PathElement> = rhs.iter().flatten().collect();
-    let mut shared: VecDeque<&PathElement> = rhs
+    let applied_elements: BTreeSet<&Elem> = rhs.iter().flatten().collect();
+    let mut shared: VecDeque<&Elem> = rhs
         .iter()
         .flatten()
         .filter(|e| observed.contains_key(e))
         .collect();
     let mut next_shared = shared.pop_front();
-    let mut merged: BTreeSet<&PathElement> = BTreeSet::new();
-    let live_item = |element: &PathElement| {
+    let mut merged: BTreeSet<&Elem> = BTreeSet::new();
+    let live_item = |element: &Elem| {
         observed
             .get(element)
             .copied()
@@ -517,7 +702,7 @@ fn merge_list(live: &[Value], applied: &[Value], kind: &Kind<'_>) -> Vec<Value> 
                 && le == re
             {
                 merged.insert(le);
-                out.push(merge(live_item(le), &applied[ri], item_ty));
+                out.push(merge_item(live_item(le), &applied[ri]));
                 li += 1;
                 ri += 1;
                 next_shared = shared.pop_front();
@@ -550,7 +735,7 @@ fn merge_list(live: &[Value], applied: &[Value], kind: &Kind<'_>) -> Vec<Value> 
             match &rhs[ri] {
                 Some(re) => {
                     merged.insert(re);
-                    out.push(merge(live_item(re), &applied[ri], item_ty));
+                    out.push(merge_item(live_item(re), &applied[ri]));
                     if next_shared == Some(re) {
                         next_shared = shared.pop_front();
                     }
@@ -573,7 +758,7 @@ pub(crate) fn prune(value: &mut Value, last: &FieldSet, owned: &FieldSet, ty: Ty
     match value {
         Value::Object(map) if kind.is_object() => {
             for (element, member, below) in last.entries() {
-                let PathElement::Field(name) = element else {
+                let Some(name) = element.as_field() else {
                     continue;
                 };
                 let Some(child) = map.get_mut(name) else {
@@ -686,36 +871,3 @@ pub(crate) const VALUE_STRUCTS: &[(&str, &[&str])] = &[
         &["acceptedNames"],
     ),
 ];
-
-/// The zero value of a kind, as the old object of a create: `{}` with the struct-valued
-/// fields (see [`VALUE_STRUCTS`]) as nested empty objects.
-pub(crate) fn skeleton(schema: Option<SchemaRef<'_>>) -> Value {
-    match schema {
-        Some(schema) => skeleton_of(schema, true, 0),
-        None => Value::Object(Map::new()),
-    }
-}
-
-fn skeleton_of(schema: SchemaRef<'_>, root: bool, depth: usize) -> Value {
-    let mut out = Map::new();
-    if depth > 16 {
-        return Value::Object(out);
-    }
-    let listed = schema
-        .definition_name()
-        .and_then(|name| VALUE_STRUCTS.iter().find(|(d, _)| *d == name))
-        .map_or(&[][..], |(_, fields)| *fields);
-    let roots: &[&str] = if root {
-        &["metadata", "spec", "status"]
-    } else {
-        &[]
-    };
-    for name in roots.iter().chain(listed) {
-        if let Some(field) = schema.field(name)
-            && field.kind() == SchemaKind::Object
-        {
-            out.insert((*name).to_owned(), skeleton_of(field, false, depth + 1));
-        }
-    }
-    Value::Object(out)
-}

@@ -18,7 +18,10 @@ mod registry;
 #[cfg(test)]
 mod tests;
 
-use std::sync::LazyLock;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{Map, Value};
 
@@ -65,6 +68,24 @@ pub struct KindSchema {
 pub struct Schemas {
     definitions: Map<String, Value>,
     kinds: Vec<KindSchema>,
+    memo: Memo,
+}
+
+/// Values derived from a registry's schemas, each computed once (see [`Schemas::memoized`]).
+/// Keys are addresses inside the registry, so a clone starts empty.
+#[derive(Default)]
+struct Memo(Mutex<HashMap<(TypeId, usize), Arc<dyn Any + Send + Sync>>>);
+
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 static BUILTIN: LazyLock<Schemas> = LazyLock::new(registry::build);
@@ -78,7 +99,42 @@ impl Schemas {
     /// A registry made of the given component schemas (refs must point into
     /// `#/components/schemas/`) and kinds. For tests and custom resources.
     pub fn new(definitions: Map<String, Value>, kinds: Vec<KindSchema>) -> Schemas {
-        Schemas { definitions, kinds }
+        Schemas {
+            definitions,
+            kinds,
+            memo: Memo::default(),
+        }
+    }
+
+    /// A value derived from this registry, built by `build` the first time it is asked for
+    /// with this type and `key` and kept as long as the registry. `key` is typically the
+    /// address of a schema inside the registry (which never moves: the registry is not
+    /// mutable), e.g. the root schema of a kind a walk is compiled from.
+    pub(crate) fn memoized<T: Any + Send + Sync>(
+        &self,
+        key: usize,
+        build: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let slot = (TypeId::of::<T>(), key);
+        let found = {
+            let memo = self.memo.0.lock().unwrap_or_else(|e| e.into_inner());
+            memo.get(&slot).cloned()
+        };
+        if let Some(found) = found
+            && let Ok(found) = found.downcast::<T>()
+        {
+            return found;
+        }
+        // Built outside the lock (building may take a while); the first one stored wins.
+        let built = Arc::new(build());
+        let mut memo = self.memo.0.lock().unwrap_or_else(|e| e.into_inner());
+        let stored = memo
+            .entry(slot)
+            .or_insert_with(|| built.clone() as Arc<dyn Any + Send + Sync>)
+            .clone();
+        drop(memo);
+        // The slot is keyed by the type, so the stored value is a `T`.
+        stored.downcast::<T>().unwrap_or(built)
     }
 
     /// The root schema of a kind, if the registry has it.
