@@ -1,0 +1,267 @@
+//! The controller manager's settings and the `--controllers` selection (`*` for every controller
+//! on by default, `name` to enable one, `-name` to disable one — Kubernetes' syntax and names,
+//! with or without the `-controller` suffix).
+
+use std::time::Duration;
+
+/// Every controller, by its Kubernetes name.
+pub const CONTROLLERS: &[&str] = &[
+    "replicaset-controller",
+    "deployment-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "node-ipam-controller",
+    "serviceaccount-controller",
+];
+
+/// Why a setting is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `--controllers` names a controller that does not exist.
+    #[error("unknown controller {0:?} in --controllers (known: {known})", known = CONTROLLERS.join(", "))]
+    UnknownController(String),
+    /// A duration could not be parsed.
+    #[error("invalid duration {0:?}: use a number with a unit, e.g. 40s, 5m, 1h30m, 500ms")]
+    Duration(String),
+    /// The node CIDR mask does not fit the cluster CIDR.
+    #[error(
+        "--node-cidr-mask-size {mask} must be at least the cluster CIDR's prefix {prefix} and at most 30"
+    )]
+    MaskSize {
+        /// The mask size.
+        mask: u8,
+        /// The cluster CIDR's prefix length.
+        prefix: u8,
+    },
+}
+
+/// Settings of a controller manager.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The `--controllers` list.
+    pub controllers: Vec<String>,
+    /// Run leader election before starting the controllers.
+    pub leader_elect: bool,
+    /// The Lease (in kube-system) the instances compete for.
+    pub leader_lease_name: String,
+    /// This instance's identity in the election.
+    pub leader_identity: String,
+    /// Lease duration, renew deadline, retry period.
+    pub leader_timings: (Duration, Duration, Duration),
+    /// The cluster's pod network; node IPAM runs only when it is set.
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+    /// How often node health is checked.
+    pub node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat (lease or status) before it is Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// How long a node that never reported gets before it is Unknown.
+    pub node_startup_grace_period: Duration,
+    /// The least time pods that do not tolerate a node's NoExecute taint stay before they are
+    /// evicted (0: at once, as the taint-eviction controller does; pods with a toleration leave
+    /// after their tolerationSeconds).
+    pub pod_eviction_timeout: Duration,
+    /// Nodes per second that may get NoExecute taints in a healthy zone (`--node-eviction-rate`).
+    pub node_eviction_rate: f64,
+    /// Concurrent reconciles of the ReplicaSet controller.
+    pub concurrent_replicaset_syncs: u16,
+    /// Concurrent reconciles of the Deployment controller.
+    pub concurrent_deployment_syncs: u16,
+    /// Concurrent reconciles of the Endpoints and EndpointSlice controllers.
+    pub concurrent_endpoint_syncs: u16,
+    /// Workers of the garbage collector.
+    pub concurrent_gc_syncs: u16,
+    /// Concurrent reconciles of the namespace controller.
+    pub concurrent_namespace_syncs: u16,
+    /// Pods a ReplicaSet creates or deletes in one sync at most.
+    pub burst_replicas: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            controllers: vec!["*".into()],
+            leader_elect: false,
+            leader_lease_name: "kube-controller-manager".into(),
+            leader_identity: default_identity(),
+            leader_timings: (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2),
+            ),
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            node_monitor_period: Duration::from_secs(5),
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_startup_grace_period: Duration::from_secs(60),
+            pod_eviction_timeout: Duration::ZERO,
+            node_eviction_rate: 0.1,
+            concurrent_replicaset_syncs: 5,
+            concurrent_deployment_syncs: 5,
+            concurrent_endpoint_syncs: 5,
+            concurrent_gc_syncs: 20,
+            concurrent_namespace_syncs: 10,
+            burst_replicas: 500,
+        }
+    }
+}
+
+/// `hostname_uuid`, as Kubernetes components name themselves in elections.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let nanos = jiff::Timestamp::now().as_nanosecond();
+    format!("{host}_{:x}{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// The canonical name of a controller given with or without the `-controller` suffix (and the
+/// old short names: `garbagecollector`, `nodelifecycle`, `nodeipam`, `endpoint`).
+pub fn canonical(name: &str) -> Option<&'static str> {
+    let short = name.strip_suffix("-controller").unwrap_or(name);
+    let short = match short {
+        "garbagecollector" | "garbage-collector" => "garbage-collector",
+        "nodelifecycle" | "node-lifecycle" => "node-lifecycle",
+        "nodeipam" | "node-ipam" => "node-ipam",
+        "endpoint" | "endpoints" => "endpoints",
+        "taint-eviction" | "tainteviction" => "taint-eviction",
+        other => other,
+    };
+    CONTROLLERS
+        .iter()
+        .copied()
+        .find(|c| c.strip_suffix("-controller") == Some(short))
+}
+
+impl Config {
+    /// Checks the controller names and the CIDR settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for c in &self.controllers {
+            let name = c.trim().trim_start_matches('-');
+            if name != "*" && canonical(name).is_none() {
+                return Err(ConfigError::UnknownController(name.to_string()));
+            }
+        }
+        if let Some(cidr) = self.cluster_cidr
+            && (self.node_cidr_mask_size < cidr.prefix_len() || self.node_cidr_mask_size > 30)
+        {
+            return Err(ConfigError::MaskSize {
+                mask: self.node_cidr_mask_size,
+                prefix: cidr.prefix_len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a controller runs: named explicitly (or disabled with `-name`), else on with `*`.
+    /// Node IPAM also needs `--cluster-cidr`.
+    pub fn enabled(&self, controller: &str) -> bool {
+        let Some(want) = canonical(controller) else {
+            return false;
+        };
+        if want == "node-ipam-controller" && self.cluster_cidr.is_none() {
+            return false;
+        }
+        let mut star = false;
+        for c in &self.controllers {
+            let c = c.trim();
+            if c == "*" {
+                star = true;
+            } else if let Some(off) = c.strip_prefix('-') {
+                if canonical(off) == Some(want) {
+                    return false;
+                }
+            } else if canonical(c) == Some(want) {
+                return true;
+            }
+        }
+        star
+    }
+}
+
+/// Parses a Go-style duration: `40s`, `5m`, `1h30m`, `500ms`, `1.5s`, or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration(s.to_string());
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| err());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += value * unit;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_selection_follows_kubernetes_syntax() {
+        let mut c = Config {
+            controllers: vec!["*".into(), "-garbagecollector".into()],
+            ..Default::default()
+        };
+        assert!(c.enabled("replicaset"));
+        assert!(c.enabled("deployment-controller"));
+        assert!(!c.enabled("garbage-collector-controller"));
+        assert!(!c.enabled("nodeipam"), "IPAM needs --cluster-cidr");
+        c.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+        assert!(c.enabled("nodeipam"));
+        c.controllers = vec!["replicaset".into()];
+        assert!(c.enabled("replicaset-controller"));
+        assert!(!c.enabled("deployment"));
+        assert!(c.validate().is_ok());
+        c.controllers = vec!["*".into(), "-nonsense".into()];
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::UnknownController("nonsense".into()))
+        );
+        c.controllers = vec!["*".into()];
+        c.node_cidr_mask_size = 8;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("40s").unwrap(), Duration::from_secs(40));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}
