@@ -1,5 +1,8 @@
 //! Benchmarks: each measures rkube against a baseline in the same run and reports the ratio.
 
 pub mod api;
+pub mod dns;
+pub mod proxy;
 pub mod report;
+pub mod scheduler;
 pub mod storage;

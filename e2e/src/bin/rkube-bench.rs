@@ -45,6 +45,58 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Cluster DNS: rkube-dns on one thread under a UDP load generator — queries/s and p99
+    /// for cached cluster names and NXDOMAIN, with a UDP echo responder as the baseline.
+    Dns {
+        /// Services in the zone.
+        #[arg(long, default_value_t = 1_000)]
+        services: usize,
+        /// Queries per measurement.
+        #[arg(long, default_value_t = 200_000)]
+        queries: usize,
+        /// Generator sockets.
+        #[arg(long, default_value_t = 4)]
+        sockets: usize,
+        /// Queries in flight per socket.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Service proxy (nftables, in namespaces it creates; needs root): rule sync time for N
+    /// Services x E endpoints (full, and one added Service) and ClusterIP vs direct throughput.
+    Proxy {
+        /// Service counts to sync (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        services: Vec<usize>,
+        /// Ready endpoints per Service.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// Services added one at a time to the largest table.
+        #[arg(long, default_value_t = 20)]
+        adds: usize,
+        /// MiB per throughput download.
+        #[arg(long, default_value_t = 512)]
+        transfer_mib: usize,
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
+    /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
+    /// client creating and binding the same pods itself as the baseline.
+    Scheduler {
+        /// Runs as NODESxPODS, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000x5000,5000x10000")]
+        runs: Vec<String>,
+        /// Pod creates in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// percentageOfNodesToScore (0: Kubernetes' adaptive default).
+        #[arg(long, default_value_t = 0)]
+        percentage_of_nodes_to_score: i32,
+    },
     /// Storage layer: raw etcd puts vs creates over etcd and on the embedded store; watch fan-out.
     Storage {
         /// Writes per round and backend.
@@ -86,6 +138,59 @@ async fn main() -> anyhow::Result<()> {
                 rounds,
             };
             bench::api::run(&cfg).await?
+        }
+        Workload::Dns {
+            services,
+            queries,
+            sockets,
+            window,
+            rounds,
+        } => {
+            let cfg = bench::dns::Config {
+                services,
+                queries,
+                sockets: sockets.max(1),
+                window: window.max(1),
+                rounds: rounds.max(1),
+            };
+            bench::dns::run(&cfg).await?
+        }
+        Workload::Proxy {
+            services,
+            endpoints,
+            adds,
+            transfer_mib,
+            rounds,
+        } => {
+            let cfg = bench::proxy::Config {
+                service_counts: services,
+                endpoints: endpoints.max(1),
+                rounds: rounds.max(1),
+                adds,
+                transfer_mib: transfer_mib.max(1),
+            };
+            bench::proxy::run(&cfg).await?
+        }
+        Workload::Scheduler {
+            runs,
+            concurrency,
+            percentage_of_nodes_to_score,
+        } => {
+            let mut parsed = Vec::new();
+            for r in &runs {
+                let (n, p) = r
+                    .split_once('x')
+                    .ok_or_else(|| anyhow::anyhow!("--runs takes NODESxPODS, got {r:?}"))?;
+                parsed.push((n.trim().parse()?, p.trim().parse()?));
+            }
+            let cfg = bench::scheduler::Config {
+                runs: parsed,
+                concurrency: concurrency.max(1),
+                percentage_of_nodes_to_score: (percentage_of_nodes_to_score > 0)
+                    .then_some(percentage_of_nodes_to_score),
+                ..Default::default()
+            };
+            bench::scheduler::run(&cfg).await?
         }
         Workload::Storage {
             writes,

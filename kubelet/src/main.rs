@@ -1,0 +1,103 @@
+//! The `rkubelet` binary: parses the flags into a [`rkube_kubelet::Config`] and runs the
+//! kubelet until SIGINT or SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rkube_kubelet::config::{self, ManagedContainerd};
+use rkube_kubelet::{Config, RuntimeMode};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// rkubelet: runs the pods bound to this node through CRI (containerd).
+#[derive(Parser, Debug)]
+#[command(name = "rkubelet", version)]
+struct Args {
+    /// Kubeconfig for the API server.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// This node's name.
+    #[arg(long)]
+    node_name: String,
+    /// Where pods' volumes and logs (and the managed containerd) live.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The CRI endpoint of a running containerd.
+    #[arg(long, conflicts_with = "managed_containerd")]
+    container_runtime_endpoint: Option<String>,
+    /// Start and supervise containerd with its state under the data dir.
+    #[arg(long)]
+    managed_containerd: bool,
+    /// The node's InternalIP (default: the default route's interface address).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Cluster DNS server(s) for ClusterFirst pods, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The kubelet's HTTP port (logs, metrics, stats).
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// A directory of OCI/docker image tarballs to import at start and when they appear.
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// The most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Taints to register the Node with: key[=value]:Effect, comma-separated.
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// Labels to add to the Node: key=value, comma-separated.
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// `fake` runs the in-process hollow runtime (scale tests only).
+    #[arg(long, value_parser = ["containerd", "fake"], default_value = "containerd")]
+    runtime: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut cfg = Config::new(args.node_name, args.data_dir);
+    cfg.kubeconfig = Some(args.kubeconfig);
+    cfg.runtime = if args.runtime == "fake" {
+        RuntimeMode::Fake(Default::default())
+    } else if args.managed_containerd {
+        RuntimeMode::Managed(ManagedContainerd::default())
+    } else {
+        RuntimeMode::Remote {
+            endpoint: args
+                .container_runtime_endpoint
+                .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".into()),
+        }
+    };
+    cfg.node_ip = args.node_ip;
+    cfg.cluster_dns = args.cluster_dns;
+    cfg.cluster_domain = args.cluster_domain;
+    cfg.listen = SocketAddr::from(([0, 0, 0, 0], args.port));
+    cfg.images_dir = args.images_dir;
+    cfg.max_pods = args.max_pods;
+    cfg.register_with_taints =
+        config::parse_taints(&args.register_with_taints).context("--register-with-taints")?;
+    cfg.node_labels = config::parse_labels(&args.node_labels).context("--node-labels")?;
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    rkube_kubelet::run(cfg, shutdown).await?;
+    Ok(())
+}

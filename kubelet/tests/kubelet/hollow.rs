@@ -1,0 +1,215 @@
+//! Hollow kubelets (the in-process fake runtime) against a real API server: several nodes in
+//! one process register their Nodes (capacity, addresses, nodeInfo, labels, taints), keep
+//! their Leases, run pods (init containers first, pod IPs from the Node's pod CIDR), reject
+//! what does not fit (OutOfpods), and delete pods gracefully.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use rkube_kubelet::config::Capacity;
+use rkube_kubelet::hollow::FakeConfig;
+use rkube_kubelet::{Config, Kubelet, RuntimeMode};
+
+use crate::harness::*;
+
+fn hollow_config(cluster: &Cluster, name: &str, dir: &std::path::Path) -> Config {
+    let mut cfg = Config::new(name, dir);
+    cfg.client = Some(cluster.client.clone());
+    cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    cfg.capacity = Some(Capacity {
+        cpu_milli: 4000,
+        memory: 8 << 30,
+        ephemeral_storage: 100 << 30,
+    });
+    cfg.max_pods = 3;
+    cfg.node_status_update_frequency = Duration::from_secs(1);
+    cfg.lease_renew_interval = Duration::from_secs(1);
+    cfg.register_with_taints =
+        rkube_kubelet::config::parse_taints("dedicated=hollow:NoSchedule").unwrap();
+    cfg.node_labels = rkube_kubelet::config::parse_labels("rkube.io/hollow=true").unwrap();
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_register_run_and_delete_pods() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut kubelets = Vec::new();
+    for i in 0..3 {
+        let name = format!("hollow-{i}");
+        let cfg = hollow_config(&cluster, &name, &dir.path().join(&name));
+        kubelets.push(Kubelet::start(cfg).await.expect("hollow kubelet"));
+    }
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    for i in 0..3 {
+        nodes
+            .patch(
+                &format!("hollow-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"podCIDR": format!("10.244.{i}.0/24")}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    // The Node as registered.
+    let node = eventually("hollow-1 Ready", || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get("hollow-1").await.ok()?;
+            let ready = n
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(n)
+        }
+    })
+    .await;
+    let labels = node.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kubernetes.io/hostname"], "hollow-1");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert!(labels.contains_key("kubernetes.io/arch"));
+    assert_eq!(labels["rkube.io/hollow"], "true");
+    let taints = node.spec.as_ref().unwrap().taints.clone().unwrap();
+    assert_eq!(
+        (
+            taints[0].key.as_str(),
+            taints[0].value.as_deref(),
+            taints[0].effect.as_str()
+        ),
+        ("dedicated", Some("hollow"), "NoSchedule")
+    );
+    let status = node.status.clone().unwrap();
+    let cap = status.capacity.clone().unwrap();
+    assert_eq!(cap["cpu"].0, "4");
+    assert_eq!(cap["memory"].0, format!("{}Ki", 8 << 20));
+    assert_eq!(cap["pods"].0, "3");
+    assert_eq!(status.allocatable.clone().unwrap()["pods"].0, "3");
+    let addresses: BTreeMap<String, String> = status
+        .addresses
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.type_, a.address))
+        .collect();
+    assert_eq!(addresses["InternalIP"], "127.0.0.1");
+    assert_eq!(addresses["Hostname"], "hollow-1");
+    let info = status.node_info.clone().unwrap();
+    assert!(info.container_runtime_version.starts_with("fake://"));
+    assert_eq!(info.kubelet_version, rkube_kubelet::node::KUBELET_VERSION);
+    let types: Vec<String> = status
+        .conditions
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert!(types.contains(&t.to_string()), "{t} in {types:?}");
+    }
+    assert_eq!(
+        status
+            .daemon_endpoints
+            .unwrap()
+            .kubelet_endpoint
+            .unwrap()
+            .port,
+        kubelets[1].port() as i32
+    );
+
+    // The Lease is renewed.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), "kube-node-lease");
+    let first = eventually("hollow-1's lease", || {
+        let leases = leases.clone();
+        async move { leases.get("hollow-1").await.ok()?.spec?.renew_time }
+    })
+    .await;
+    eventually("a lease renewal", || {
+        let (leases, first) = (leases.clone(), first.clone());
+        async move {
+            let renewed = leases.get("hollow-1").await.ok()?.spec?.renew_time?;
+            (renewed.0 > first.0).then_some(())
+        }
+    })
+    .await;
+
+    // Pods run on every node; the fourth pod on a node with room for three is rejected.
+    let pods = cluster.pods();
+    for i in 0..3 {
+        for j in 0..3 {
+            let spec = serde_json::json!({
+                "initContainers": [{"name": "init", "image": "busybox:1.35"}],
+                "containers": [{"name": "app", "image": "nginx:1.25"}]
+            });
+            create(
+                &pods,
+                &pod(&format!("hollow-{i}"), &format!("p{i}-{j}"), spec),
+            )
+            .await;
+        }
+    }
+    for i in 0..3 {
+        for j in 0..3 {
+            let name = format!("p{i}-{j}");
+            let p = wait_pod(&pods, &name, "running", running).await;
+            let ip = p.status.as_ref().unwrap().pod_ip.clone().unwrap();
+            assert!(ip.starts_with(&format!("10.244.{i}.")), "{name}: {ip}");
+            let init = &p
+                .status
+                .as_ref()
+                .unwrap()
+                .init_container_statuses
+                .as_ref()
+                .unwrap()[0];
+            let t = init.state.as_ref().unwrap().terminated.as_ref().unwrap();
+            assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+        }
+    }
+    create(
+        &pods,
+        &pod(
+            "hollow-0",
+            "extra",
+            serde_json::json!({"containers": [{"name": "app", "image": "nginx:1.25"}]}),
+        ),
+    )
+    .await;
+    let p = wait_pod(&pods, "extra", "rejected", |p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+    })
+    .await;
+    assert_eq!(
+        p.status.as_ref().unwrap().reason.as_deref(),
+        Some("OutOfpods")
+    );
+
+    // Graceful deletion ends with the pod objects gone.
+    for j in 0..3 {
+        delete(&pods, &format!("p1-{j}"), 30).await;
+    }
+    for j in 0..3 {
+        wait_gone(&pods, &format!("p1-{j}")).await;
+    }
+    let cri = kubelets[1].cri();
+    eventually("the runtime holds nothing of the deleted pods", || {
+        let cri = cri.clone();
+        async move {
+            let left = cri.list_containers(&[]).await.ok()?.len()
+                + cri.list_pod_sandbox(&[]).await.ok()?.len();
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+    for k in kubelets {
+        k.stop().await;
+    }
+}
