@@ -110,7 +110,7 @@ pub struct Config {
     pub node_labels: BTreeMap<String, String>,
     /// The cgroup (cgroupfs path) pods' QoS cgroups go under.
     pub cgroup_root: String,
-    /// Whether privileged containers may run.
+    /// Whether privileged containers may run (`--allow-privileged`; off by default).
     pub allow_privileged: bool,
     /// How often every pod is resynced (volume contents refreshed, probes rechecked).
     pub sync_frequency: Duration,
@@ -158,7 +158,7 @@ impl Config {
             register_with_taints: Vec::new(),
             node_labels: BTreeMap::new(),
             cgroup_root: "/kubepods".into(),
-            allow_privileged: true,
+            allow_privileged: false,
             sync_frequency: Duration::from_secs(30),
             pleg_period: Duration::from_secs(1),
             node_status_update_frequency: Duration::from_secs(10),

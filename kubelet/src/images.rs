@@ -168,11 +168,15 @@ pub fn auth_for(image: &str, secrets: &[Secret]) -> Vec<cri::AuthConfig> {
                 username = u.to_string();
                 password = p.to_string();
             }
+            // No server address, as the kubelet does: the registry is matched here, and a
+            // runtime compares an address it is given with the host it pulls from (containerd
+            // 1.6 drops credentials whose address is not a URL, e.g. `127.0.0.1:5000`, or
+            // names another host, e.g. `https://index.docker.io/v1/`).
             out.push(cri::AuthConfig {
                 username,
                 password,
                 auth,
-                server_address: key.clone(),
+                server_address: String::new(),
                 identity_token: field("identitytoken"),
                 registry_token: field("registrytoken"),
             });
@@ -625,6 +629,7 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].username, "alice");
         assert_eq!(a[0].password, "s3cret");
+        assert_eq!(a[0].server_address, "", "left to the runtime's host");
         let q = auth_for("quay.io/x/y:1", std::slice::from_ref(&secret));
         assert_eq!(
             (q[0].username.as_str(), q[0].password.as_str()),

@@ -31,6 +31,9 @@ struct Args {
     /// Start and supervise containerd with its state under the data dir.
     #[arg(long)]
     managed_containerd: bool,
+    /// The sandbox (pause) image the managed containerd uses [default: registry.k8s.io/pause:3.9].
+    #[arg(long, requires = "managed_containerd")]
+    sandbox_image: Option<String>,
     /// The node's InternalIP (default: the default route's interface address).
     #[arg(long)]
     node_ip: Option<IpAddr>,
@@ -55,13 +58,42 @@ struct Args {
     /// Labels to add to the Node: key=value, comma-separated.
     #[arg(long, default_value = "")]
     node_labels: String,
+    /// Let containers with `securityContext.privileged: true` run.
+    #[arg(long)]
+    allow_privileged: bool,
     /// `fake` runs the in-process hollow runtime (scale tests only).
     #[arg(long, value_parser = ["containerd", "fake"], default_value = "containerd")]
     runtime: String,
 }
 
+/// An error and its causes on one line, each cause once (most messages already quote theirs).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match Box::pin(run()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rkubelet: {}", describe(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -73,7 +105,11 @@ async fn main() -> anyhow::Result<()> {
     cfg.runtime = if args.runtime == "fake" {
         RuntimeMode::Fake(Default::default())
     } else if args.managed_containerd {
-        RuntimeMode::Managed(ManagedContainerd::default())
+        let mut m = ManagedContainerd::default();
+        if let Some(image) = args.sandbox_image {
+            m.sandbox_image = image;
+        }
+        RuntimeMode::Managed(m)
     } else {
         RuntimeMode::Remote {
             endpoint: args
@@ -87,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.listen = SocketAddr::from(([0, 0, 0, 0], args.port));
     cfg.images_dir = args.images_dir;
     cfg.max_pods = args.max_pods;
+    cfg.allow_privileged = args.allow_privileged;
     cfg.register_with_taints =
         config::parse_taints(&args.register_with_taints).context("--register-with-taints")?;
     cfg.node_labels = config::parse_labels(&args.node_labels).context("--node-labels")?;

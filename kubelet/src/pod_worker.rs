@@ -4,8 +4,9 @@
 //! runs init containers in order, then starts or restarts app containers as restartPolicy and
 //! the crash-loop back-off allow, garbage-collects old instances, and reports the pod status
 //! when it changed. On deletion it runs preStop hooks, stops containers within the grace
-//! period, reports the final status, deletes the pod object (grace 0, UID precondition) and
-//! removes everything the pod left on the node.
+//! period, reports the final status, removes everything the pod has on the node (containers,
+//! sandboxes, volumes, logs, cgroups) and then deletes the pod object (grace 0, UID
+//! precondition).
 //!
 //! A sync runs when the pod changes, when the PLEG sees a runtime change, when a probe result
 //! changes, when a back-off ends, and every sync period.
@@ -28,7 +29,7 @@ use crate::hooks;
 use crate::labels;
 use crate::probes::{PodProbes, Running};
 use crate::qos;
-use crate::runtime::{ContainerInfo, Kind, PodRuntime, State};
+use crate::runtime::{ContainerInfo, Kind, PodRuntime, SandboxInfo, State};
 use crate::sandbox;
 use crate::status;
 
@@ -208,13 +209,17 @@ impl Worker {
     }
 
     fn env_context(&self, rt: &PodRuntime) -> env::Context {
+        self.env_context_for(rt.latest_sandbox())
+    }
+
+    /// What env values and downward API files see, with the pod IPs of sandbox `sb`.
+    fn env_context_for(&self, sb: Option<&SandboxInfo>) -> env::Context {
         let node = self.ctx.node();
         let host_network = self.spec().host_network.unwrap_or(false);
         let pod_ips = if host_network {
             node.ips.clone()
         } else {
-            rt.latest_sandbox()
-                .filter(|s| !s.ip.is_empty())
+            sb.filter(|s| !s.ip.is_empty())
                 .map(|s| {
                     std::iter::once(s.ip.clone())
                         .chain(s.additional_ips.iter().cloned())
@@ -461,7 +466,7 @@ impl Worker {
                     init_done = false;
                     if self.restart_policy() != "Never" {
                         acted |= self
-                            .restart_with_backoff(c, Kind::Init, &x, &sb.id, &pod_ip)
+                            .restart_with_backoff(c, Kind::Init, &x, &sb, &pod_ip)
                             .await;
                     }
                     break;
@@ -469,7 +474,7 @@ impl Worker {
                 Some(x) => {
                     // Created but never started (or unknown): replace it.
                     let _ = self.ctx.cri.remove_container(&x.id).await;
-                    self.start(c, Kind::Init, x.restart_count, &sb.id, &pod_ip)
+                    self.start(c, Kind::Init, x.restart_count, &sb, &pod_ip)
                         .await;
                     acted = true;
                     init_done = false;
@@ -480,7 +485,7 @@ impl Worker {
                         .latest(&c.name, Kind::Init)
                         .map(|l| l.restart_count + 1)
                         .unwrap_or(0);
-                    self.start(c, Kind::Init, rc, &sb.id, &pod_ip).await;
+                    self.start(c, Kind::Init, rc, &sb, &pod_ip).await;
                     acted = true;
                     init_done = false;
                     break;
@@ -495,7 +500,7 @@ impl Worker {
                 let latest = rt.latest(&c.name, Kind::App).cloned();
                 match latest {
                     None => {
-                        self.start(c, Kind::App, 0, &sb.id, &pod_ip).await;
+                        self.start(c, Kind::App, 0, &sb, &pod_ip).await;
                         acted = true;
                     }
                     Some(x) if x.sandbox_id != sb.id => {
@@ -504,7 +509,7 @@ impl Worker {
                         }
                         let ran_ok = x.state == State::Exited && x.exit_code == 0;
                         if policy == "Always" || (policy == "OnFailure" && !ran_ok) {
-                            self.start(c, Kind::App, x.restart_count + 1, &sb.id, &pod_ip)
+                            self.start(c, Kind::App, x.restart_count + 1, &sb, &pod_ip)
                                 .await;
                             acted = true;
                         }
@@ -515,7 +520,7 @@ impl Worker {
                         }
                         State::Created => {
                             let _ = self.ctx.cri.remove_container(&x.id).await;
-                            self.start(c, Kind::App, x.restart_count, &sb.id, &pod_ip)
+                            self.start(c, Kind::App, x.restart_count, &sb, &pod_ip)
                                 .await;
                             acted = true;
                         }
@@ -525,7 +530,7 @@ impl Worker {
                                 policy == "Always" || (policy == "OnFailure" && x.exit_code != 0);
                             if restart {
                                 acted |= self
-                                    .restart_with_backoff(c, Kind::App, &x, &sb.id, &pod_ip)
+                                    .restart_with_backoff(c, Kind::App, &x, &sb, &pod_ip)
                                     .await;
                             } else {
                                 self.waiting.remove(&c.name);
@@ -589,7 +594,7 @@ impl Worker {
         c: &Container,
         kind: Kind,
         x: &ContainerInfo,
-        sandbox_id: &str,
+        sb: &SandboxInfo,
         pod_ip: &str,
     ) -> bool {
         let key = format!("{}_{:x}", c.name, container::container_hash(c));
@@ -626,8 +631,7 @@ impl Worker {
             return false;
         }
         self.crash.next(&key);
-        self.start(c, kind, x.restart_count + 1, sandbox_id, pod_ip)
-            .await;
+        self.start(c, kind, x.restart_count + 1, sb, pod_ip).await;
         true
     }
 
@@ -659,22 +663,15 @@ impl Worker {
         c: &Container,
         kind: Kind,
         restart_count: i32,
-        sandbox_id: &str,
+        sb: &SandboxInfo,
         pod_ip: &str,
     ) {
         let fp = field_path(kind, &c.name);
         let retry = Instant::now() + Duration::from_secs(2);
         self.waiting
             .insert(c.name.clone(), ("ContainerCreating".into(), String::new()));
-        let attempt = self
-            .ctx
-            .runtime
-            .pod(&self.uid)
-            .await
-            .ok()
-            .and_then(|rt| rt.latest_sandbox().map(|s| s.attempt))
-            .unwrap_or(0);
-        let (sandbox_config, _) = sandbox::sandbox_config(&self.pod, attempt, &self.ctx.sandbox);
+        let sandbox_id = sb.id.as_str();
+        let (sandbox_config, _) = sandbox::sandbox_config(&self.pod, sb.attempt, &self.ctx.sandbox);
         let secrets = self.pull_secrets().await;
         let image_id = match self
             .ctx
@@ -697,8 +694,7 @@ impl Worker {
                 ..Default::default()
             },
         };
-        let rt = self.ctx.runtime.pod(&self.uid).await.unwrap_or_default();
-        let env_ctx = self.env_context(&rt);
+        let env_ctx = self.env_context_for(Some(sb));
         let envs = match env::resolve(&self.pod, c, self.ctx.objects.as_ref(), &env_ctx).await {
             Ok(e) => e,
             Err(e) => {
@@ -1030,10 +1026,12 @@ impl Worker {
         } else {
             rt
         };
+        if !self.removed && (was_running || self.last_sent.is_none()) {
+            self.report(&rt).await;
+        }
+        // Everything goes before the pod object does: containers, sandboxes, volumes, logs.
+        cleanup(&self.ctx, &self.uid, &rt, Some(&self.pod)).await;
         if !self.removed {
-            if was_running || self.last_sent.is_none() {
-                self.report(&rt).await;
-            }
             let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
             let name = self.pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
@@ -1054,7 +1052,6 @@ impl Worker {
                 }
             }
         }
-        cleanup(&self.ctx, &self.uid, &rt, Some(&self.pod)).await;
         Next::Done
     }
 }

@@ -6,6 +6,7 @@
 //! (`k8s.io/cri-api/pkg/apis/runtime/v1/api.proto`), so it talks to containerd, CRI-O and any
 //! other CRI runtime.
 
+// The generated code is tonic-prost-build's, not ours to document or lint.
 #![allow(missing_docs, clippy::all, rust_2018_idioms)]
 
 /// The `runtime.v1` package.

@@ -301,3 +301,88 @@ async fn repeated_failures_fold_into_one_event_series() {
     assert!(p.spec.unwrap().node_name.is_none());
     sched.stop().await.unwrap();
 }
+
+/// An out-of-tree Bind plugin that rejects the first binding of each pod, then lets the
+/// DefaultBinder bind it.
+struct FlakyBinder {
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl rkube_scheduler::framework::Plugin for FlakyBinder {
+    fn name(&self) -> &'static str {
+        "FlakyBinder"
+    }
+    fn as_bind(&self) -> Option<&dyn rkube_scheduler::framework::BindPlugin> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl rkube_scheduler::framework::BindPlugin for FlakyBinder {
+    async fn bind(
+        &self,
+        pod: &rkube_scheduler::pod_info::PodInfo,
+        _node: &str,
+    ) -> rkube_scheduler::framework::Status {
+        use rkube_scheduler::framework::Status;
+        if self.seen.lock().unwrap().insert(pod.name.clone()) {
+            Status::error("the first binding of a pod fails")
+        } else {
+            Status::skip()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_binding_forgets_the_assumed_pod_and_retries() {
+    use rkube_scheduler::framework::registry::Registry;
+    use std::sync::Arc;
+
+    let (_server, client) = server().await;
+    // One node with room for exactly one pod: if the failed binding left the pod assumed
+    // there, its retry would find the node full.
+    create_node(&client, testing::node("only", "1", "2Gi")).await;
+    let mut registry = Registry::in_tree();
+    registry.register(
+        "FlakyBinder",
+        Arc::new(|_, _| {
+            Ok(Arc::new(FlakyBinder {
+                seen: Default::default(),
+            })
+                as Arc<dyn rkube_scheduler::framework::Plugin>)
+        }),
+    );
+    let config = SchedulerConfiguration::from_yaml(
+        "profiles:\n- plugins:\n    bind:\n      enabled:\n      - name: FlakyBinder\n",
+    )
+    .unwrap();
+    let sched = start_scheduler_with(&client, config, "s1", true, registry).await;
+    create_pod(&client, pod("p", "1", "1Gi", None)).await;
+    assert_eq!(bound_node(&client, "p", 60).await, "only");
+    let failed = eventually(30, "the failed binding's event", || {
+        let client = client.clone();
+        async move {
+            pod_events(&client, "p")
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("FailedScheduling"))
+        }
+    })
+    .await;
+    let message = failed.message.unwrap_or_default();
+    assert!(
+        message.contains("Binding rejected: the first binding of a pod fails"),
+        "{message}"
+    );
+    let totals = eventually(30, "the binding to be counted", || {
+        let m = sched.handle.metrics.clone();
+        async move {
+            let t = m.totals();
+            (t.scheduled == 1).then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(totals.errors, 1, "{totals:?}");
+    assert_eq!(totals.unschedulable, 0, "the retry found the node free");
+    sched.stop().await.unwrap();
+}

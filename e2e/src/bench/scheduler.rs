@@ -444,7 +444,14 @@ async fn run_one(
     )
     .await?;
     let wall = wall.elapsed();
-    let totals = handle.metrics.totals();
+    // The scheduler counts a pod once its binding request has returned, which can be just
+    // after the watch showed the pod bound: wait (bounded) for the counters to catch up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut totals = handle.metrics.totals();
+    while (totals.scheduled as usize) < pods && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        totals = handle.metrics.totals();
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
     stop(server).await;

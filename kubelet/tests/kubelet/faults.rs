@@ -1,9 +1,10 @@
 //! Bad input and faults on a real containerd: an image that is not there (pull policy Never —
 //! until it appears in the images directory — and an unreachable registry), a command that
 //! exits 1, a missing ConfigMap (the pod waits with CreateContainerConfigError and starts once
-//! it exists); containerd killed (the managed containerd is restarted, the kubelet reconnects
-//! without duplicating containers); the kubelet restarted (it adopts running pods instead of
-//! restarting them, and removes what a pod force-deleted meanwhile left behind).
+//! it exists), a privileged container on a node that does not allow them; containerd killed
+//! (the managed containerd is restarted, the kubelet reconnects without duplicating
+//! containers); the kubelet restarted (it adopts running pods instead of restarting them, and
+//! removes what a pod force-deleted meanwhile left behind).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{Api, ListParams, PostParams};
@@ -94,6 +95,27 @@ async fn bad_input_gives_clear_statuses_and_events() {
         ),
     )
     .await;
+
+    let mut privileged = c("busybox:1.35", "exec sleep 3600");
+    privileged["securityContext"] = serde_json::json!({"privileged": true});
+    create(
+        &pods,
+        &pod(
+            &node.name,
+            "privileged",
+            serde_json::json!({"containers": [privileged]}),
+        ),
+    )
+    .await;
+
+    let p = wait_pod(&pods, "privileged", "refused", |p| {
+        waiting(p, "app").is_some_and(|(r, _)| r == "CreateContainerConfigError")
+    })
+    .await;
+    assert_eq!(
+        waiting(&p, "app").unwrap().1,
+        "container app is privileged, but privileged containers are not allowed on this node"
+    );
 
     let p = wait_pod(&pods, "never", "ErrImageNeverPull", |p| {
         waiting(p, "app").is_some_and(|(r, _)| r == "ErrImageNeverPull")
@@ -292,11 +314,10 @@ async fn containerd_and_kubelet_restarts_keep_pods_running() {
     // Deleting works as usual under the new kubelet.
     delete(&pods, "steady", 1).await;
     wait_gone(&pods, "steady").await;
-    let steady_uid = uid(&steady);
-    eventually("the steady pod's containers removed", || {
-        let (cri, steady_uid) = (cri.clone(), steady_uid.clone());
-        async move { (in_runtime(&cri, &steady_uid).await == (vec![], 0)).then_some(()) }
-    })
-    .await;
+    assert_eq!(
+        in_runtime(&cri, &uid(&steady)).await,
+        (vec![], 0),
+        "removed before the pod object"
+    );
     node.shutdown().await;
 }

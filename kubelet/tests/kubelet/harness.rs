@@ -10,8 +10,6 @@
 //! root. Dropping a node kills what is left (containers by cgroup, containerd and shims by
 //! command line), unmounts, and deletes the namespace and cgroups.
 
-#![allow(dead_code)] // Each test module uses a different part of the harness.
-
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -145,8 +143,6 @@ pub struct TestNode {
     /// The network namespace (`/run/netns/<netns>`).
     pub netns: String,
     host_if: String,
-    /// The host's end of the link.
-    pub host_ip: Ipv4Addr,
     /// The node's IP (its InternalIP, inside the namespace).
     pub node_ip: Ipv4Addr,
     /// The pod CIDR the test assigns to the Node.
@@ -176,7 +172,6 @@ impl TestNode {
             name: format!("node-{slot}"),
             netns: netns.clone(),
             host_if: host_if.clone(),
-            host_ip,
             node_ip,
             pod_cidr: pod_cidr.clone(),
             dir,
@@ -342,8 +337,9 @@ impl TestNode {
         }
     }
 
-    /// Force-deletes the node's pods and waits until its kubelet removed their containers
-    /// and sandboxes (network teardown included), then stops the kubelet.
+    /// Deletes the node's pods (grace 1 s: test containers often ignore SIGTERM) and waits
+    /// until its kubelet removed their containers and sandboxes (network teardown included),
+    /// then stops the kubelet.
     pub async fn shutdown(mut self) {
         if let Some(k) = &self.kubelet {
             let all: Api<Pod> = Api::all(self.client.clone());
@@ -360,7 +356,7 @@ impl TestNode {
                     .delete(
                         p.metadata.name.as_deref().unwrap_or_default(),
                         &DeleteParams {
-                            grace_period_seconds: Some(0),
+                            grace_period_seconds: Some(1),
                             ..Default::default()
                         },
                     )
@@ -378,6 +374,155 @@ impl TestNode {
             .await;
         }
         self.stop_kubelet().await;
+    }
+}
+
+/// The user and password of the test registry.
+pub const REGISTRY_USER: (&str, &str) = ("puller", "pull-s3cret");
+/// bcrypt of [`REGISTRY_USER`]'s password, for the registry's htpasswd file.
+const REGISTRY_HTPASSWD: &str =
+    "puller:$2b$05$qEWFSLBP9H6YQAWhlJmk1OACCzUmwuUtC7V74DKls6us2HoMv8TEa\n";
+/// The registry's port inside the node's namespace (containerd pulls from 127.0.0.1 there).
+pub const REGISTRY_PORT: u16 = 5000;
+
+/// A private registry (Debian's docker-registry, htpasswd auth) in the node's namespace.
+pub struct Registry {
+    child: std::process::Child,
+    /// Where the test pushes (the node's IP).
+    pub host: IpAddr,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestNode {
+    /// Starts a registry requiring [`REGISTRY_USER`] in the node's namespace.
+    pub async fn start_registry(&self) -> Registry {
+        let dir = self.dir.path().join("registry");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("htpasswd"), REGISTRY_HTPASSWD).unwrap();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 0.0.0.0:{REGISTRY_PORT}\n  secret: rkube-test\n\
+                 auth:\n  htpasswd:\n    realm: rkube-test\n    path: {}\n",
+                dir.join("data").display(),
+                dir.join("htpasswd").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(["--", "docker-registry", "serve"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .expect("docker-registry (apt package docker-registry, scripts/setup)");
+        let registry = Registry {
+            child,
+            host: IpAddr::V4(self.node_ip),
+        };
+        eventually("the registry answering", || async {
+            let (code, _) = http_get(registry.host, REGISTRY_PORT, "/v2/").await.ok()?;
+            (code == 401).then_some(())
+        })
+        .await;
+        registry
+    }
+}
+
+impl Registry {
+    async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Option<String>) {
+        use base64::Engine;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let uri = if uri.starts_with("http") {
+            uri.to_string()
+        } else {
+            format!("http://{}:{REGISTRY_PORT}{uri}", self.host)
+        };
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", REGISTRY_USER.0, REGISTRY_USER.1));
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("Authorization", format!("Basic {auth}"))
+            .header("Content-Type", content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let location = resp
+            .headers()
+            .get("Location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (resp.status().as_u16(), location)
+    }
+
+    /// Pushes an image the offline builder made as `<repository>:<tag>`.
+    pub async fn push(&self, image: &rkube_images::Image, repository: &str, tag: &str) {
+        let tar = image.oci_tar().unwrap();
+        let mut files = std::collections::HashMap::new();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.insert(path, data);
+        }
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let blob = |digest: &str| files[&format!("blobs/sha256/{}", &digest[7..])].clone();
+        let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        let mut digests = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+        for l in m["layers"].as_array().unwrap() {
+            digests.push(l["digest"].as_str().unwrap().to_string());
+        }
+        for digest in digests {
+            let (code, location) = self
+                .request(
+                    "POST",
+                    &format!("/v2/{repository}/blobs/uploads/"),
+                    "application/octet-stream",
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(code, 202, "starting a blob upload");
+            let location = location.expect("upload location");
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let (code, _) = self
+                .request(
+                    "PUT",
+                    &format!("{location}{sep}digest={digest}"),
+                    "application/octet-stream",
+                    blob(&digest),
+                )
+                .await;
+            assert_eq!(code, 201, "uploading blob {digest}");
+        }
+        let (code, _) = self
+            .request(
+                "PUT",
+                &format!("/v2/{repository}/manifests/{tag}"),
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest,
+            )
+            .await;
+        assert_eq!(code, 201, "putting the manifest");
     }
 }
 

@@ -200,15 +200,9 @@ async fn hollow_nodes_register_run_and_delete_pods() {
         wait_gone(&pods, &format!("p1-{j}")).await;
     }
     let cri = kubelets[1].cri();
-    eventually("the runtime holds nothing of the deleted pods", || {
-        let cri = cri.clone();
-        async move {
-            let left = cri.list_containers(&[]).await.ok()?.len()
-                + cri.list_pod_sandbox(&[]).await.ok()?.len();
-            (left == 0).then_some(())
-        }
-    })
-    .await;
+    let left = cri.list_containers(&[]).await.unwrap().len()
+        + cri.list_pod_sandbox(&[]).await.unwrap().len();
+    assert_eq!(left, 0, "the runtime holds nothing of the deleted pods");
     for k in kubelets {
         k.stop().await;
     }

@@ -8,4 +8,5 @@ mod faults;
 mod harness;
 mod hollow;
 mod pods;
+mod registry;
 mod restarts;

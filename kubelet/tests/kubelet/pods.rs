@@ -338,14 +338,14 @@ async fn httpd_pod_env_volumes_readiness_logs_and_graceful_deletion() {
         "preStop ran\nTERM received\n",
         "the preStop hook ran, then the container got SIGTERM"
     );
-    eventually("the pod's containers and sandbox removed", || {
-        let cri = cri.clone();
-        async move {
-            let left = cri.list_containers(&[]).await.ok()?.len()
-                + cri.list_pod_sandbox(&[]).await.ok()?.len();
-            (left == 0).then_some(())
-        }
-    })
-    .await;
+    // The pod's containers, sandbox and volumes went before its object did.
+    let left = cri.list_containers(&[]).await.unwrap().len()
+        + cri.list_pod_sandbox(&[]).await.unwrap().len();
+    assert_eq!(
+        left, 0,
+        "nothing of the pod is left once its object is gone"
+    );
+    let pod_dir = node.data_dir().join("pods").join(&uid);
+    assert!(!pod_dir.exists(), "{} removed", pod_dir.display());
     node.shutdown().await;
 }

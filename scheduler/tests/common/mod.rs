@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
+use rkube_scheduler::framework::registry::Registry;
 use rkube_scheduler::testing;
 use rkube_scheduler::{Options, Scheduler, SchedulerConfiguration, SchedulerHandle};
 use rkube_testkit::apiserver::{Backend, TestServer};
@@ -127,9 +128,21 @@ pub async fn start_scheduler(
     identity: &str,
     wait_synced: bool,
 ) -> Running {
+    start_scheduler_with(client, config, identity, wait_synced, Registry::in_tree()).await
+}
+
+/// Like [`start_scheduler`], with a plugin registry (out-of-tree plugins).
+pub async fn start_scheduler_with(
+    client: &kube::Client,
+    config: SchedulerConfiguration,
+    identity: &str,
+    wait_synced: bool,
+    registry: Registry,
+) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
     let mut opts = Options::new(client.clone(), config);
+    opts.registry = registry;
     opts.identity = identity.into();
     opts.listener = Some(listener);
     opts.seed = Some(7);
