@@ -1,7 +1,7 @@
 //! Admission shared by every kind: NamespaceLifecycle (no creates in a missing or terminating
 //! namespace) and unknown-field detection for `fieldValidation`. Kind-specific admission
-//! (ServiceAccount and DefaultTolerationSeconds for pods, ClusterIP/NodePort allocation for
-//! services) lives in the kinds' strategies.
+//! (ServiceAccount, DefaultTolerationSeconds and Priority for pods, the single global default
+//! PriorityClass, ClusterIP/NodePort allocation for services) lives in the kinds' strategies.
 
 use serde_json::Value;
 

@@ -1,5 +1,6 @@
 //! First-start state and the small controllers the API server runs itself: the system
-//! namespaces (default, kube-system, kube-public, kube-node-lease) and a `default`
+//! namespaces (default, kube-system, kube-public, kube-node-lease), the built-in
+//! PriorityClasses (`system-node-critical`, `system-cluster-critical`) and a `default`
 //! ServiceAccount in every namespace.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::registry::kinds::priority;
 use crate::registry::{Api, WriteOptions};
 use crate::resources;
 use crate::storage::{ListOptions, WatchItem};
@@ -17,8 +19,13 @@ use crate::storage::{ListOptions, WatchItem};
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates what a new cluster has: the system namespaces.
+/// Creates what a new cluster has: the system namespaces and PriorityClasses.
 pub async fn ensure_system_state(api: &Api) -> Result<(), ApiError> {
+    ensure_system_namespaces(api).await?;
+    ensure_system_priority_classes(api).await
+}
+
+async fn ensure_system_namespaces(api: &Api) -> Result<(), ApiError> {
     let kind = api
         .kind(&resources::NAMESPACES)
         .ok_or_else(|| ApiError::internal("namespaces not served"))?;
@@ -26,6 +33,37 @@ pub async fn ensure_system_state(api: &Api) -> Result<(), ApiError> {
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match kind.create(api, None, body, &WriteOptions::default()).await {
             Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the built-in PriorityClasses that are missing. Existing ones are left as they are
+/// (validation keeps their value and preemption policy as built in), as Kubernetes does.
+pub async fn ensure_system_priority_classes(api: &Api) -> Result<(), ApiError> {
+    let kind = api
+        .kind(&resources::PRIORITYCLASSES)
+        .ok_or_else(|| ApiError::internal("priorityclasses not served"))?;
+    for class in priority::SYSTEM_CLASSES {
+        match kind.get(api, None, class.name).await {
+            Ok(_) => {
+                tracing::debug!(class = class.name, "system priority class exists");
+                continue;
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+        match kind
+            .create(api, None, class.object(), &WriteOptions::default())
+            .await
+        {
+            Ok(_) => tracing::info!(
+                class = class.name,
+                value = class.value,
+                "created system priority class"
+            ),
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
         }

@@ -323,6 +323,18 @@ pub static ENDPOINTSLICES: ResourceDef = def(
     true,
     "discovery.k8s.io/endpointslices",
 );
+/// PriorityClasses (cluster-scoped): the priority values pods get through Priority admission.
+pub static PRIORITYCLASSES: ResourceDef = ResourceDef {
+    short_names: &["pc"],
+    ..def(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        false,
+        "scheduling.k8s.io/priorityclasses",
+    )
+};
 /// Events (events.k8s.io/v1): a view of the core events, in the same storage.
 pub static EVENTS_V1: ResourceDef = ResourceDef {
     short_names: &["ev"],
@@ -350,6 +362,7 @@ pub static ALL: &[&ResourceDef] = &[
     &JOBS,
     &LEASES,
     &ENDPOINTSLICES,
+    &PRIORITYCLASSES,
     &EVENTS_V1,
 ];
 

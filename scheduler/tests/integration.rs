@@ -184,6 +184,10 @@ async fn a_higher_priority_pod_preempts_a_lower_one() {
     let (_server, client) = server().await;
     create_node(&client, testing::node("n1", "2", "4Gi")).await;
     let sched = start_scheduler(&client, SchedulerConfiguration::default(), "s1", true).await;
+    for v in [1, 5, 100] {
+        create_priority_class(&client, v, false).await;
+    }
+    create_priority_class(&client, 1000, true).await;
     create_pod(&client, pod("low", "1500m", "1Gi", Some(1))).await;
     create_pod(&client, pod("keep", "500m", "1Gi", Some(5))).await;
     bound_node(&client, "low", 30).await;
@@ -216,9 +220,12 @@ async fn a_higher_priority_pod_preempts_a_lower_one() {
     let totals = sched.handle.metrics.totals();
     assert_eq!((totals.preemptions, totals.victims), (1, 1));
     // A pod that may not preempt stays pending.
-    let mut polite = pod("polite", "1", "1Gi", Some(1000));
-    polite.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
-    create_pod(&client, polite).await;
+    // Its class says `preemptionPolicy: Never`; admission copies that into the pod.
+    let polite = create_pod(&client, pod("polite", "1", "1Gi", Some(1000))).await;
+    assert_eq!(
+        polite.spec.as_ref().unwrap().preemption_policy.as_deref(),
+        Some("Never")
+    );
     let failed = eventually(30, "polite to fail", || {
         let client = client.clone();
         async move {

@@ -209,6 +209,10 @@ pub trait Strategy<T: Object>: Send + Sync + 'static {
     /// Resets what a create may not set (status is already cleared when the kind says so).
     fn prepare_create(&self, _obj: &mut T) {}
 
+    /// Completes an update from the stored object, before defaulting and validation: what an
+    /// update may leave out and keeps (a pod's admission-set priority).
+    fn prepare_update(&self, _obj: &mut T, _old: &T) {}
+
     /// Validates an object (metadata is validated by the framework).
     fn validate(&self, _obj: &T) -> Vec<FieldError> {
         Vec::new()

@@ -630,6 +630,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             let mut obj: T = self.decode_value(desired)?;
             let old: T = self.decode_value(current)?;
             meta::keep_for_update(obj.metadata_mut(), old.metadata(), self.def);
+            self.strategy.prepare_update(&mut obj, &old);
             self.strategy.defaults(&mut obj);
             if self.def.has_generation && Self::spec_changed(&obj, &old)? {
                 obj.metadata_mut().generation = Some(old.metadata().generation.unwrap_or(0) + 1);

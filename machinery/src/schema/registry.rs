@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch,
     coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, policy::v1 as policy,
+    events::v1 as events, policy::v1 as policy, scheduling::v1 as scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::{ListableResource, Resource};
@@ -77,6 +77,7 @@ pub(super) fn build() -> Schemas {
         listable::<coordination::Lease>(g),
         listable::<discovery::EndpointSlice>(g),
         listable::<events::Event>(g),
+        listable::<scheduling::PriorityClass>(g),
         root::<policy::Eviction>(g),
         root::<meta::Status>(g),
     ];

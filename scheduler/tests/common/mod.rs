@@ -61,16 +61,35 @@ pub async fn create_pod(client: &kube::Client, pod: Pod) -> Pod {
         .unwrap()
 }
 
-/// A pod requesting cpu and memory, with the given priority.
+/// A pod requesting cpu and memory, with the given priority: it names the PriorityClass
+/// `priority-<value>` (see [`create_priority_class`]); the API server's Priority admission sets
+/// `spec.priority` from it, as Kubernetes does.
 pub fn pod(name: &str, cpu: &str, memory: &str, priority: Option<i32>) -> Pod {
     let mut p = testing::pod(name, cpu, memory);
     p.metadata.uid = None;
     p.metadata.creation_timestamp = None;
     if let Some(spec) = p.spec.as_mut() {
-        spec.priority = priority;
+        spec.priority = None;
+        spec.priority_class_name = priority.map(|v| format!("priority-{v}"));
         spec.termination_grace_period_seconds = Some(0);
     }
     p
+}
+
+/// Creates the PriorityClass `priority-<value>` (with `preemptionPolicy: Never` when `polite`).
+pub async fn create_priority_class(client: &kube::Client, value: i32, polite: bool) {
+    let pc: k8s_openapi::api::scheduling::v1::PriorityClass =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": format!("priority-{value}")},
+            "value": value,
+            "preemptionPolicy": if polite { "Never" } else { "PreemptLowerPriority" },
+        }))
+        .unwrap();
+    Api::<k8s_openapi::api::scheduling::v1::PriorityClass>::all(client.clone())
+        .create(&PostParams::default(), &pc)
+        .await
+        .unwrap();
 }
 
 /// The node a pod is bound to, once it is.

@@ -6,12 +6,13 @@ mod events_view;
 mod namespace;
 pub mod pod;
 mod podspec;
+pub mod priority;
 mod service;
 mod workloads;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, scheduling};
 
 use super::store::{KindOps, TypedKind};
 use super::{Object, Strategy};
@@ -48,6 +49,10 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
         kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
         kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
+        priority::kind(kind::<scheduling::v1::PriorityClass, _>(
+            &r::PRIORITYCLASSES,
+            priority::PriorityClassStrategy,
+        )),
     ];
     // events.k8s.io/v1 is a view of the core events.
     let core_events = kinds

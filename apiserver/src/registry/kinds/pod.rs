@@ -1,14 +1,15 @@
 //! Pods: defaults (restartPolicy, DNS policy, grace period, image pull policy, …), admission
-//! (the `default` ServiceAccount and DefaultTolerationSeconds), validation including what an
-//! update may change, graceful deletion, the status on create (Pending + QoS class), field
-//! selectors and the READY / STATUS / RESTARTS / IP / NODE columns.
+//! (the `default` ServiceAccount, DefaultTolerationSeconds and Priority, see
+//! [`super::priority`]), validation including what an update may change, graceful deletion,
+//! the status on create (Pending + QoS class), field selectors and the READY / STATUS /
+//! RESTARTS / IP / NODE columns.
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Toleration};
 use rkube_machinery::quantity::parse_quantity;
 use serde_json::Value;
 
-use super::podspec;
+use super::{podspec, priority};
 use crate::error::{ApiError, FieldError};
 use crate::registry::{Admission, Api, Column, Fields, Operation, Strategy, age, human_age, name};
 
@@ -161,9 +162,19 @@ impl Strategy<Pod> for PodStrategy {
             spec.restart_policy = Some("Always".into());
         }
         podspec::default_pod_spec(spec);
-        spec.priority.get_or_insert(0);
-        spec.preemption_policy
-            .get_or_insert_with(|| "PreemptLowerPriority".into());
+    }
+
+    fn prepare_update(&self, pod: &mut Pod, old: &Pod) {
+        // Priority admission set these on create; an update that leaves them out keeps them.
+        let (Some(spec), Some(old)) = (pod.spec.as_mut(), old.spec.as_ref()) else {
+            return;
+        };
+        if spec.priority.is_none() {
+            spec.priority = old.priority;
+        }
+        if spec.preemption_policy.is_none() {
+            spec.preemption_policy.clone_from(&old.preemption_policy);
+        }
     }
 
     fn prepare_create(&self, pod: &mut Pod) {
@@ -237,7 +248,8 @@ impl Strategy<Pod> for PodStrategy {
                 tolerations.push(t);
             }
         }
-        Ok(())
+        // Priority: spec.priority and spec.preemptionPolicy from the pod's PriorityClass.
+        priority::admit_pod(api, adm.obj).await
     }
 
     fn grace_period(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {

@@ -374,6 +374,28 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
             ));
         }
     }
+    if let Some(class) = spec
+        .priority_class_name
+        .as_deref()
+        .filter(|c| !c.is_empty())
+    {
+        label_errors(
+            &mut errs,
+            &format!("{path}.priorityClassName"),
+            class,
+            validation::is_dns1123_subdomain(class),
+        );
+    }
+    match spec.preemption_policy.as_deref() {
+        None => {}
+        Some("") => errs.push(FieldError::required(format!("{path}.preemptionPolicy"))),
+        Some("PreemptLowerPriority" | "Never") => {}
+        Some(p) => errs.push(FieldError::not_supported(
+            format!("{path}.preemptionPolicy"),
+            p,
+            &["PreemptLowerPriority", "Never"],
+        )),
+    }
     errs
 }
 
