@@ -31,6 +31,10 @@ pub enum CtlError {
     /// Several failures (apply of many objects): one line each.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Many(Vec<CtlError>),
+    /// A message kubectl prints without the `error: ` prefix (e.g. `explain` of an unknown
+    /// type).
+    #[error("{0}")]
+    Plain(String),
     /// A failure that has already been printed; only the exit code is left.
     #[error("")]
     Silent(i32),

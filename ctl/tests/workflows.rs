@@ -656,3 +656,139 @@ fn client_commands_need_no_server() {
         start.elapsed() / 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_follows_changes_like_kubectl() {
+    let s = server().await;
+    s.kubectl_ok(&["run", "p", "--image=nginx", "--labels=app=w"]);
+    for (round, args) in [
+        &["get", "pods", "-w"][..],
+        &["get", "pods", "-l", "app=w", "--watch"],
+        &["get", "pods", "-w", "-o", "name"],
+        &[
+            "get",
+            "pod",
+            "p",
+            "-w",
+            "-o",
+            "jsonpath={.metadata.labels.tier}{\"\\n\"}",
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mine = Spawned::start(&s, args);
+        let theirs = Spawned::kubectl(&s, args);
+        // The list first (each has listed when it printed it; its watch starts from there).
+        let first = if args.contains(&"-o") { 1 } else { 2 };
+        for _ in 0..first {
+            assert_eq!(
+                normalise(&mine.next_line()),
+                normalise(&theirs.next_line()),
+                "{args:?}"
+            );
+        }
+        // A change: one more line each.
+        let tier = format!("tier=t{round}");
+        s.kubectl_ok(&["label", "pod", "p", &tier, "--overwrite"]);
+        assert_eq!(
+            normalise(&mine.next_line()),
+            normalise(&theirs.next_line()),
+            "{args:?}"
+        );
+    }
+}
+
+/// A DaemonSet or StatefulSet (`kind`) running busybox:1.36.
+fn workload(s: &TestServer, kind: &str, name: &str) {
+    let extra = if kind == "StatefulSet" {
+        "  serviceName: db\n  replicas: 2\n"
+    } else {
+        ""
+    };
+    let manifest = format!(
+        "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n{extra}  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n      - name: c\n        image: busybox:1.36\n"
+    );
+    let f = write(s, &format!("{name}.yaml"), &manifest);
+    rk_ok(s, &["apply", "-f", &f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_of_daemonsets_and_statefulsets_matches_kubectl() {
+    let s = server().await;
+    for (kind, name) in [
+        ("DaemonSet", "agent"),
+        ("DaemonSet", "twin"),
+        ("StatefulSet", "db"),
+    ] {
+        workload(&s, kind, name);
+    }
+    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx"]);
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: x\nspec:\n  selector:\n    matchLabels:\n      app: x\n  template:\n    metadata:\n      labels:\n        app: x\n    spec:\n      containers:\n      - name: c\n        image: nginx\n";
+    let f = write(&s, "rs.yaml", rs);
+    rk_ok(&s, &["create", "-f", &f]);
+    // Status from what the controllers would report.
+    for (res, name, status) in [
+        (
+            "ds",
+            "agent",
+            "{\"status\":{\"observedGeneration\":1,\"desiredNumberScheduled\":2,\"updatedNumberScheduled\":2,\"numberAvailable\":1,\"currentNumberScheduled\":2,\"numberMisscheduled\":0,\"numberReady\":1}}",
+        ),
+        (
+            "sts",
+            "db",
+            "{\"status\":{\"observedGeneration\":1,\"replicas\":2,\"readyReplicas\":1}}",
+        ),
+    ] {
+        rk_ok(
+            &s,
+            &[
+                "patch",
+                res,
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ],
+        );
+    }
+    // (rkube serves no ControllerRevisions, so the history of daemon and stateful sets is an
+    // error from the server for both tools.)
+    for args in [
+        &["rollout", "status", "ds/agent", "--watch=false"][..],
+        &["rollout", "status", "sts/db", "--watch=false"],
+        &["rollout", "history", "rs/x"],
+        &["rollout", "undo", "rs/x"],
+        &["rollout", "status", "rs/x"],
+        &["rollout", "restart", "rs/x"],
+        &["rollout", "pause", "ds/agent"],
+        &["rollout", "resume", "sts/db"],
+        &["rollout", "history", "deploy/web"],
+        &["rollout", "history", "ds/agent"],
+        &["rollout", "undo", "sts/db"],
+    ] {
+        golden(&s, args);
+    }
+    // A change, on twins.
+    let a = rk(&s, &["rollout", "restart", "ds/agent"]);
+    let b = kc(&s, &["rollout", "restart", "ds/twin"]);
+    assert_eq!(
+        (a.ok, a.stdout.clone()),
+        (b.ok, b.stdout.replace("twin", "agent")),
+        "{} / {}",
+        a.stderr,
+        b.stderr
+    );
+    let restarted = rk_ok(
+        &s,
+        &[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+        ],
+    );
+    assert!(restarted.ends_with('Z'), "{restarted}");
+}

@@ -25,6 +25,11 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if args.force && args.grace_period > 0 {
+        return Err(CtlError::Usage(
+            "--force and --grace-period greater than 0 cannot be specified together".into(),
+        ));
+    }
     let grace = if args.force {
         errln(
             "Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.",
@@ -32,7 +37,11 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         Some(0)
     } else if args.now {
         Some(1)
-    } else if args.grace_period >= 0 {
+    } else if args.grace_period == 0 {
+        // As kubectl: `--grace-period=0` without `--force` means 1 (no accidental immediate
+        // deletion).
+        Some(1)
+    } else if args.grace_period > 0 {
         Some(args.grace_period as u32)
     } else {
         None
@@ -84,8 +93,13 @@ fn print_deleted(t: &Target, args: &DeleteArgs) {
     if args.output.as_deref() == Some("name") {
         outln(&t.kind_name());
     } else {
+        let verb = if args.force {
+            "force deleted"
+        } else {
+            "deleted"
+        };
         outln(&format!(
-            "{} \"{}\" deleted{}",
+            "{} \"{}\" {verb}{}",
             t.info.kind_prefix(),
             t.name,
             args.dry_run.suffix()

@@ -1089,14 +1089,16 @@ async fn describe_deployment(ctx: &Ctx, w: &mut Writer, d: &Value) -> Result<()>
             .filter(|rs| same_template(rs, d))
             .take(1)
             .collect();
-        let old: Vec<&Value> = rss
+        // Every other ReplicaSet (also those scaled to zero), in the server's (name) order,
+        // as kubectl 1.33 lists them.
+        let mut old: Vec<&Value> = rss
             .iter()
             .filter(|rs| {
                 !new.iter()
                     .any(|n| n["metadata"]["uid"] == rs["metadata"]["uid"])
-                    && num(&rs["spec"]["replicas"]) > 0
             })
             .collect();
+        old.sort_by(|a, b| s(a, &["metadata", "name"]).cmp(s(b, &["metadata", "name"])));
         w.w(0, &format!("OldReplicaSets:\t{}\n", fmt(old)));
         w.w(0, &format!("NewReplicaSet:\t{}\n", fmt(new)));
     }
@@ -1495,10 +1497,12 @@ async fn describe_node(ctx: &Ctx, w: &mut Writer, node: &Value) {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
             for k in keys {
-                w.w(
-                    1,
-                    &format!("{k}:\t{}\n", crate::print::jsonpath::value_text(&m[k])),
-                );
+                // kubectl prints the quantity's canonical form (`104857600Ki` as `100Gi`).
+                let text = crate::print::jsonpath::value_text(&m[k]);
+                let text = rkube_machinery::quantity::Quantity::parse(&text)
+                    .map(|q| q.to_k8s_string())
+                    .unwrap_or(text);
+                w.w(1, &format!("{k}:\t{text}\n"));
             }
         }
     }
@@ -1747,31 +1751,43 @@ fn generic_field(w: &mut Writer, level: usize, k: &str, v: &Value) {
 async fn fetch_events(ctx: &Ctx, info: &ResourceInfo, obj: &Value) -> Vec<Value> {
     let meta = &obj["metadata"];
     let ns = s(meta, &["namespace"]);
-    let mut fs = format!(
-        "involvedObject.name={},involvedObject.kind={}",
-        s(meta, &["name"]),
-        info.kind
-    );
-    if !ns.is_empty() {
-        fs.push_str(&format!(",involvedObject.namespace={ns}"));
-    }
-    if !s(meta, &["uid"]).is_empty() {
-        fs.push_str(&format!(",involvedObject.uid={}", s(meta, &["uid"])));
-    }
-    let path = if ns.is_empty() {
-        format!("/api/v1/events{}", query(&[("fieldSelector", fs)]))
-    } else {
-        format!(
-            "/api/v1/namespaces/{ns}/events{}",
-            query(&[("fieldSelector", fs)])
-        )
+    let name = s(meta, &["name"]);
+    let search = |uid: &str| {
+        let mut fs = format!(
+            "involvedObject.name={name},involvedObject.kind={}",
+            info.kind
+        );
+        if !ns.is_empty() {
+            fs.push_str(&format!(",involvedObject.namespace={ns}"));
+        }
+        if !uid.is_empty() {
+            fs.push_str(&format!(",involvedObject.uid={uid}"));
+        }
+        if ns.is_empty() {
+            format!("/api/v1/events{}", query(&[("fieldSelector", fs)]))
+        } else {
+            format!(
+                "/api/v1/namespaces/{ns}/events{}",
+                query(&[("fieldSelector", fs)])
+            )
+        }
     };
-    let mut items = ctx
-        .get_json(&path)
-        .await
-        .ok()
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default();
+    let mut paths = vec![search(s(meta, &["uid"]))];
+    if info.kind == "Node" {
+        // The kubelet records node events with the node's name as the uid (kubectl looks
+        // for both).
+        paths.push(search(name));
+    }
+    let mut items = Vec::new();
+    for path in paths {
+        items.extend(
+            ctx.get_json(&path)
+                .await
+                .ok()
+                .and_then(|l| l["items"].as_array().cloned())
+                .unwrap_or_default(),
+        );
+    }
     items.sort_by(|a, b| event_time(a).cmp(event_time(b)));
     items
 }

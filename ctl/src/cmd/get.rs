@@ -91,6 +91,12 @@ pub async fn run(ctx: &Ctx, args: &GetArgs) -> Result<()> {
                     {
                         Ok(t) => {
                             found_any = true;
+                            // A watch of the object starts after the version printed.
+                            last_rv = t["rows"][0]["object"]["metadata"]["resourceVersion"]
+                                .as_str()
+                                .or(t["metadata"]["resourceVersion"].as_str())
+                                .unwrap_or_default()
+                                .to_string();
                             out(&printer.print(&t));
                         }
                         Err(e) if e.is_not_found() && args.ignore_not_found => {}
@@ -177,7 +183,13 @@ pub async fn run(ctx: &Ctx, args: &GetArgs) -> Result<()> {
                 for name in &sel.names {
                     let path = sel.info.object_path(sel_ns.or(Some(&ctx.namespace)), name);
                     match ctx.get_json(&path).await {
-                        Ok(o) => objects.push(with_type(o, &sel.info)),
+                        Ok(o) => {
+                            last_rv = o["metadata"]["resourceVersion"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
+                            objects.push(with_type(o, &sel.info));
+                        }
                         Err(e) if e.is_not_found() && args.ignore_not_found => {}
                         Err(e) => errors.push(e),
                     }

@@ -83,7 +83,7 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
                 .map(str::to_string)
                 .or_else(|| containers.first().cloned())
                 .unwrap_or_default();
-            if containers.len() > 1 && !multi {
+            if containers.len() > 1 {
                 errln(&format!(
                     "Defaulted container \"{default}\" out of: {}",
                     containers.join(", ")
@@ -111,7 +111,8 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
                 q.push(("timestamps", "true".into()));
             }
             let path = format!("/api/v1/namespaces/{ns}/pods/{name}/log{}", query(&q));
-            let prefix = if multi || args.prefix || args.all_containers && containers.len() > 1 {
+            // Like kubectl, lines carry their source only with `--prefix`.
+            let prefix = if args.prefix {
                 format!("[pod/{name}/{c}] ")
             } else {
                 String::new()
@@ -159,7 +160,20 @@ async fn resolve_pod(ctx: &Ctx, ns: &str, target: &str) -> Result<Value> {
         None => ("pod", target),
     };
     let info = ctx.resolve(ty).await?;
-    let obj = ctx.get_json(&info.object_path(Some(ns), name)).await?;
+    let obj = ctx
+        .get_json(&info.object_path(Some(ns), name))
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                // kubectl's words for a missing target of `logs`.
+                CtlError::Other(format!(
+                    "error from server (NotFound): {} \"{name}\" not found in namespace \"{ns}\"",
+                    info.group_resource()
+                ))
+            } else {
+                e
+            }
+        })?;
     if info.kind == "Pod" {
         return Ok(obj);
     }
@@ -176,17 +190,132 @@ async fn resolve_pod(ctx: &Ctx, ns: &str, target: &str) -> Result<Value> {
         ))
         .await?;
     let mut pods = list["items"].as_array().cloned().unwrap_or_default();
-    // Prefer running pods, then the oldest, as kubectl does.
-    pods.sort_by_key(|p| {
-        (
-            p["status"]["phase"].as_str() != Some("Running"),
-            p["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
+    // The most active pod first, as kubectl picks it (ties keep the server's name order).
+    pods.sort_by(|a, b| {
+        if less_active(b, a) {
+            std::cmp::Ordering::Less
+        } else if less_active(a, b) {
+            std::cmp::Ordering::Greater
+        } else {
+            std::cmp::Ordering::Equal
+        }
     });
-    pods.into_iter()
-        .next()
-        .ok_or_else(|| CtlError::Other(format!("no pods found for {}/{name}", info.kind_prefix())))
+    let count = pods.len();
+    let pod = pods.into_iter().next().ok_or_else(|| {
+        CtlError::Other(format!("no pods found for {}/{name}", info.kind_prefix()))
+    })?;
+    if count > 1 {
+        errln(&format!(
+            "Found {count} pods, using pod/{}",
+            pod["metadata"]["name"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(pod)
+}
+
+fn ready_since(p: &Value) -> Option<&str> {
+    p["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+        .map(|c| c["lastTransitionTime"].as_str().unwrap_or_default())
+}
+
+/// `t1` after `t2`, an empty time counting as earliest (Go's `afterOrZero`; RFC 3339 UTC
+/// timestamps order as text).
+fn after_or_zero(t1: &str, t2: &str) -> bool {
+    if t1.is_empty() || t2.is_empty() {
+        return t1.is_empty();
+    }
+    t1 > t2
+}
+
+/// kubectl's `ActivePods` order: whether `a` is less active than `b` (unassigned, pending,
+/// not ready, ready for less time, more restarts, newer).
+pub fn less_active(a: &Value, b: &Value) -> bool {
+    let node = |p: &Value| {
+        p["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (na, nb) = (node(a), node(b));
+    if na != nb && (na.is_empty() || nb.is_empty()) {
+        return na.is_empty();
+    }
+    let phase = |p: &Value| match p["status"]["phase"].as_str() {
+        Some("Pending") => 0,
+        Some("Unknown") => 1,
+        Some("Running") => 2,
+        _ => 0,
+    };
+    if phase(a) != phase(b) {
+        return phase(a) < phase(b);
+    }
+    let (ra, rb) = (ready_since(a), ready_since(b));
+    if ra.is_some() != rb.is_some() {
+        return ra.is_none();
+    }
+    if let (Some(ta), Some(tb)) = (ra, rb)
+        && ta != tb
+    {
+        return after_or_zero(ta, tb);
+    }
+    let restarts = |p: &Value| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+    };
+    if restarts(a) != restarts(b) {
+        return restarts(a) > restarts(b);
+    }
+    let created = |p: &Value| {
+        p["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    if created(a) != created(b) {
+        return after_or_zero(&created(a), &created(b));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(node: &str, phase: &str, ready: Option<&str>, restarts: i64, created: &str) -> Value {
+        let mut p = json!({"spec": {"nodeName": node}, "status": {"phase": phase, "containerStatuses": [{"restartCount": restarts}]}, "metadata": {"creationTimestamp": created}});
+        if let Some(t) = ready {
+            p["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]);
+        }
+        p
+    }
+
+    #[test]
+    fn active_pods_order_like_kubectl() {
+        let t0 = "2026-01-01T00:00:00Z";
+        let t1 = "2026-01-01T00:00:05Z";
+        let unassigned = pod("", "Pending", None, 0, t0);
+        let pending = pod("n", "Pending", None, 0, t0);
+        let running = pod("n", "Running", None, 0, t0);
+        let ready_late = pod("n", "Running", Some(t1), 0, t0);
+        let ready_early = pod("n", "Running", Some(t0), 0, t0);
+        let restarted = pod("n", "Running", Some(t0), 3, t0);
+        let newer = pod("n", "Running", Some(t0), 0, t1);
+        assert!(less_active(&unassigned, &pending));
+        assert!(less_active(&pending, &running));
+        assert!(less_active(&running, &ready_late));
+        assert!(less_active(&ready_late, &ready_early));
+        assert!(less_active(&restarted, &ready_early));
+        assert!(less_active(&newer, &ready_early));
+        assert!(!less_active(&ready_early, &ready_early));
+    }
 }

@@ -168,7 +168,8 @@ pub async fn drain(ctx: &Ctx, args: &DrainArgs) -> Result<()> {
             ));
             errln("There are pending nodes to be drained:");
             errln(&format!(" {node}"));
-            return Err(CtlError::Other(msg));
+            // kubectl ends with the bare message.
+            return Err(CtlError::Plain(msg));
         }
         if !warnings.is_empty() {
             errln(&format!("Warning: {}", group(&warnings)));

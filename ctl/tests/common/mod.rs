@@ -189,12 +189,22 @@ pub fn golden_with(s: &TestServer, args: &[&str], adapt: impl Fn(Run) -> Run) ->
 pub struct Spawned {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
+    what: String,
 }
 
 impl Spawned {
     /// Starts rkubectl with the server's kubeconfig.
     pub fn start(s: &TestServer, args: &[&str]) -> Spawned {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rkubectl"))
+        Spawned::program(s, env!("CARGO_BIN_EXE_rkubectl"), args)
+    }
+
+    /// Starts the real kubectl with the server's kubeconfig.
+    pub fn kubectl(s: &TestServer, args: &[&str]) -> Spawned {
+        Spawned::program(s, "kubectl", args)
+    }
+
+    fn program(s: &TestServer, program: &str, args: &[&str]) -> Spawned {
+        let mut child = Command::new(program)
             .arg("--kubeconfig")
             .arg(&s.kubeconfig)
             .args(args)
@@ -216,14 +226,18 @@ impl Spawned {
                 }
             }
         });
-        Spawned { child, lines }
+        Spawned {
+            child,
+            lines,
+            what: format!("{program} {}", args.join(" ")),
+        }
     }
 
     /// The next line of stdout (waiting up to a minute for it).
     pub fn next_line(&self) -> String {
         self.lines
             .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("rkubectl printed no further line within a minute")
+            .unwrap_or_else(|_| panic!("`{}` printed no further line within a minute", self.what))
     }
 
     /// Waits for the process to end (up to a minute); its exit status and the rest of its

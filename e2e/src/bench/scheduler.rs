@@ -54,15 +54,15 @@ impl Default for Config {
     }
 }
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type Http = Client<HttpConnector, Full<Bytes>>;
 
-fn http() -> Http {
+pub(crate) fn http() -> Http {
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(512)
         .build_http()
 }
 
-async fn request(
+pub(crate) async fn request(
     c: &Http,
     method: &str,
     url: &str,
@@ -81,15 +81,15 @@ async fn request(
     Ok((status, bytes))
 }
 
-struct Server {
-    url: String,
-    kubeconfig: std::path::PathBuf,
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) kubeconfig: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
-async fn start_server() -> anyhow::Result<Server> {
+pub(crate) async fn start_server() -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let config = rkube_apiserver::server::Config::new(dir.path());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -121,7 +121,7 @@ async fn start_server() -> anyhow::Result<Server> {
     })
 }
 
-async fn stop(mut server: Server) {
+pub(crate) async fn stop(mut server: Server) {
     if let Some(stop) = server.stop.take() {
         let _ = stop.send(());
     }
@@ -129,7 +129,7 @@ async fn stop(mut server: Server) {
 }
 
 /// Runs `total` operations with `concurrency` in flight.
-async fn each<F, Fut>(total: usize, concurrency: usize, op: F) -> anyhow::Result<()>
+pub(crate) async fn each<F, Fut>(total: usize, concurrency: usize, op: F) -> anyhow::Result<()>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -304,7 +304,7 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn create_namespace(c: &Http, base: &str, ns: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_namespace(c: &Http, base: &str, ns: &str) -> anyhow::Result<()> {
     let body =
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
     let (code, _) = request(

@@ -83,6 +83,17 @@ enum Workload {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Controller manager: a Deployment of N replicas against an in-process API server and
+    /// rkube-controller-manager — time to all pods and pod creates/s — with the client creating
+    /// the same pods itself as the baseline.
+    Controllers {
+        /// Replicas of the Deployment.
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        /// Pod creates in flight for the baseline.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
     /// client creating and binding the same pods itself as the baseline.
@@ -170,6 +181,16 @@ async fn main() -> anyhow::Result<()> {
                 transfer_mib: transfer_mib.max(1),
             };
             bench::proxy::run(&cfg).await?
+        }
+        Workload::Controllers {
+            replicas,
+            concurrency,
+        } => {
+            let cfg = bench::controllers::Config {
+                replicas: replicas.max(1),
+                concurrency: concurrency.max(1),
+            };
+            bench::controllers::run(&cfg).await?
         }
         Workload::Scheduler {
             runs,
