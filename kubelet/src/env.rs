@@ -302,61 +302,48 @@ pub async fn resolve(
     let mut secret_cache: HashMap<String, Option<Secret>> = HashMap::new();
 
     for from in container.env_from.iter().flatten() {
-        let prefix = from.prefix.clone().unwrap_or_default();
+        let prefix = from.prefix.as_deref().unwrap_or_default();
+        // The data of this entry's ConfigMap and/or Secret (an optional missing one adds none).
+        let mut sources = Vec::new();
         if let Some(r) = &from.config_map_ref {
-            let name = r.name.clone();
-            let cm = match cm_cache.get(&name) {
+            let cm = match cm_cache.get(&r.name) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = objects.config_map(&ns, &name).await?;
-                    cm_cache.insert(name.clone(), c.clone());
+                    let c = objects.config_map(&ns, &r.name).await?;
+                    cm_cache.insert(r.name.clone(), c.clone());
                     c
                 }
             };
             match cm {
-                Some(cm) => {
-                    for (k, v) in config_map_data(&cm) {
-                        let key = format!("{prefix}{k}");
-                        if valid_env_name(&key) {
-                            set(
-                                &mut order,
-                                &mut vars,
-                                key,
-                                String::from_utf8_lossy(&v).into(),
-                            );
-                        }
-                    }
-                }
+                Some(cm) => sources.push(config_map_data(&cm)),
                 None if r.optional == Some(true) => {}
-                None => return Err(EnvError::ConfigMapNotFound(name)),
+                None => return Err(EnvError::ConfigMapNotFound(r.name.clone())),
             }
         }
         if let Some(r) = &from.secret_ref {
-            let name = r.name.clone();
-            let s = match secret_cache.get(&name) {
+            let secret = match secret_cache.get(&r.name) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = objects.secret(&ns, &name).await?;
-                    secret_cache.insert(name.clone(), s.clone());
+                    let s = objects.secret(&ns, &r.name).await?;
+                    secret_cache.insert(r.name.clone(), s.clone());
                     s
                 }
             };
-            match s {
-                Some(s) => {
-                    for (k, v) in secret_data(&s) {
-                        let key = format!("{prefix}{k}");
-                        if valid_env_name(&key) {
-                            set(
-                                &mut order,
-                                &mut vars,
-                                key,
-                                String::from_utf8_lossy(&v).into(),
-                            );
-                        }
-                    }
-                }
+            match secret {
+                Some(s) => sources.push(secret_data(&s)),
                 None if r.optional == Some(true) => {}
-                None => return Err(EnvError::SecretNotFound(name)),
+                None => return Err(EnvError::SecretNotFound(r.name.clone())),
+            }
+        }
+        for (k, v) in sources.into_iter().flatten() {
+            let key = format!("{prefix}{k}");
+            if valid_env_name(&key) {
+                set(
+                    &mut order,
+                    &mut vars,
+                    key,
+                    String::from_utf8_lossy(&v).into(),
+                );
             }
         }
     }

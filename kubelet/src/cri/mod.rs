@@ -308,10 +308,7 @@ impl Cri {
     ) -> Result<Vec<cri::PodSandbox>, CriError> {
         let mut c = self.runtime.clone();
         let filter = (!labels.is_empty()).then(|| cri::PodSandboxFilter {
-            label_selector: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            label_selector: label_map(labels),
             ..Default::default()
         });
         self.call(
@@ -395,10 +392,7 @@ impl Cri {
     ) -> Result<Vec<cri::Container>, CriError> {
         let mut c = self.runtime.clone();
         let filter = (!labels.is_empty()).then(|| cri::ContainerFilter {
-            label_selector: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            label_selector: label_map(labels),
             ..Default::default()
         });
         self.call(
@@ -535,6 +529,14 @@ fn status_error(op: &'static str, s: tonic::Status) -> CriError {
         code: s.code(),
         message: s.message().to_string(),
     }
+}
+
+/// A CRI label selector from `(key, value)` pairs.
+fn label_map(labels: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[cfg(test)]

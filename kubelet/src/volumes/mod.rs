@@ -273,6 +273,51 @@ impl VolumeManager {
             })
             .unwrap_or_default()
     }
+    /// The files of a ConfigMap volume or projection (none when an optional one is missing).
+    async fn config_map_files(
+        &self,
+        ns: &str,
+        name: &str,
+        items: Option<&Vec<KeyToPath>>,
+        mode: u32,
+        optional: Option<bool>,
+    ) -> Result<BTreeMap<String, File>, EnvError> {
+        let optional = optional == Some(true);
+        match self.objects.config_map(ns, name).await? {
+            None if optional => Ok(BTreeMap::new()),
+            None => Err(EnvError::ConfigMapNotFound(name.into())),
+            Some(obj) => key_files(&env::config_map_data(&obj), items, mode, optional, |k| {
+                EnvError::ConfigMapKey {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    key: k.into(),
+                }
+            }),
+        }
+    }
+
+    /// The files of a Secret volume or projection (none when an optional one is missing).
+    async fn secret_files(
+        &self,
+        ns: &str,
+        name: &str,
+        items: Option<&Vec<KeyToPath>>,
+        mode: u32,
+        optional: Option<bool>,
+    ) -> Result<BTreeMap<String, File>, EnvError> {
+        let optional = optional == Some(true);
+        match self.objects.secret(ns, name).await? {
+            None if optional => Ok(BTreeMap::new()),
+            None => Err(EnvError::SecretNotFound(name.into())),
+            Some(obj) => key_files(&env::secret_data(&obj), items, mode, optional, |k| {
+                EnvError::SecretKey {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    key: k.into(),
+                }
+            }),
+        }
+    }
 
     async fn payload(
         &self,
@@ -282,46 +327,19 @@ impl VolumeManager {
     ) -> Result<Option<BTreeMap<String, File>>, EnvError> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         if let Some(cm) = &v.config_map {
-            let optional = cm.optional == Some(true);
             let mode = cm.default_mode.unwrap_or(0o644) as u32;
-            let name = cm.name.clone();
-            return match self.objects.config_map(&ns, &name).await? {
-                None if optional => Ok(Some(BTreeMap::new())),
-                None => Err(EnvError::ConfigMapNotFound(name)),
-                Some(obj) => key_files(
-                    &env::config_map_data(&obj),
-                    cm.items.as_ref(),
-                    mode,
-                    optional,
-                    |k| EnvError::ConfigMapKey {
-                        namespace: ns.clone(),
-                        name: name.clone(),
-                        key: k.into(),
-                    },
-                )
-                .map(Some),
-            };
+            return self
+                .config_map_files(&ns, &cm.name, cm.items.as_ref(), mode, cm.optional)
+                .await
+                .map(Some);
         }
         if let Some(s) = &v.secret {
-            let optional = s.optional == Some(true);
             let mode = s.default_mode.unwrap_or(0o644) as u32;
-            let name = s.secret_name.clone().unwrap_or_default();
-            return match self.objects.secret(&ns, &name).await? {
-                None if optional => Ok(Some(BTreeMap::new())),
-                None => Err(EnvError::SecretNotFound(name)),
-                Some(obj) => key_files(
-                    &env::secret_data(&obj),
-                    s.items.as_ref(),
-                    mode,
-                    optional,
-                    |k| EnvError::SecretKey {
-                        namespace: ns.clone(),
-                        name: name.clone(),
-                        key: k.into(),
-                    },
-                )
-                .map(Some),
-            };
+            let name = s.secret_name.as_deref().unwrap_or_default();
+            return self
+                .secret_files(&ns, name, s.items.as_ref(), mode, s.optional)
+                .await
+                .map(Some);
         }
         if let Some(d) = &v.downward_api {
             let mode = d.default_mode.unwrap_or(0o644) as u32;
@@ -333,42 +351,16 @@ impl VolumeManager {
             let mut out = BTreeMap::new();
             for src in p.sources.iter().flatten() {
                 if let Some(cm) = &src.config_map {
-                    let optional = cm.optional == Some(true);
-                    let name = cm.name.clone();
-                    match self.objects.config_map(&ns, &name).await? {
-                        None if optional => {}
-                        None => return Err(EnvError::ConfigMapNotFound(name)),
-                        Some(obj) => out.extend(key_files(
-                            &env::config_map_data(&obj),
-                            cm.items.as_ref(),
-                            mode,
-                            optional,
-                            |k| EnvError::ConfigMapKey {
-                                namespace: ns.clone(),
-                                name: name.clone(),
-                                key: k.into(),
-                            },
-                        )?),
-                    }
+                    out.extend(
+                        self.config_map_files(&ns, &cm.name, cm.items.as_ref(), mode, cm.optional)
+                            .await?,
+                    );
                 }
                 if let Some(s) = &src.secret {
-                    let optional = s.optional == Some(true);
-                    let name = s.name.clone();
-                    match self.objects.secret(&ns, &name).await? {
-                        None if optional => {}
-                        None => return Err(EnvError::SecretNotFound(name)),
-                        Some(obj) => out.extend(key_files(
-                            &env::secret_data(&obj),
-                            s.items.as_ref(),
-                            mode,
-                            optional,
-                            |k| EnvError::SecretKey {
-                                namespace: ns.clone(),
-                                name: name.clone(),
-                                key: k.into(),
-                            },
-                        )?),
-                    }
+                    out.extend(
+                        self.secret_files(&ns, &s.name, s.items.as_ref(), mode, s.optional)
+                            .await?,
+                    );
                 }
                 if let Some(d) = &src.downward_api {
                     out.extend(downward_files(
