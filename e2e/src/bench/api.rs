@@ -11,11 +11,10 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use rkube_testkit::etcd::EtcdServer;
 
 use super::report::Report;
+use super::server::{Http, Server, create_namespace, http, request, start_server, stop};
 
 /// Parameters of the API benchmark.
 #[derive(Clone, Debug)]
@@ -45,33 +44,6 @@ impl Default for Config {
             rounds: 3,
         }
     }
-}
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-fn http() -> Http {
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(512)
-        .build_http()
-}
-
-async fn request(
-    c: &Http,
-    method: &str,
-    url: &str,
-    body: Option<Bytes>,
-) -> anyhow::Result<(u16, Bytes)> {
-    let mut req = axum::http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let resp = c
-        .request(req.body(Full::new(body.unwrap_or_default()))?)
-        .await
-        .with_context(|| format!("{method} {url}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
 }
 
 /// A pod of about 2 KiB.
@@ -124,63 +96,6 @@ where
     let rate = total as f64 / started.elapsed().as_secs_f64();
     lat.sort();
     Ok((rate, percentile(&lat, 0.5), percentile(&lat, 0.99)))
-}
-
-struct Server {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let mut config = rkube_apiserver::server::Config::new(dir.path());
-    if let Some(e) = etcd {
-        config.etcd_servers = vec![e.endpoint()];
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = rkube_apiserver::server::run(config, listener, async {
-            let _ = rx.await;
-        })
-        .await
-        {
-            eprintln!("apiserver failed: {e}");
-        }
-    });
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !kubeconfig.exists() {
-        if Instant::now() > deadline {
-            bail!("the API server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(Server {
-        url,
-        stop: Some(tx),
-        task,
-        _dir: dir,
-    })
-}
-
-async fn create_namespace(c: &Http, base: &str, ns: &str) -> anyhow::Result<()> {
-    let body =
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-    let (code, _) = request(
-        c,
-        "POST",
-        &format!("{base}/api/v1/namespaces"),
-        Some(Bytes::from(body.to_string())),
-    )
-    .await?;
-    if code != 201 {
-        bail!("cannot create namespace {ns}: {code}");
-    }
-    Ok(())
 }
 
 /// Creates `count` pods named `{prefix}{i}` in `ns`: (ops/s, p50 ms, p99 ms).
@@ -330,13 +245,6 @@ async fn measure_reads(server: &Server, cfg: &Config) -> anyhow::Result<Reads> {
 fn median(mut v: Vec<(f64, f64, f64)>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     v[v.len() / 2]
-}
-
-async fn stop(mut server: Server) {
-    if let Some(stop) = server.stop.take() {
-        let _ = stop.send(());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(20), &mut server.task).await;
 }
 
 /// Runs the API benchmark on the embedded store and on etcd.

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 
 use super::report::Report;
-use super::scheduler::{Http, create_namespace, each, http, request, start_server, stop};
+use super::server::{Http, create_namespace, each, http, request, start_server, stop};
 
 /// Parameters of the controller benchmark.
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     report
         .parameters
         .insert("baseline_concurrency".into(), cfg.concurrency.into());
-    let server = start_server().await?;
+    let server = start_server(None).await?;
     let c = Arc::new(http());
     let base_rate = baseline(&c, &server.url, cfg.replicas, cfg.concurrency).await?;
 

@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::UdpSocket;
 
 use super::report::Report;
+use super::server::{start_server, stop};
 
 /// The target for cached cluster names on one core.
 pub const TARGET_QPS: f64 = 50_000.0;
@@ -367,28 +368,9 @@ async fn ask_rcode(server: SocketAddr, packet: &[u8]) -> Option<u8> {
 
 /// Runs the benchmark.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let config = rkube_apiserver::server::Config::new(dir.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (api_stop, api_rx) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(async move {
-        if let Err(e) = rkube_apiserver::server::run(config, listener, async {
-            let _ = api_rx.await;
-        })
-        .await
-        {
-            eprintln!("apiserver failed: {e}");
-        }
-    });
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !kubeconfig.exists() {
-        if Instant::now() > deadline {
-            bail!("the API server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let server = start_server(None).await?;
+    let base = server.url.clone();
+    let kubeconfig = server.kubeconfig.clone();
 
     // The zone: N ClusterIP Services with a named port each.
     let http: Http = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
@@ -464,8 +446,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     .await??;
     dns.stop();
     echo.stop();
-    let _ = api_stop.send(());
-    let _ = api.await;
+    stop(server).await;
 
     let mut report = Report {
         workload: "dns".into(),

@@ -6,4 +6,5 @@ pub mod dns;
 pub mod proxy;
 pub mod report;
 pub mod scheduler;
+mod server;
 pub mod storage;

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Deserialize;
 
 use super::report::Report;
+use super::server::{Http, create_namespace, each, http, request, start_server, stop};
 
 /// Parameters of the scheduler benchmark.
 #[derive(Clone, Debug)]
@@ -52,95 +50,6 @@ impl Default for Config {
             percentage_of_nodes_to_score: None,
         }
     }
-}
-
-pub(crate) type Http = Client<HttpConnector, Full<Bytes>>;
-
-pub(crate) fn http() -> Http {
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(512)
-        .build_http()
-}
-
-pub(crate) async fn request(
-    c: &Http,
-    method: &str,
-    url: &str,
-    body: Option<Bytes>,
-) -> anyhow::Result<(u16, Bytes)> {
-    let mut req = axum::http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let resp = c
-        .request(req.body(Full::new(body.unwrap_or_default()))?)
-        .await
-        .with_context(|| format!("{method} {url}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
-}
-
-pub(crate) struct Server {
-    pub(crate) url: String,
-    pub(crate) kubeconfig: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-pub(crate) async fn start_server() -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let config = rkube_apiserver::server::Config::new(dir.path());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = rkube_apiserver::server::run(config, listener, async {
-            let _ = rx.await;
-        })
-        .await
-        {
-            eprintln!("apiserver failed: {e}");
-        }
-    });
-    let kubeconfig = dir.path().join("admin.kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !kubeconfig.exists() {
-        if Instant::now() > deadline {
-            bail!("the API server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(Server {
-        url,
-        kubeconfig,
-        stop: Some(tx),
-        task,
-        _dir: dir,
-    })
-}
-
-pub(crate) async fn stop(mut server: Server) {
-    if let Some(stop) = server.stop.take() {
-        let _ = stop.send(());
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(20), &mut server.task).await;
-}
-
-/// Runs `total` operations with `concurrency` in flight.
-pub(crate) async fn each<F, Fut>(total: usize, concurrency: usize, op: F) -> anyhow::Result<()>
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let mut s = futures::stream::iter(0..total)
-        .map(op)
-        .buffer_unordered(concurrency);
-    while let Some(r) = s.next().await {
-        r?;
-    }
-    Ok(())
 }
 
 fn node_json(name: &str, cfg: &Config) -> Bytes {
@@ -304,22 +213,6 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub(crate) async fn create_namespace(c: &Http, base: &str, ns: &str) -> anyhow::Result<()> {
-    let body =
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-    let (code, _) = request(
-        c,
-        "POST",
-        &format!("{base}/api/v1/namespaces"),
-        Some(Bytes::from(body.to_string())),
-    )
-    .await?;
-    if code != 201 {
-        bail!("cannot create namespace {ns}: {code}");
-    }
-    Ok(())
-}
-
 /// Creates `pods` pods (recording when each create returned) and waits for their bindings.
 async fn create_and_wait(
     c: &Arc<Http>,
@@ -399,7 +292,7 @@ async fn run_one(
     let c = Arc::new(http());
 
     // Baseline: the client creates and binds the pods itself.
-    let server = start_server().await?;
+    let server = start_server(None).await?;
     create_namespace(&c, &server.url, "bench").await?;
     create_nodes(&c, &server.url, nodes, cfg).await?;
     let (baseline, _) =
@@ -407,7 +300,7 @@ async fn run_one(
     stop(server).await;
 
     // The scheduler.
-    let server = start_server().await?;
+    let server = start_server(None).await?;
     create_namespace(&c, &server.url, "bench").await?;
     let t = Instant::now();
     create_nodes(&c, &server.url, nodes, cfg).await?;
