@@ -244,9 +244,9 @@ mod cases {
             51
         );
 
-        // Writers change, delete and add pods while we page.
-        let writer = {
-            let s = s.clone();
+        // Writers change, delete and add pods while we page: they start once the first page
+        // (the snapshot the continue token pins) has been read.
+        let start_writer = |s: Arc<dyn Storage>| {
             tokio::spawn(async move {
                 for i in 0..50 {
                     let k = format!("/registry/pods/ns1/p{i:03}");
@@ -264,6 +264,7 @@ mod cases {
                 }
             })
         };
+        let mut writer = None;
         let mut paged = BTreeMap::new();
         let mut opts = ListOptions {
             limit: Some(7),
@@ -288,12 +289,15 @@ mod cases {
             if !page.more {
                 break;
             }
+            if writer.is_none() {
+                writer = Some(start_writer(s.clone()));
+            }
             opts.read_at = ReadAt::Exact(page.revision);
             opts.start_after = page.items.last().map(|kv| kv.key.clone());
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        writer.await.unwrap();
-        assert!(pages >= 8);
+        writer.expect("more than one page").await.unwrap();
+        assert_eq!(pages, 8, "50 pods in pages of 7");
         // The pages together are exactly the state at the first page's revision.
         let at_first = list_all(
             s.as_ref(),
