@@ -6,12 +6,13 @@ mod events_view;
 mod namespace;
 pub mod pod;
 mod podspec;
+mod rbac;
 mod service;
 mod workloads;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac as rbac_v1};
 
 use super::store::{KindOps, TypedKind};
 use super::{Object, Strategy};
@@ -48,6 +49,13 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
         kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
         kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
+        kind::<rbac_v1::v1::Role, _>(&r::ROLES, rbac::RoleStrategy),
+        kind::<rbac_v1::v1::RoleBinding, _>(&r::ROLEBINDINGS, rbac::RoleBindingStrategy),
+        kind::<rbac_v1::v1::ClusterRole, _>(&r::CLUSTERROLES, rbac::ClusterRoleStrategy),
+        kind::<rbac_v1::v1::ClusterRoleBinding, _>(
+            &r::CLUSTERROLEBINDINGS,
+            rbac::ClusterRoleBindingStrategy,
+        ),
     ];
     // events.k8s.io/v1 is a view of the core events.
     let core_events = kinds
