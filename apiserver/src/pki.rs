@@ -86,8 +86,9 @@ pub struct ServingNames {
 
 impl ServingNames {
     /// The usual names: localhost, 127.0.0.1, ::1, `kubernetes` and its service DNS names, the
-    /// host name, the listen address (when not unspecified), the `kubernetes` Service
-    /// ClusterIP, and `extra` (IPs or names from `--tls-san`).
+    /// host name, the listen address (every address of the host's interfaces when it is
+    /// `0.0.0.0` or `::`), the `kubernetes` Service ClusterIP, and `extra` (IPs or names from
+    /// `--tls-san`).
     pub fn standard(listen: IpAddr, service_ip: Option<IpAddr>, extra: &[String]) -> Self {
         let mut n = ServingNames::default();
         for d in [
@@ -106,7 +107,11 @@ impl ServingNames {
         }
         n.add_ip("127.0.0.1".parse().expect("valid IP"));
         n.add_ip("::1".parse().expect("valid IP"));
-        if !listen.is_unspecified() {
+        if listen.is_unspecified() {
+            for ip in interface_addresses() {
+                n.add_ip(ip);
+            }
+        } else {
             n.add_ip(listen);
         }
         if let Some(ip) = service_ip {
@@ -141,6 +146,24 @@ impl ServingNames {
         parts.sort();
         parts.join(",")
     }
+}
+
+/// The addresses of the host's interfaces (IPv6 link-local ones left out).
+fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            let v6 = sa.as_sockaddr_in6()?.ip();
+            let link_local = (v6.segments()[0] & 0xffc0) == 0xfe80;
+            (!link_local).then_some(IpAddr::V6(v6))
+        })
+        .collect()
 }
 
 /// The cluster CA and the files of the PKI directory.
@@ -677,6 +700,10 @@ mod tests {
         assert_eq!(again.ca_pem(), pki.ca_pem());
         assert_eq!(again.serving(&names).unwrap().cert_pem, serving.cert_pem);
         assert_eq!(again.admin().unwrap().cert_pem, admin.cert_pem);
+        // Listening on every address: the interfaces' addresses are named.
+        let all = ServingNames::standard("0.0.0.0".parse().unwrap(), None, &[]);
+        assert!(all.ips.contains(&"127.0.0.1".parse().unwrap()));
+        assert!(!all.ips.iter().any(IpAddr::is_unspecified));
         // Other SANs: a new serving certificate.
         let other = ServingNames::standard("10.1.2.4".parse().unwrap(), None, &[]);
         assert_ne!(again.serving(&other).unwrap().cert_pem, serving.cert_pem);

@@ -397,6 +397,18 @@ pub static SUBJECTACCESSREVIEWS: ResourceDef = ResourceDef {
         "authorization.k8s.io/subjectaccessreviews",
     )
 };
+/// SelfSubjectRulesReviews (`kubectl auth can-i --list`).
+pub static SELFSUBJECTRULESREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+        "authorization.k8s.io/selfsubjectrulesreviews",
+    )
+};
 /// SelfSubjectReviews (`kubectl auth whoami`).
 pub static SELFSUBJECTREVIEWS: ResourceDef = ResourceDef {
     create_only: true,
@@ -437,6 +449,7 @@ pub static ALL: &[&ResourceDef] = &[
     &CLUSTERROLEBINDINGS,
     &SELFSUBJECTACCESSREVIEWS,
     &SUBJECTACCESSREVIEWS,
+    &SELFSUBJECTRULESREVIEWS,
     &SELFSUBJECTREVIEWS,
 ];
 

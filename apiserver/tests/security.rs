@@ -182,6 +182,16 @@ async fn kubectl_auth_can_i_and_forbidden_messages() {
         "no"
     );
     assert!(jane_kubectl(&["get", "pods"]).status.success());
+    let list = stdout(&jane_kubectl(&["auth", "can-i", "--list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+        "{list}"
+    );
+    assert!(
+        list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "{list}"
+    );
     let out = jane_kubectl(&["create", "configmap", "x", "--from-literal=a=b"]);
     assert!(
         stderr(&out).contains(
@@ -741,4 +751,108 @@ async fn watches_per_user_are_limited() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// With TLS and authentication on, any address may be served: here every interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_every_address_with_tls() {
+    let s = TestServer::start_listening(Backend::Embedded, "0.0.0.0:0", |_| {}).await;
+    assert!(
+        s.kubectl_ok(&["get", "ns", "default", "-o", "name"])
+            .contains("namespace/default")
+    );
+    // The serving certificate names the host's addresses and the kubernetes Service IP.
+    let pem = std::fs::read_to_string(s.dir.path().join("pki/apiserver.crt")).unwrap();
+    let der = rkube_apiserver::pki::pem_der(&pem, std::path::Path::new("apiserver.crt")).unwrap();
+    let ips = |ip: [u8; 4]| {
+        der.windows(6)
+            .any(|w| w == [0x87, 4, ip[0], ip[1], ip[2], ip[3]])
+    };
+    assert!(
+        ips([127, 0, 0, 1]) && ips([10, 96, 0, 1]),
+        "SANs of the serving certificate"
+    );
+    let (code, _, v) = s
+        .http_as(&Identity::Anonymous, "GET", "/version", &[], vec![])
+        .await;
+    assert_eq!((code, v["minor"].as_str()), (200, Some("33")));
+}
+
+/// Past `--max-requests-inflight` requests at once, the next gets 429 with `Retry-After`: a
+/// real curl holds one request open by streaming its body slowly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_in_flight_are_limited() {
+    let s = TestServer::start_with(Backend::Embedded, |c| c.max_requests_inflight = 1).await;
+    let pki = s.dir.path().join("pki");
+    let mut curl = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http1.1",
+            "-X",
+            "POST",
+            "-T",
+            "-",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .args(["-H", "content-type: application/json"])
+        .arg(format!("{}/api/v1/namespaces/default/configmaps", s.url))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // While curl's request is open, the one slot is taken.
+    let (headers, v) = loop {
+        let (code, headers, v) = s
+            .http("GET", "/api/v1/namespaces/default/configmaps", &[], vec![])
+            .await;
+        if code == 429 {
+            break (headers, v);
+        }
+        assert_eq!(code, 200);
+        if let Some(status) = curl.try_wait().unwrap() {
+            panic!("curl ended early ({status}) instead of holding its request open");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never limited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(v["reason"], "TooManyRequests");
+    let (code, _, _) = s
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        code, 200,
+        "watches are not limited by max-requests-inflight"
+    );
+    {
+        use std::io::Write;
+        let mut stdin = curl.stdin.take().unwrap();
+        stdin.write_all(br#"{"metadata":{"name":"held"}}"#).unwrap();
+    }
+    let out = curl.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    let (code, _, _) = s
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/configmaps/held",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 200, "the slot is free again");
 }

@@ -119,6 +119,16 @@ impl TestServer {
 
     /// Starts a server with adjusted settings.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_listening(backend, "127.0.0.1:0", adjust).await
+    }
+
+    /// Starts a server listening on `listen` (e.g. `0.0.0.0:0`); `url` is its loopback
+    /// address.
+    pub async fn start_listening(
+        backend: Backend,
+        listen: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let etcd = (backend == Backend::Etcd)
             .then(|| std::thread::spawn(EtcdServer::start).join().unwrap());
@@ -127,8 +137,17 @@ impl TestServer {
             config.etcd_servers = vec![e.endpoint()];
         }
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                format!("https://127.0.0.1:{}", addr.port())
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                format!("https://[::1]:{}", addr.port())
+            }
+            _ => format!("https://{addr}"),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             run(config, listener, async {

@@ -1,6 +1,7 @@
 //! The authentication and authorization APIs: SelfSubjectAccessReview and SubjectAccessReview
-//! (`kubectl auth can-i`), SelfSubjectReview (`kubectl auth whoami`), and the TokenRequest
-//! subresource of ServiceAccounts (`kubectl create token`).
+//! (`kubectl auth can-i`), SelfSubjectRulesReview (`kubectl auth can-i --list`),
+//! SelfSubjectReview (`kubectl auth whoami`); the TokenRequest subresource of ServiceAccounts
+//! (`kubectl create token`) is served by [`crate::auth::serviceaccount`].
 
 use serde_json::{Value, json};
 
@@ -100,6 +101,44 @@ pub async fn subject_access_review(st: &AppState, body: Value) -> Result<Value, 
     out["kind"] = "SubjectAccessReview".into();
     out["metadata"]["creationTimestamp"] = Value::Null;
     Ok(out)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews`: the RBAC rules the caller
+/// holds in `spec.namespace` (cluster-wide ones included).
+pub fn self_subject_rules_review(st: &AppState, user: &UserInfo, body: Value) -> Value {
+    let ns = body["spec"]["namespace"].as_str().unwrap_or_default();
+    let rules = if user.in_group(crate::auth::MASTERS) {
+        serde_json::from_value(json!([
+            {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+            {"verbs": ["*"], "nonResourceURLs": ["*"]}
+        ]))
+        .unwrap_or_default()
+    } else {
+        st.authz.rbac.rules_for(user, ns)
+    };
+    let list = |v: &Option<Vec<String>>| json!(v.clone().unwrap_or_default());
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for r in &rules {
+        if r.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            non_resource_rules
+                .push(json!({"verbs": r.verbs, "nonResourceURLs": list(&r.non_resource_urls)}));
+        } else {
+            let mut rr = json!({"verbs": r.verbs, "apiGroups": list(&r.api_groups),
+                                "resources": list(&r.resources)});
+            if r.resource_names.as_ref().is_some_and(|n| !n.is_empty()) {
+                rr["resourceNames"] = list(&r.resource_names);
+            }
+            resource_rules.push(rr);
+        }
+    }
+    let mut out = body;
+    out["apiVersion"] = "authorization.k8s.io/v1".into();
+    out["kind"] = "SelfSubjectRulesReview".into();
+    out["metadata"]["creationTimestamp"] = Value::Null;
+    out["status"] = json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
+                           "incomplete": false});
+    out
 }
 
 /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the caller is.

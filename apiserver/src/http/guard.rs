@@ -147,10 +147,7 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
 
 /// The 401 answer.
 fn unauthorized() -> Response {
-    let mut e = ApiError::forbidden("Unauthorized");
-    e.code = 401;
-    e.reason = "Unauthorized";
-    e.into_response()
+    ApiError::unauthorized().into_response()
 }
 
 /// The 403 answer for a denied request.
@@ -185,13 +182,11 @@ pub fn forbidden(user: &UserInfo, a: &Attributes, reason: &str) -> ApiError {
 }
 
 fn too_many(what: &str) -> Response {
-    let mut e = ApiError::forbidden(format!(
-        "Too many requests, please try again later. ({what})"
-    ));
-    e.code = 429;
-    e.reason = "TooManyRequests";
-    e.retry_after = Some(1);
-    e.into_response()
+    ApiError::too_many_requests(
+        format!("Too many requests, please try again later. ({what})"),
+        1,
+    )
+    .into_response()
 }
 
 /// Whether a request is long-running (excluded from the in-flight limit).

@@ -426,6 +426,8 @@ async fn review(
         auth::self_subject_access_review(st, user, v).await?
     } else if std::ptr::eq(t.def, &crate::resources::SUBJECTACCESSREVIEWS) {
         auth::subject_access_review(st, v).await?
+    } else if std::ptr::eq(t.def, &crate::resources::SELFSUBJECTRULESREVIEWS) {
+        auth::self_subject_rules_review(st, user, v)
     } else {
         auth::self_subject_review(user)
     };

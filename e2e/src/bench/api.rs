@@ -1,5 +1,5 @@
 //! The API benchmark: an API server started in-process (on the embedded store, then on a real
-//! etcd started here) under HTTP load — pod creates/s and gets/s with C concurrent requests,
+//! etcd started here) under HTTPS load (as the admin, client certificate) — pod creates/s and gets/s with C concurrent requests,
 //! the latency of listing 10k pods (consistent and from the watch cache), and watch events/s
 //! delivered to 100 watchers — plus raw etcd puts/s of the same payload size in the same run,
 //! the baseline of the creates-over-etcd ratio.
@@ -47,12 +47,57 @@ impl Default for Config {
     }
 }
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The CA both benchmarked servers use (copied into their data directories before they
+/// start), and the admin client certificate it issued.
+struct BenchPki {
+    _dir: tempfile::TempDir,
+    ca_dir: std::path::PathBuf,
+    tls: rustls::ClientConfig,
+}
+
+fn bench_pki() -> &'static BenchPki {
+    static PKI: std::sync::OnceLock<BenchPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let dir = tempfile::tempdir().expect("a temp dir for the bench CA");
+        let ca_dir = dir.path().join("pki");
+        let pki = rkube_apiserver::pki::Pki::load_or_create(&ca_dir).expect("the bench CA");
+        let admin = pki.admin().expect("the admin certificate");
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(pki.ca_der().expect("CA DER")))
+            .expect("CA in the root store");
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(admin.cert_pem.as_bytes()).expect("admin cert")],
+            PrivateKeyDer::from_pem_slice(admin.key_pem.as_bytes()).expect("admin key"),
+        )
+        .expect("client certificate");
+        BenchPki {
+            _dir: dir,
+            ca_dir,
+            tls,
+        }
+    })
+}
+
+/// An HTTPS client (HTTP/1.1) with the admin certificate of the bench CA.
 fn http() -> Http {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(bench_pki().tls.clone())
+        .https_only()
+        .enable_http1()
+        .build();
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(512)
-        .build_http()
+        .build(https)
 }
 
 async fn request(
@@ -135,12 +180,18 @@ struct Server {
 
 async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
+    // The shared bench CA: the server issues its own certificates from it.
+    let pki_dir = dir.path().join("pki");
+    std::fs::create_dir_all(&pki_dir)?;
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(bench_pki().ca_dir.join(f), pki_dir.join(f))?;
+    }
     let mut config = rkube_apiserver::server::Config::new(dir.path());
     if let Some(e) = etcd {
         config.etcd_servers = vec![e.endpoint()];
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let url = format!("https://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         if let Err(e) = rkube_apiserver::server::run(config, listener, async {

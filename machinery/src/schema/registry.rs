@@ -85,6 +85,7 @@ pub(super) fn build() -> Schemas {
         listable::<rbac::ClusterRoleBinding>(g),
         root::<authorization::SelfSubjectAccessReview>(g),
         root::<authorization::SubjectAccessReview>(g),
+        root::<authorization::SelfSubjectRulesReview>(g),
         root::<authentication::SelfSubjectReview>(g),
         root::<authentication::TokenRequest>(g),
         root::<meta::Status>(g),
