@@ -856,3 +856,47 @@ async fn requests_in_flight_are_limited() {
         .await;
     assert_eq!(code, 200, "the slot is free again");
 }
+
+/// `kubectl --as`: impersonation needs the `impersonate` verb on the user, its groups and uid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn impersonation_is_authorized() {
+    let (s, _t) = with_tokens(Backend::Embedded).await;
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "dev-view",
+        "--clusterrole=view",
+        "--group=dev",
+    ]);
+    let can = |args: &[&str]| stdout(&s.kubectl(args)).trim().to_string();
+    assert_eq!(can(&["auth", "can-i", "list", "pods", "--as=jane"]), "no");
+    assert_eq!(
+        can(&[
+            "auth",
+            "can-i",
+            "list",
+            "pods",
+            "--as=jane",
+            "--as-group=dev"
+        ]),
+        "yes"
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "auth",
+            "whoami",
+            "--as=system:serviceaccount:default:default",
+            "-o",
+            "jsonpath={.status.userInfo.groups}"
+        ]),
+        r#"["system:serviceaccounts","system:serviceaccounts:default","system:authenticated"]"#
+    );
+    // jane may not impersonate anyone.
+    let kc = s.kubeconfig_for(&jane()).await;
+    let out = s.kubectl_in(&kc, &["get", "pods", "--as=admin"], None, &[]);
+    assert!(
+        stderr(&out).contains("users \"admin\" is forbidden: User \"jane\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,6 +1,7 @@
 //! The filter every request passes before its handler, in Kubernetes' order: authentication
 //! (401 for missing or bad credentials, except the public health and version paths),
-//! authorization (403 with Kubernetes' message), limits (429 with `Retry-After` past
+//! impersonation (`Impersonate-User`/`-Group`/`-Uid` headers, `kubectl --as`, allowed by the
+//! `impersonate` verb), authorization (403 with Kubernetes' message), limits (429 with `Retry-After` past
 //! `--max-requests-inflight` requests, watches excluded, or past `--max-watches-per-user`
 //! watches), then the audit record of the response.
 
@@ -145,6 +146,90 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
     }
 }
 
+/// The user a request impersonates (`Impersonate-User`, `Impersonate-Group`,
+/// `Impersonate-Uid`, `Impersonate-Extra-<key>`), if it asks to, after checking that `real`
+/// may impersonate each part; the 403 answer otherwise.
+async fn impersonate(
+    st: &AppState,
+    real: &UserInfo,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Arc<UserInfo>>, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let user = values("impersonate-user").into_iter().next();
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid").into_iter().next();
+    let extra: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.as_str().strip_prefix("impersonate-extra-")?;
+            Some((key.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    let Some(username) = user else {
+        if !groups.is_empty() || uid.is_some() || !extra.is_empty() {
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups, uid or extra without impersonating a user",
+            ));
+        }
+        return Ok(None);
+    };
+    let check = |resource: &str, group: &str, namespace: &str, name: &str| Attributes {
+        verb: "impersonate".into(),
+        resource_request: true,
+        api_group: group.into(),
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let mut wanted = Vec::new();
+    let sa = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    match sa {
+        Some((ns, name)) => wanted.push(check("serviceaccounts", "", ns, name)),
+        None => wanted.push(check("users", "", "", &username)),
+    }
+    wanted.extend(groups.iter().map(|g| check("groups", "", "", g)));
+    if let Some(u) = &uid {
+        wanted.push(check("uids", "authentication.k8s.io", "", u));
+    }
+    for (k, v) in &extra {
+        let mut a = check("userextras", "authentication.k8s.io", "", v);
+        a.subresource = k.clone();
+        wanted.push(a);
+    }
+    for a in &wanted {
+        if !matches!(
+            st.authz.authorize(&st.api, real, a).await,
+            Decision::Allow(_)
+        ) {
+            return Err(forbidden(real, a, ""));
+        }
+    }
+    let mut groups = groups;
+    if let Some((ns, _)) = sa
+        && groups.is_empty()
+    {
+        groups = vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{ns}"),
+        ];
+    }
+    let mut u = UserInfo::authenticated(username, uid.as_deref().unwrap_or_default(), groups);
+    for (k, v) in extra {
+        u.extra.entry(k).or_default().push(v);
+    }
+    Ok(Some(Arc::new(u)))
+}
+
 /// The 401 answer.
 fn unauthorized() -> Response {
     ApiError::unauthorized().into_response()
@@ -254,6 +339,17 @@ pub async fn guard(State(st): State<Arc<AppState>>, mut req: Request, next: Next
             tracing::debug!(%path, error = %e, "authentication failed");
             audit(None, 401, e.to_string());
             return unauthorized();
+        }
+    };
+    let user = match impersonate(&st, &user, req.headers()).await {
+        Ok(Some(as_user)) => {
+            tracing::debug!(real = %user.username, as_user = %as_user.username, "impersonation");
+            as_user
+        }
+        Ok(None) => user,
+        Err(e) => {
+            audit(Some(&user), e.code, e.message.clone());
+            return e.into_response();
         }
     };
     let mut reason = String::new();

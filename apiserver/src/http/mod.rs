@@ -436,8 +436,8 @@ async fn review(
 
 /// After a write of an RBAC object: waits until the authorizer has seen it, so the writer's
 /// next request is decided by it.
-async fn settle(api: &crate::registry::Api, t: &Target, w: &Written) {
-    if t.def.group != "rbac.authorization.k8s.io" {
+async fn settle(api: &crate::registry::Api, t: &Target, w: &Written, dry_run: bool) {
+    if t.def.group != "rbac.authorization.k8s.io" || dry_run {
         return;
     }
     #[derive(serde::Deserialize)]
@@ -531,7 +531,7 @@ async fn dispatch(
                             .map_err(ApiError::forbidden)?;
                     }
                     let w = kind.create(api, ns, v, &opts).await?;
-                    settle(api, t, &w).await;
+                    settle(api, t, &w, opts.dry_run).await;
                     written_response(w, output, kind.as_ref(), &q)
                 }
                 .await,
@@ -609,7 +609,7 @@ async fn dispatch(
                         let w = kind
                             .update(api, ns, n, which, &opts, &move |_| Ok(v.clone()))
                             .await?;
-                        settle(api, t, &w).await;
+                        settle(api, t, &w, opts.dry_run).await;
                         written_response(w, output, kind.as_ref(), &q)
                     }
                 }
@@ -660,7 +660,7 @@ async fn dispatch(
                                 other => break other?,
                             }
                         };
-                        settle(api, t, &w).await;
+                        settle(api, t, &w, opts.dry_run).await;
                         written_response(w, output, kind.as_ref(), &q)
                     }
                     Some(_) => Err(ApiError::method_not_supported(t.def.resource, "PATCH")),
@@ -678,7 +678,7 @@ async fn dispatch(
                         api.namespace_deleted(n);
                     }
                     let w = kind.delete(api, ns, n, &del).await?;
-                    settle(api, t, &w).await;
+                    settle(api, t, &w, del.dry_run).await;
                     written_response(w, output, kind.as_ref(), &q)
                 }
                 .await,
