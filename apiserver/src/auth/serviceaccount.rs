@@ -15,6 +15,7 @@ use super::UserInfo;
 use crate::error::{ApiError, FieldError};
 use crate::registry::Api;
 use crate::resources;
+use crate::storage::{ListOptions, ReadAt};
 
 /// The issuer and the audience of the tokens this server issues.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -348,27 +349,48 @@ fn b64_json<T: Serialize>(v: &T) -> Result<String, SaTokenError> {
         .map_err(|e| SaTokenError::Malformed(e.to_string()))
 }
 
-/// The uid of a stored object, `None` when it does not exist or is being deleted.
+/// The uid of a stored object, `None` when it does not exist or is being deleted. Read from
+/// the watch cache (every request with a ServiceAccount token checks it), confirmed with a
+/// consistent read when the cache does not have it (yet).
 async fn stored_uid(
     api: &Api,
     def: &'static resources::ResourceDef,
     ns: &str,
     name: &str,
 ) -> Result<Option<String>, SaTokenError> {
-    match api.store.get(&def.key(Some(ns), name)).await {
-        Ok(Some(kv)) => {
-            let v: Value = serde_json::from_slice(&kv.value)
-                .map_err(|e| SaTokenError::Lookup(e.to_string()))?;
-            let deleting = v["metadata"]
-                .get("deletionTimestamp")
-                .is_some_and(|t| !t.is_null());
-            Ok((!deleting)
-                .then(|| v["metadata"]["uid"].as_str().map(str::to_string))
-                .flatten())
-        }
-        Ok(None) => Ok(None),
-        Err(e) => Err(SaTokenError::Lookup(e.to_string())),
-    }
+    let key = def.key(Some(ns), name);
+    let cached = api
+        .store
+        .list(
+            &key,
+            ListOptions {
+                read_at: ReadAt::NotOlderThan(0),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .ok()
+        .and_then(|l| l.items.into_iter().find(|kv| kv.key == key));
+    let found = match cached {
+        Some(kv) => Some(kv),
+        None => api
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| SaTokenError::Lookup(e.to_string()))?,
+    };
+    let Some(kv) = found else {
+        return Ok(None);
+    };
+    let v: Value =
+        serde_json::from_slice(&kv.value).map_err(|e| SaTokenError::Lookup(e.to_string()))?;
+    let deleting = v["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    Ok((!deleting)
+        .then(|| v["metadata"]["uid"].as_str().map(str::to_string))
+        .flatten())
 }
 
 #[cfg(test)]
