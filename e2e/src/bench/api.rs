@@ -47,7 +47,8 @@ impl Default for Config {
     }
 }
 
-type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The benchmarks' HTTPS client type.
+pub(crate) type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The CA both benchmarked servers use (copied into their data directories before they
 /// start), and the admin client certificate it issued.
@@ -88,8 +89,19 @@ fn bench_pki() -> &'static BenchPki {
     })
 }
 
+/// Puts the bench CA into an API server's data directory (before it starts), so that
+/// [`http`] clients trust it and are its admin.
+pub(crate) fn use_bench_ca(data_dir: &std::path::Path) -> std::io::Result<()> {
+    let pki_dir = data_dir.join("pki");
+    std::fs::create_dir_all(&pki_dir)?;
+    for f in ["ca.crt", "ca.key"] {
+        std::fs::copy(bench_pki().ca_dir.join(f), pki_dir.join(f))?;
+    }
+    Ok(())
+}
+
 /// An HTTPS client (HTTP/1.1) with the admin certificate of the bench CA.
-fn http() -> Http {
+pub(crate) fn http() -> Http {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(bench_pki().tls.clone())
         .https_only()
@@ -181,11 +193,7 @@ struct Server {
 async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     // The shared bench CA: the server issues its own certificates from it.
-    let pki_dir = dir.path().join("pki");
-    std::fs::create_dir_all(&pki_dir)?;
-    for f in ["ca.crt", "ca.key"] {
-        std::fs::copy(bench_pki().ca_dir.join(f), pki_dir.join(f))?;
-    }
+    use_bench_ca(dir.path())?;
     let mut config = rkube_apiserver::server::Config::new(dir.path());
     if let Some(e) = etcd {
         config.etcd_servers = vec![e.endpoint()];
