@@ -293,7 +293,9 @@ mod cases {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         writer.await.unwrap();
-        assert!(pages >= 8);
+        // 50 pods, or 49 when the first page is read between one of the writer's deletes and
+        // the create that follows it: 7 pages of 7 at least.
+        assert!(pages >= 7, "{pages} pages");
         // The pages together are exactly the state at the first page's revision.
         let at_first = list_all(
             s.as_ref(),
