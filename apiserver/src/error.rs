@@ -231,9 +231,21 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// 401 Unauthorized: no credentials, or credentials that do not authenticate.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
     /// 403 Forbidden.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
+    }
+
+    /// 429 TooManyRequests, with `Retry-After` seconds.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", message);
+        e.retry_after = Some(retry_after);
+        e
     }
 
     /// 405 MethodNotAllowed for a verb a resource does not support.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use rkube_apiserver::audit::AuditConfig;
 use rkube_apiserver::server::{Config, run};
 
 #[derive(Parser)]
@@ -18,12 +19,38 @@ use rkube_apiserver::server::{Config, run};
     about = "rkube's Kubernetes API server"
 )]
 struct Args {
-    /// Directory of the embedded store and admin.kubeconfig.
+    /// Directory of the embedded store, the PKI (pki/), encryption-config.yaml and
+    /// admin.kubeconfig.
     #[arg(long, default_value = "rkube-data")]
     data_dir: PathBuf,
-    /// Address to serve on. Plain HTTP is only allowed on loopback addresses.
+    /// Address to serve HTTPS on (any address: TLS and authentication are always on).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Extra IPs or DNS names of the serving certificate (comma-separated or repeated).
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// An EncryptionConfiguration (aesgcm, identity); default: DIR/encryption-config.yaml,
+    /// generated at the first start (Secrets encrypted with a random key).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// Write an audit log (JSON lines) to this file.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log when it reaches this many megabytes.
+    #[arg(long, default_value_t = 100)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs kept.
+    #[arg(long, default_value_t = 5)]
+    audit_log_maxbackup: usize,
+    /// Requests served at once before 429 (watches and log follows excluded).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Watches one user may hold open before 429.
+    #[arg(long, default_value_t = 1000)]
+    max_watches_per_user: usize,
     /// etcd client URLs (comma-separated); the embedded store is used when absent.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
@@ -72,14 +99,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if !args.listen.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {}: plain HTTP without authentication is only allowed on a \
-             loopback address (e.g. 127.0.0.1:6443)",
-            args.listen
-        );
+    if args.audit_log_maxsize == 0 {
+        bail!("--audit-log-maxsize must be at least 1 (megabyte)");
     }
     let mut config = Config::new(&args.data_dir);
+    config.tls_sans = args.tls_san;
+    config.token_auth_file = args.token_auth_file;
+    config.encryption_provider_config = args.encryption_provider_config;
+    config.audit = args.audit_log_path.map(|path| AuditConfig {
+        path,
+        max_size: args.audit_log_maxsize * 1024 * 1024,
+        max_backups: args.audit_log_maxbackup,
+    });
+    config.max_requests_inflight = args.max_requests_inflight;
+    config.max_watches_per_user = args.max_watches_per_user;
     config.etcd_servers = args.etcd_servers;
     config.settings.service_cidr = args.service_cluster_ip_range;
     config.settings.node_ports = parse_port_range(&args.service_node_port_range)?;

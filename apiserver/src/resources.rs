@@ -35,6 +35,8 @@ pub struct ResourceDef {
     /// The storage key segment: `/registry/<group>/<resource>/…`, `/registry/<resource>/…` for
     /// the core group.
     pub storage: &'static str,
+    /// Only `create` is served and nothing is stored (access reviews).
+    pub create_only: bool,
 }
 
 impl ResourceDef {
@@ -49,6 +51,9 @@ impl ResourceDef {
 
     /// The verbs discovery advertises for the main resource.
     pub fn verbs(&self) -> &'static [&'static str] {
+        if self.create_only {
+            return &["create"];
+        }
         &[
             "create",
             "delete",
@@ -112,6 +117,7 @@ const fn def(
         create_on_update: false,
         name_is_label: false,
         storage,
+        create_only: false,
     }
 }
 
@@ -186,6 +192,7 @@ pub static EVENTS: ResourceDef = ResourceDef {
 /// ServiceAccounts.
 pub static SERVICEACCOUNTS: ResourceDef = ResourceDef {
     short_names: &["sa"],
+    subresources: &["token"],
     ..def(
         "",
         "serviceaccounts",
@@ -342,6 +349,91 @@ pub static EVENTS_V1: ResourceDef = ResourceDef {
     ..def("events.k8s.io", "events", "event", "Event", true, "events")
 };
 
+/// Roles.
+pub static ROLES: ResourceDef = def(
+    "rbac.authorization.k8s.io",
+    "roles",
+    "role",
+    "Role",
+    true,
+    "rbac.authorization.k8s.io/roles",
+);
+/// RoleBindings.
+pub static ROLEBINDINGS: ResourceDef = def(
+    "rbac.authorization.k8s.io",
+    "rolebindings",
+    "rolebinding",
+    "RoleBinding",
+    true,
+    "rbac.authorization.k8s.io/rolebindings",
+);
+/// ClusterRoles.
+pub static CLUSTERROLES: ResourceDef = def(
+    "rbac.authorization.k8s.io",
+    "clusterroles",
+    "clusterrole",
+    "ClusterRole",
+    false,
+    "rbac.authorization.k8s.io/clusterroles",
+);
+/// ClusterRoleBindings.
+pub static CLUSTERROLEBINDINGS: ResourceDef = def(
+    "rbac.authorization.k8s.io",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    "ClusterRoleBinding",
+    false,
+    "rbac.authorization.k8s.io/clusterrolebindings",
+);
+/// SelfSubjectAccessReviews (`kubectl auth can-i`).
+pub static SELFSUBJECTACCESSREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+        "authorization.k8s.io/selfsubjectaccessreviews",
+    )
+};
+/// SubjectAccessReviews.
+pub static SUBJECTACCESSREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        "authorization.k8s.io/subjectaccessreviews",
+    )
+};
+/// SelfSubjectRulesReviews (`kubectl auth can-i --list`).
+pub static SELFSUBJECTRULESREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+        "authorization.k8s.io/selfsubjectrulesreviews",
+    )
+};
+/// SelfSubjectReviews (`kubectl auth whoami`).
+pub static SELFSUBJECTREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        false,
+        "authentication.k8s.io/selfsubjectreviews",
+    )
+};
+
 /// Every served resource, in discovery order.
 pub static ALL: &[&ResourceDef] = &[
     &NAMESPACES,
@@ -364,6 +456,14 @@ pub static ALL: &[&ResourceDef] = &[
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,
     &EVENTS_V1,
+    &ROLES,
+    &ROLEBINDINGS,
+    &CLUSTERROLES,
+    &CLUSTERROLEBINDINGS,
+    &SELFSUBJECTACCESSREVIEWS,
+    &SUBJECTACCESSREVIEWS,
+    &SELFSUBJECTRULESREVIEWS,
+    &SELFSUBJECTREVIEWS,
 ];
 
 /// The served resource `group/version/resource`.

@@ -1,13 +1,21 @@
-//! Starting the API server: storage (embedded or etcd) behind the watch cache, periodic
-//! compaction, the registry, first-start state, the admin kubeconfig, and the HTTP server with
-//! graceful shutdown (watches end cleanly).
+//! Starting the API server: the PKI, storage (embedded or etcd, Secrets encrypted) behind the
+//! watch cache, periodic compaction, the registry, first-start state (namespaces, RBAC
+//! defaults), the admin kubeconfig, and the HTTPS server (rustls; HTTP/1.1 and h2 by ALPN;
+//! client certificates optional) with graceful shutdown (watches end cleanly).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditConfig, AuditLog};
+use crate::auth::{Authenticator, Authorizer, PeerIdentity, UserInfo};
+use crate::encryption::{EncryptedStorage, EncryptionConfig};
+use crate::http::ConnInfo;
+use crate::pki::{Pki, ServingNames};
 
 use crate::alloc::Allocators;
 use crate::http::{AppState, metrics::Metrics, router};
@@ -29,6 +37,18 @@ pub struct Config {
     pub settings: Settings,
     /// How often history is compacted (history kept: one to two intervals).
     pub compaction_interval: Duration,
+    /// Extra names and IPs of the serving certificate (`--tls-san`).
+    pub tls_sans: Vec<String>,
+    /// The static token file (`--token-auth-file`).
+    pub token_auth_file: Option<PathBuf>,
+    /// The EncryptionConfiguration file; `None`: `DATA/encryption-config.yaml`, generated.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// The audit log, if any.
+    pub audit: Option<AuditConfig>,
+    /// Requests served at once (watches excluded) before 429 (`--max-requests-inflight`).
+    pub max_requests_inflight: usize,
+    /// Watches one user may hold open before 429 (`--max-watches-per-user`).
+    pub max_watches_per_user: usize,
 }
 
 impl Config {
@@ -39,6 +59,12 @@ impl Config {
             etcd_servers: Vec::new(),
             settings: Settings::default(),
             compaction_interval: Duration::from_secs(300),
+            tls_sans: Vec::new(),
+            token_auth_file: None,
+            encryption_provider_config: None,
+            audit: None,
+            max_requests_inflight: 400,
+            max_watches_per_user: 1000,
         }
     }
 }
@@ -60,6 +86,24 @@ pub enum ServerError {
     /// First-start state could not be created.
     #[error("bootstrap failed: {0}")]
     Bootstrap(#[from] crate::error::ApiError),
+    /// The PKI could not be created or loaded.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    /// TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The token file is unusable.
+    #[error(transparent)]
+    Tokens(#[from] crate::auth::tokens::TokenFileError),
+    /// The ServiceAccount signing key is unusable.
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::auth::serviceaccount::SaTokenError),
+    /// The encryption configuration is unusable.
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Opens the configured backend.
@@ -74,6 +118,65 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, ServerErr
     }
 }
 
+/// The address clients reach a listener at (`0.0.0.0`/`::` become loopback).
+fn client_address(addr: SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", addr.port()),
+        _ => addr.to_string(),
+    }
+}
+
+/// The rustls server configuration: our serving certificate, client certificates of our CA
+/// accepted (not required), h2 and HTTP/1.1.
+fn tls_config(pki: &Pki, names: &ServingNames) -> Result<rustls::ServerConfig, ServerError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let serving = pki.serving(names)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(pki.ca_der()?))
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let cert = crate::pki::pem_der(&serving.cert_pem, &pki.dir().join("apiserver.crt"))?;
+    let key = rcgen::KeyPair::from_pem(&serving.key_pem)
+        .map_err(|e| ServerError::Tls(format!("apiserver.key: {e}")))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The user a verified client certificate names (CN = user, O = groups).
+fn peer_user(tls: &rustls::ServerConnection) -> Option<Arc<UserInfo>> {
+    let der = tls.peer_certificates()?.first()?;
+    match crate::pki::subject_of(der) {
+        Ok(s) if !s.common_name.is_empty() => Some(Arc::new(UserInfo::authenticated(
+            s.common_name,
+            "",
+            s.organizations,
+        ))),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable client certificate");
+            None
+        }
+    }
+}
+
 /// Runs the API server on `listener` until `shutdown` completes.
 pub async fn run(
     config: Config,
@@ -84,18 +187,50 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        path: "listener".into(),
+        source,
+    })?;
+    let pki = Pki::load_or_create(&config.data_dir.join("pki"))?;
+    let service_ip = config
+        .settings
+        .service_cidr
+        .hosts()
+        .next()
+        .map(std::net::IpAddr::V4);
+    let names = ServingNames::standard(addr.ip(), service_ip, &config.tls_sans);
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki, &names)?));
+    let admin = pki.admin()?;
+    let tokens = match &config.token_auth_file {
+        Some(p) => crate::auth::tokens::TokenFile::load(p)?,
+        None => Default::default(),
+    };
+    let issuer = crate::auth::serviceaccount::TokenIssuer::new(&pki.service_account_key()?)?;
+    let encryption = Arc::new(match &config.encryption_provider_config {
+        Some(p) => EncryptionConfig::load(p)?,
+        None => EncryptionConfig::load_or_generate(&config.data_dir)?,
+    });
+    let audit = config.audit.clone().map(AuditLog::start).transpose()?;
+
     let backend = open_storage(&config).await?;
-    let mut prefixes: Vec<String> = resources::ALL.iter().map(|d| d.prefix()).collect();
+    let encrypted: Arc<dyn Storage> = Arc::new(EncryptedStorage::new(backend.clone(), encryption));
+    let mut prefixes: Vec<String> = resources::ALL
+        .iter()
+        .filter(|d| !d.create_only)
+        .map(|d| d.prefix())
+        .collect();
     // (events.k8s.io events share the core events' prefix.)
     prefixes.sort();
     prefixes.dedup();
     let cache = Arc::new(WatchCache::new(
-        backend.clone(),
+        encrypted.clone(),
         prefixes,
         CacheConfig::default(),
     ));
     let store: Arc<dyn Storage> = cache.clone();
     let compactor = compactor::spawn(backend.clone(), config.compaction_interval);
+    let rbac = crate::auth::rbac::RbacCache::new();
+    let rbac_task = rbac.spawn(store.clone());
     let api = Arc::new(Api {
         store: store.clone(),
         kinds: builtin_kinds(),
@@ -105,18 +240,26 @@ pub async fn run(
             config.settings.service_cidr,
             config.settings.node_ports.clone(),
         ),
+        rbac: rbac.clone(),
         deleted_namespaces: Default::default(),
     });
     crate::bootstrap::ensure_system_state(&api).await?;
+    crate::auth::defaults::ensure(&api).await?;
     let sa_controller = crate::bootstrap::spawn_service_account_controller(api.clone());
 
-    let addr = listener.local_addr().map_err(|source| ServerError::Io {
-        path: "listener".into(),
-        source,
-    })?;
-    let server_url = format!("http://{addr}");
+    let client_addr = client_address(addr);
+    let server_url = format!("https://{client_addr}");
     let kubeconfig = config.data_dir.join("admin.kubeconfig");
-    crate::kubeconfig::write(&kubeconfig, &server_url).map_err(|source| ServerError::Io {
+    let text = crate::kubeconfig::render(
+        &server_url,
+        pki.ca_pem(),
+        "admin",
+        &crate::kubeconfig::Credentials::Certificate {
+            cert_pem: admin.cert_pem.clone(),
+            key_pem: admin.key_pem.clone(),
+        },
+    );
+    crate::kubeconfig::write_text(&kubeconfig, &text).map_err(|source| ServerError::Io {
         path: kubeconfig.display().to_string(),
         source,
     })?;
@@ -127,28 +270,94 @@ pub async fn run(
         api,
         shutdown: cancel.clone(),
         metrics: Metrics::default(),
-        server_address: addr.to_string(),
+        server_address: client_addr,
+        authn: Authenticator {
+            tokens,
+            service_accounts: issuer,
+        },
+        authz: Authorizer { rbac },
+        audit,
+        limits: Arc::new(crate::http::guard::Limits::new(
+            config.max_requests_inflight,
+            config.max_watches_per_user,
+        )),
     });
     let app = router(state);
-    let stop = cancel.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing watches");
-            stop.cancel();
-        })
-        .await;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                () = stop.cancelled() => return,
+            };
+            let peer = PeerIdentity(peer_user(tls.get_ref().1));
+            let conn_info = ConnInfo { remote };
+            let svc = tower::ServiceExt::map_request(
+                app,
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    req.extensions_mut().insert(conn_info.clone());
+                    req
+                },
+            );
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(
+                hyper_util::rt::TokioIo::new(tls),
+                hyper_util::service::TowerToHyperService::new(svc),
+            );
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: closing watches");
+    cancel.cancel();
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(15), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 15 s; closing them");
+    }
     // Stop everything that holds the store, so it is closed when run returns.
-    for task in [sa_controller, compactor] {
+    for task in [sa_controller, rbac_task, compactor] {
         task.abort();
         let _ = task.await;
     }
     cache.close().await;
     drop(store);
     drop(cache);
+    drop(encrypted);
     drop(backend);
-    result.map_err(|source| ServerError::Io {
-        path: addr.to_string(),
-        source,
-    })
+    Ok(())
 }

@@ -584,14 +584,10 @@ async fn health_metrics_and_discovery() {
 }
 
 async fn reqwest_like_get(s: &TestServer, path: &str) -> String {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let resp = client
-        .get(format!("{}{path}", s.url).parse().unwrap())
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
+    let (_, _, body) = s
+        .http_raw(&common::Identity::Admin, "GET", path, &[], vec![])
+        .await;
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Stopping the server ends open watches cleanly (the stream finishes) and the server returns.
@@ -622,7 +618,7 @@ async fn graceful_shutdown_closes_watches() {
         .await
         .expect("server did not stop")
         .unwrap();
-    let addr = s.url.trim_start_matches("http://").to_string();
+    let addr = s.addr().to_string();
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "nothing listens after shutdown"

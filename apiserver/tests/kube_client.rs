@@ -297,7 +297,7 @@ async fn kube_rs_api_on_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watcher_relists_after_gone() {
     let mut s = TestServer::start(Backend::Embedded).await;
-    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let addr: std::net::SocketAddr = s.addr().parse().unwrap();
     let client = s.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.create(&PostParams::default(), &cm("before", &[]))

@@ -49,6 +49,7 @@ fn subresource_facts(
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "log" => ("", "v1", "Pod", &["get"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         _ => (def.group, def.version, def.kind, &["get"]),
     }
 }

@@ -2,7 +2,9 @@
 //! negotiation, the patch types, subresources (status, scale, binding, eviction, log,
 //! finalize), discovery, OpenAPI, health and metrics endpoints.
 
+pub mod auth;
 pub mod discovery;
+pub mod guard;
 pub mod list;
 pub mod logs;
 pub mod metrics;
@@ -28,6 +30,10 @@ use crate::registry::store::{Sub, Written};
 use crate::registry::{Api, KindOps};
 use request::{Output, PathKind, Query, Target};
 
+pub use guard::ConnInfo;
+
+use crate::auth::UserInfo;
+
 /// The largest request body accepted (Kubernetes' limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -41,6 +47,14 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The address clients reach us at (for `/api`).
     pub server_address: String,
+    /// Who requests come from.
+    pub authn: crate::auth::Authenticator,
+    /// What they may do.
+    pub authz: crate::auth::Authorizer,
+    /// The audit log, if enabled.
+    pub audit: Option<crate::audit::AuditLog>,
+    /// In-flight and watch limits.
+    pub limits: Arc<guard::Limits>,
 }
 
 /// The router of every endpoint.
@@ -58,6 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*path}", get(openapi_v3_doc))
         .fallback(api_handler)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }
 
@@ -293,7 +311,8 @@ async fn api_handler(State(st): State<Arc<AppState>>, req: Request) -> Response 
     let path = req.uri().path().to_string();
     let q = Query::parse(req.uri().query());
     let (parts, body) = req.into_parts();
-    let (verb, resource, result) = route(&st, &method, &path, q, &parts.headers, body).await;
+    let user = parts.extensions.get::<Arc<UserInfo>>().cloned();
+    let (verb, resource, result) = route(&st, &method, &path, q, &parts.headers, body, user).await;
     let resp = result.unwrap_or_else(IntoResponse::into_response);
     st.metrics
         .observe(verb, &resource, resp.status().as_u16(), started.elapsed());
@@ -314,6 +333,7 @@ async fn route(
     q: Query,
     headers: &HeaderMap,
     body: Body,
+    user: Option<Arc<UserInfo>>,
 ) -> Routed {
     let accept = headers
         .get(header::ACCEPT)
@@ -372,13 +392,74 @@ async fn route(
         Some(s) => format!("{}/{s}", target.def.resource),
         None => target.def.resource.to_string(),
     };
+    if target.def.create_only {
+        let result = review(st, &target, method, headers, body, user.as_deref()).await;
+        return ("create", resource, result);
+    }
     let Some(kind) = st.api.kind(target.def).cloned() else {
         return ("get", resource, Err(ApiError::no_route(path)));
     };
-    let (verb, result) = dispatch(st, kind, &target, method, q, headers, body).await;
+    let (verb, result) = dispatch(st, kind, &target, method, q, headers, body, user).await;
     (verb, resource, result)
 }
 
+/// The create-only review resources (access reviews, SelfSubjectReview).
+async fn review(
+    st: &Arc<AppState>,
+    t: &Target,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+    user: Option<&UserInfo>,
+) -> Result<Response, ApiError> {
+    if *method != Method::POST || t.name.is_some() {
+        return Err(ApiError::method_not_supported(
+            t.def.resource,
+            method.as_str(),
+        ));
+    }
+    let anonymous = UserInfo::anonymous();
+    let user = user.unwrap_or(&anonymous);
+    let bytes = read_body(body).await?;
+    let v = object_body(headers, &bytes, (&t.def.api_version(), t.def.kind))?;
+    let out = if std::ptr::eq(t.def, &crate::resources::SELFSUBJECTACCESSREVIEWS) {
+        auth::self_subject_access_review(st, user, v).await?
+    } else if std::ptr::eq(t.def, &crate::resources::SUBJECTACCESSREVIEWS) {
+        auth::subject_access_review(st, v).await?
+    } else if std::ptr::eq(t.def, &crate::resources::SELFSUBJECTRULESREVIEWS) {
+        auth::self_subject_rules_review(st, user, v)
+    } else {
+        auth::self_subject_review(user)
+    };
+    Ok(json_response(201, &out))
+}
+
+/// After a write of an RBAC object: waits until the authorizer has seen it, so the writer's
+/// next request is decided by it.
+async fn settle(api: &crate::registry::Api, t: &Target, w: &Written, dry_run: bool) {
+    if t.def.group != "rbac.authorization.k8s.io" || dry_run {
+        return;
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    let rev = serde_json::from_slice::<Obj>(&w.body)
+        .ok()
+        .and_then(|o| o.metadata?.resource_version?.parse::<i64>().ok());
+    if let Some(rev) = rev {
+        api.rbac
+            .wait_for(rev, std::time::Duration::from_secs(2))
+            .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One request's parts, passed along unbundled.
 async fn dispatch(
     st: &Arc<AppState>,
     kind: Arc<dyn KindOps>,
@@ -387,6 +468,7 @@ async fn dispatch(
     q: Query,
     headers: &HeaderMap,
     body: Body,
+    user: Option<Arc<UserInfo>>,
 ) -> (&'static str, Result<Response, ApiError>) {
     let api = &st.api;
     let ns = t.namespace.as_deref();
@@ -432,7 +514,10 @@ async fn dispatch(
         Err(e) => return ("write", Err(e)),
     };
     let opts = match q.write_options(headers) {
-        Ok(o) => o,
+        Ok(o) => crate::registry::WriteOptions {
+            user: user.clone(),
+            ..o
+        },
         Err(e) => return ("write", Err(e)),
     };
     match *method {
@@ -441,7 +526,12 @@ async fn dispatch(
                 "create",
                 async {
                     let v = object_body(headers, &bytes, (&t.def.api_version(), t.def.kind))?;
+                    if let Some(u) = &user {
+                        crate::auth::node::admit_create(u, t.def.resource, &v)
+                            .map_err(ApiError::forbidden)?;
+                    }
                     let w = kind.create(api, ns, v, &opts).await?;
+                    settle(api, t, &w, opts.dry_run).await;
                     written_response(w, output, kind.as_ref(), &q)
                 }
                 .await,
@@ -451,6 +541,23 @@ async fn dispatch(
                 async {
                     let v = object_body(headers, &bytes, ("v1", "Binding"))?;
                     bind_pod(api, kind.as_ref(), ns, n, v, &opts).await
+                }
+                .await,
+            ),
+            (Some(n), Some("token")) => (
+                "create",
+                async {
+                    let v = object_body(
+                        headers,
+                        &bytes,
+                        ("authentication.k8s.io/v1", "TokenRequest"),
+                    )?;
+                    let out = st
+                        .authn
+                        .service_accounts
+                        .token_request(api, ns.unwrap_or_default(), n, &v)
+                        .await?;
+                    Ok(json_response(201, &out))
                 }
                 .await,
             ),
@@ -502,6 +609,7 @@ async fn dispatch(
                         let w = kind
                             .update(api, ns, n, which, &opts, &move |_| Ok(v.clone()))
                             .await?;
+                        settle(api, t, &w, opts.dry_run).await;
                         written_response(w, output, kind.as_ref(), &q)
                     }
                 }
@@ -552,6 +660,7 @@ async fn dispatch(
                                 other => break other?,
                             }
                         };
+                        settle(api, t, &w, opts.dry_run).await;
                         written_response(w, output, kind.as_ref(), &q)
                     }
                     Some(_) => Err(ApiError::method_not_supported(t.def.resource, "PATCH")),
@@ -569,6 +678,7 @@ async fn dispatch(
                         api.namespace_deleted(n);
                     }
                     let w = kind.delete(api, ns, n, &del).await?;
+                    settle(api, t, &w, del.dry_run).await;
                     written_response(w, output, kind.as_ref(), &q)
                 }
                 .await,

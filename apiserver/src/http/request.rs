@@ -178,6 +178,7 @@ impl Query {
                 .unwrap_or_default()
                 .to_string(),
             applied: false,
+            user: None,
         })
     }
 

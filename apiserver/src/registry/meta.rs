@@ -75,7 +75,10 @@ pub fn validate(meta: &ObjectMeta, def: &ResourceDef) -> Vec<FieldError> {
         Some(name) => {
             let problems = if def.name_is_label {
                 validation::is_dns1123_label(name)
-            } else if def.resource == "events" || def.resource == "leases" {
+            } else if def.resource == "events"
+                || def.resource == "leases"
+                || def.group == "rbac.authorization.k8s.io"
+            {
                 // Kubernetes only requires these to be valid path segments.
                 path_segment_problems(name)
             } else {

@@ -81,6 +81,8 @@ pub struct Api {
     pub settings: Settings,
     /// ClusterIP and NodePort allocators.
     pub alloc: Allocators,
+    /// The RBAC objects in memory (for authorization and the escalation checks).
+    pub rbac: Arc<crate::auth::rbac::RbacCache>,
     /// Namespaces this server started deleting recently: NamespaceLifecycle reads them live
     /// rather than from the (possibly lagging) watch cache, as Kubernetes does.
     pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -128,6 +130,8 @@ pub struct Admission<'a, T> {
     pub old: Option<&'a T>,
     /// Nothing may be persisted (dryRun=All).
     pub dry_run: bool,
+    /// Who writes (`None` for the server's own writes).
+    pub user: Option<&'a crate::auth::UserInfo>,
 }
 
 /// One column of a server-side table.

@@ -44,6 +44,8 @@ pub struct WriteOptions {
     pub user_agent: String,
     /// managedFields were already set by server-side apply: do not track this write again.
     pub applied: bool,
+    /// Who writes (`None` for the server's own writes).
+    pub user: Option<std::sync::Arc<crate::auth::UserInfo>>,
 }
 
 impl WriteOptions {
@@ -406,6 +408,7 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
             obj: &mut obj,
             old: None,
             dry_run: opts.dry_run,
+            user: opts.user.as_deref(),
         };
         self.strategy.admit(api, &mut adm).await?;
         let errs = self.strategy.validate(&obj);
@@ -644,6 +647,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 obj: &mut obj,
                 old: Some(&old),
                 dry_run: opts.dry_run,
+                user: opts.user.as_deref(),
             };
             self.strategy.admit(api, &mut adm).await?;
             if let Err(e) = self.track_fields(&mut obj, Some(&old), opts, sub) {

@@ -7,12 +7,13 @@ mod namespace;
 pub mod pod;
 mod podspec;
 pub mod priority;
+mod rbac;
 mod service;
 mod workloads;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, scheduling};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac as rbac_v1, scheduling};
 
 use super::store::{KindOps, TypedKind};
 use super::{Object, Strategy};
@@ -53,6 +54,13 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
             &r::PRIORITYCLASSES,
             priority::PriorityClassStrategy,
         )),
+        kind::<rbac_v1::v1::Role, _>(&r::ROLES, rbac::RoleStrategy),
+        kind::<rbac_v1::v1::RoleBinding, _>(&r::ROLEBINDINGS, rbac::RoleBindingStrategy),
+        kind::<rbac_v1::v1::ClusterRole, _>(&r::CLUSTERROLES, rbac::ClusterRoleStrategy),
+        kind::<rbac_v1::v1::ClusterRoleBinding, _>(
+            &r::CLUSTERROLEBINDINGS,
+            rbac::ClusterRoleBindingStrategy,
+        ),
     ];
     // events.k8s.io/v1 is a view of the core events.
     let core_events = kinds

@@ -1,0 +1,265 @@
+//! The Node authorizer and NodeRestriction: a kubelet (`system:node:<name>` in `system:nodes`)
+//! may read a Secret, ConfigMap or PersistentVolumeClaim only when a pod bound to its node
+//! uses it, request tokens only for the ServiceAccounts of its pods, and modify only its own
+//! Node and Lease and the pods bound to it. What it may do besides is up to RBAC
+//! (the `system:node` ClusterRole).
+
+use serde_json::Value;
+
+use super::{Attributes, Decision, UserInfo};
+use crate::registry::Api;
+use crate::resources;
+use crate::storage::{ListOptions, ReadAt};
+
+const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+
+/// The names of objects of `kind` ("secret", "configmap", "pvc", "serviceaccount") a pod uses.
+pub fn pod_references(pod: &Value, kind: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |v: &Value| {
+        if let Some(s) = v.as_str().filter(|s| !s.is_empty()) {
+            out.push(s.to_string());
+        }
+    };
+    let spec = &pod["spec"];
+    if kind == "serviceaccount" {
+        push(&spec["serviceAccountName"]);
+        return out;
+    }
+    for vol in spec["volumes"].as_array().into_iter().flatten() {
+        match kind {
+            "secret" => push(&vol["secret"]["secretName"]),
+            "configmap" => push(&vol["configMap"]["name"]),
+            "pvc" => push(&vol["persistentVolumeClaim"]["claimName"]),
+            _ => {}
+        }
+        for src in vol["projected"]["sources"].as_array().into_iter().flatten() {
+            match kind {
+                "secret" => push(&src["secret"]["name"]),
+                "configmap" => push(&src["configMap"]["name"]),
+                _ => {}
+            }
+        }
+    }
+    if kind == "secret" {
+        for s in spec["imagePullSecrets"].as_array().into_iter().flatten() {
+            push(&s["name"]);
+        }
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|c| spec[*c].as_array().into_iter().flatten());
+    for c in containers {
+        for e in c["env"].as_array().into_iter().flatten() {
+            match kind {
+                "secret" => push(&e["valueFrom"]["secretKeyRef"]["name"]),
+                "configmap" => push(&e["valueFrom"]["configMapKeyRef"]["name"]),
+                _ => {}
+            }
+        }
+        for e in c["envFrom"].as_array().into_iter().flatten() {
+            match kind {
+                "secret" => push(&e["secretRef"]["name"]),
+                "configmap" => push(&e["configMapRef"]["name"]),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The pods of `namespace` bound to `node`.
+async fn pods_on(api: &Api, namespace: &str, node: &str) -> Vec<Value> {
+    let prefix = resources::PODS.namespace_prefix(Some(namespace));
+    let listed = api
+        .store
+        .list(
+            &prefix,
+            ListOptions {
+                read_at: ReadAt::NotOlderThan(0),
+                ..Default::default()
+            },
+        )
+        .await;
+    match listed {
+        Ok(l) => l
+            .items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+            .filter(|p| p["spec"]["nodeName"].as_str() == Some(node))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "node authorizer: cannot list pods");
+            Vec::new()
+        }
+    }
+}
+
+/// The node a stored pod is bound to.
+async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
+    let kv = api
+        .store
+        .get(&resources::PODS.key(Some(namespace), name))
+        .await
+        .ok()??;
+    let v: Value = serde_json::from_slice(&kv.value).ok()?;
+    v["spec"]["nodeName"].as_str().map(str::to_string)
+}
+
+fn deny(node: &str, what: &str) -> Decision {
+    Decision::Deny(format!("node {node:?} {what}"))
+}
+
+/// The Node authorizer's decision: only for kubelet identities, else no opinion.
+pub async fn authorize(api: &Api, user: &UserInfo, a: &Attributes) -> Decision {
+    let Some(node) = user.node_name() else {
+        return Decision::NoOpinion;
+    };
+    if !a.resource_request {
+        return Decision::NoOpinion;
+    }
+    let write = WRITES.contains(&a.verb.as_str());
+    match (a.api_group.as_str(), a.resource.as_str()) {
+        ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
+            if a.verb != "get" || a.name.is_empty() {
+                return deny(
+                    node,
+                    &format!("can only get individual {} of its pods", a.resource),
+                );
+            }
+            let kind = match a.resource.as_str() {
+                "secrets" => "secret",
+                "configmaps" => "configmap",
+                _ => "pvc",
+            };
+            let used = pods_on(api, &a.namespace, node)
+                .await
+                .iter()
+                .any(|p| pod_references(p, kind).contains(&a.name));
+            if used {
+                Decision::Allow(format!("node {node:?} runs a pod that uses it"))
+            } else {
+                deny(
+                    node,
+                    &format!(
+                        "has no relationship with {} {:?} in namespace {:?}",
+                        kind, a.name, a.namespace
+                    ),
+                )
+            }
+        }
+        ("", "serviceaccounts") if a.subresource == "token" => {
+            let used = pods_on(api, &a.namespace, node)
+                .await
+                .iter()
+                .any(|p| pod_references(p, "serviceaccount").contains(&a.name));
+            if used && a.verb == "create" {
+                Decision::Allow(format!("node {node:?} runs a pod of the service account"))
+            } else {
+                deny(
+                    node,
+                    &format!("runs no pod of service account {:?}", a.name),
+                )
+            }
+        }
+        ("", "nodes") if write && !a.name.is_empty() && a.name != node => {
+            deny(node, &format!("cannot modify node {:?}", a.name))
+        }
+        ("", "nodes") if write && a.name.is_empty() && a.verb != "create" => {
+            deny(node, "cannot modify other nodes")
+        }
+        ("coordination.k8s.io", "leases") if write => {
+            if a.namespace != "kube-node-lease" || (!a.name.is_empty() && a.name != node) {
+                deny(node, &format!("cannot modify lease {:?}", a.name))
+            } else if a.name.is_empty() && a.verb != "create" {
+                deny(node, "cannot modify other leases")
+            } else {
+                Decision::NoOpinion
+            }
+        }
+        ("", "pods") if write && a.verb != "create" => {
+            if a.name.is_empty() {
+                return deny(node, "cannot modify pods it does not run");
+            }
+            match pod_node(api, &a.namespace, &a.name).await {
+                Some(n) if n == node => Decision::NoOpinion,
+                // A missing pod: the request fails with 404 anyway.
+                None => Decision::NoOpinion,
+                Some(_) => deny(
+                    node,
+                    &format!(
+                        "cannot modify pod {:?}: it is bound to another node",
+                        a.name
+                    ),
+                ),
+            }
+        }
+        _ => Decision::NoOpinion,
+    }
+}
+
+/// NodeRestriction for creates, which name their object in the body: a kubelet may create
+/// only its own Node and Lease, and only pods bound to itself (mirror pods).
+pub fn admit_create(user: &UserInfo, resource: &str, body: &Value) -> Result<(), String> {
+    let Some(node) = user.node_name() else {
+        return Ok(());
+    };
+    let name = body["metadata"]["name"].as_str().unwrap_or_default();
+    match resource {
+        "nodes" | "leases" if name != node => Err(format!(
+            "node {node:?} is not allowed to create {resource} {name:?}"
+        )),
+        "pods" if body["spec"]["nodeName"].as_str() != Some(node) => Err(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_what_pods_use() {
+        let pod = json!({"spec": {
+            "serviceAccountName": "bot",
+            "imagePullSecrets": [{"name": "pull"}],
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "vol-secret"}},
+                {"name": "b", "configMap": {"name": "vol-cm"}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "d", "projected": {"sources": [{"secret": {"name": "proj"}}, {"configMap": {"name": "proj-cm"}}]}}
+            ],
+            "containers": [{"name": "x",
+                "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}}],
+                "envFrom": [{"configMapRef": {"name": "env-cm"}}]}]
+        }});
+        let mut secrets = pod_references(&pod, "secret");
+        secrets.sort();
+        assert_eq!(secrets, ["env-secret", "proj", "pull", "vol-secret"]);
+        let mut cms = pod_references(&pod, "configmap");
+        cms.sort();
+        assert_eq!(cms, ["env-cm", "proj-cm", "vol-cm"]);
+        assert_eq!(pod_references(&pod, "pvc"), ["data"]);
+        assert_eq!(pod_references(&pod, "serviceaccount"), ["bot"]);
+    }
+
+    #[test]
+    fn node_creates_are_restricted() {
+        let n1 = UserInfo::authenticated("system:node:n1", "", vec![super::super::NODES.into()]);
+        assert!(admit_create(&n1, "nodes", &json!({"metadata": {"name": "n1"}})).is_ok());
+        assert!(admit_create(&n1, "nodes", &json!({"metadata": {"name": "n2"}})).is_err());
+        assert!(
+            admit_create(
+                &n1,
+                "pods",
+                &json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n2"}})
+            )
+            .is_err()
+        );
+        let other = UserInfo::authenticated("jane", "", vec![]);
+        assert!(admit_create(&other, "nodes", &json!({"metadata": {"name": "n2"}})).is_ok());
+    }
+}
