@@ -1,0 +1,43 @@
+//! `rkube`: the all-in-one binary (see the library). Parses the flags, sets up logging and
+//! runs the server until SIGTERM or Ctrl-C.
+
+// Many small, short-lived allocations (requests, watch events): mimalloc handles them better
+// than glibc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use anyhow::Context;
+use clap::Parser;
+use rkube::cli::{Cli, Command};
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
+        )
+        .init();
+    match cli.command {
+        Command::Server(args) => {
+            let config = args.into_config()?;
+            Box::pin(rkube::run(config, shutdown_signal()))
+                .await
+                .context("rkube server")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! `rkube server`: every component as tasks of one tokio runtime.
+//!
+//! Start: the data directory, the cluster CA and one kubeconfig per component identity, the
+//! node token, the built-in add-ons, then the API server (on `--bind-address:
+//! --https-listen-port`). Once it answers `/readyz`: how to use it is printed, and the
+//! scheduler, controller manager, local agent (kubelet and proxy), cluster DNS and the
+//! manifests applier start, each with its own client. A line is logged when the node is
+//! Ready, with the time since start.
+//!
+//! A component that fails stops the server (with its error); the shutdown future (SIGTERM,
+//! Ctrl-C) stops it cleanly: the components first (the kubelet stops its containerd; pods
+//! keep running and are adopted at the next start, as k3s does), the API server last.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent;
+use crate::config::{Component, NODE_CIDR_MASK, ServerConfig};
+use crate::dns::Placement;
+use crate::identity;
+use crate::manifests;
+use crate::{BoxError, Error};
+
+/// How long the API server may take to answer `/readyz` at start (etcd may be slow to come).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long stopping the components may take before the API server stops anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client_from(path: &Path) -> Result<kube::Client, Error> {
+    let err = |message: String| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        message,
+    };
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    kube::Client::try_from(cfg).map_err(|e| err(e.to_string()))
+}
+
+/// Waits until the API server answers `/readyz` with 200.
+async fn wait_ready(client: &kube::Client) -> Result<(), Error> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let req = http::Request::get("/readyz")
+            .body(Vec::new())
+            .expect("a static request");
+        match client.request_text(req).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(Error::NotReady {
+                    limit: READY_TIMEOUT,
+                    last: e.to_string(),
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "waiting for the API server"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The components' tasks: each reports its end on a channel.
+struct Supervisor {
+    tx: mpsc::UnboundedSender<(&'static str, Result<(), BoxError>)>,
+    handles: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+}
+
+impl Supervisor {
+    fn spawn<F, E>(&mut self, name: &'static str, fut: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let tx = self.tx.clone();
+        let handle = tokio::spawn(async move {
+            let r = fut.await.map_err(Into::into);
+            let _ = tx.send((name, r));
+        });
+        self.handles.push((name, handle));
+    }
+}
+
+/// Logs once the node is Ready, with the time since `started`.
+async fn log_node_ready(client: kube::Client, node: String, started: Instant) {
+    let nodes: Api<Node> = Api::all(client);
+    loop {
+        if let Ok(Some(n)) = nodes.get_opt(&node).await {
+            let ready = n
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(node = %node, "node is Ready, {secs:.2}s after start");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The resolvers of `/etc/resolv.conf`, for names outside the cluster.
+fn upstreams() -> Vec<SocketAddr> {
+    match std::fs::read_to_string("/etc/resolv.conf") {
+        Ok(text) => rkube_dns::upstream::from_resolv_conf(&text),
+        Err(e) => {
+            tracing::warn!(error = %e, "no /etc/resolv.conf: names outside the cluster get SERVFAIL");
+            Vec::new()
+        }
+    }
+}
+
+fn usage(config: &ServerConfig, started: Instant) -> String {
+    let layout = config.layout();
+    let mut text = format!(
+        "\nrkube server is up ({:.1}s): API {}, data in {}\n\n  \
+         export KUBECONFIG={}\n  kubectl get nodes\n\n\
+         Node token: {} (for `rkube agent`, which cannot join yet)\n",
+        started.elapsed().as_secs_f64(),
+        config.local_server_url(),
+        layout.root.display(),
+        layout.admin_kubeconfig().display(),
+        layout.node_token().display(),
+    );
+    text.push_str(&format!(
+        "Manifests in {} are applied at start and when they change.\n",
+        layout.manifests().display()
+    ));
+    if !config.runs(Component::Agent) {
+        text.push_str("The local agent is disabled: this server runs no pods, and no DNS.\n");
+    }
+    text
+}
+
+/// Runs the server until `shutdown` completes or a component fails.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    config.validate()?;
+    let layout = config.layout();
+    identity::create_private_dir(&layout.root)?;
+    let pki = rkube_apiserver::pki::Pki::load_or_create(&layout.pki())?;
+    let url = config.local_server_url();
+    let mut kubeconfigs: HashMap<&'static str, PathBuf> = HashMap::new();
+    for id in identity::needed(&config) {
+        let path = identity::write_kubeconfig(&pki, &layout, &url, &id)?;
+        kubeconfigs.insert(id.file, path);
+    }
+    let kubeconfig = |id: identity::Identity| kubeconfigs[id.file].clone();
+    identity::node_token(&pki, &layout.node_token())?;
+    let dns_ip = config.runs(Component::Dns).then_some(config.cluster_dns);
+    for f in manifests::install_builtin(&layout.manifests(), dns_ip)? {
+        tracing::info!(file = %f.display(), "wrote a built-in add-on");
+    }
+    if config.runs(Component::Agent) {
+        let images = layout.images();
+        let _ = tokio::task::spawn_blocking(move || agent::seed_images(&images)).await;
+    }
+
+    let addr = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let mut api_config = rkube_apiserver::server::Config::new(&config.data_dir);
+    api_config.etcd_servers = config.etcd_servers.clone();
+    api_config.settings.service_cidr = config.service_cidr;
+    api_config.tls_sans = config.tls_sans.clone();
+    let api_stop = CancellationToken::new();
+    let mut api_task = Some(tokio::spawn(rkube_apiserver::server::run(
+        api_config,
+        listener,
+        api_stop.clone().cancelled_owned(),
+    )));
+    let server = client_from(&kubeconfig(identity::supervisor())).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        r = wait_ready(&server) => r?,
+        r = api_task.as_mut().expect("running") => {
+            return Err(api_outcome(r));
+        }
+        () = &mut shutdown => {
+            tracing::info!("stopping before the API server was ready");
+            api_stop.cancel();
+            if let Some(t) = api_task.take() {
+                api_result(t.await)?;
+            }
+            return Ok(());
+        }
+    }
+    tracing::info!(url = %url, took = ?started.elapsed(), "API server ready");
+    eprintln!("{}", usage(&config, started));
+
+    let stop = CancellationToken::new();
+    let (tx, mut ended) = mpsc::unbounded_channel();
+    let mut sup = Supervisor {
+        tx,
+        handles: Vec::new(),
+    };
+    if config.runs(Component::ControllerManager) {
+        let client = client_from(&kubeconfig(identity::controller_manager())).await?;
+        let cm = rkube_controller_manager::Config {
+            cluster_cidr: Some(config.cluster_cidr),
+            node_cidr_mask_size: NODE_CIDR_MASK,
+            ..Default::default()
+        };
+        let listener = agent::optional_listener(
+            "controller manager",
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 10257)),
+        )
+        .await;
+        sup.spawn(
+            "controller-manager",
+            rkube_controller_manager::run(cm, client, listener, stop.clone().cancelled_owned()),
+        );
+    }
+    if config.runs(Component::Scheduler) {
+        let client = client_from(&kubeconfig(identity::scheduler())).await?;
+        let mut opts = rkube_scheduler::Options::new(client, Default::default());
+        opts.listener =
+            agent::optional_listener("scheduler", SocketAddr::from((Ipv4Addr::LOCALHOST, 10259)))
+                .await;
+        sup.spawn(
+            "scheduler",
+            rkube_scheduler::run(opts, stop.clone().cancelled_owned()),
+        );
+    }
+    if config.runs(Component::Agent) {
+        let cfg = agent::kubelet_config(&config, kubeconfig(identity::kubelet(&config.node_name)));
+        sup.spawn("kubelet", agent::run_kubelet(cfg, stop.clone()));
+    }
+    if config.runs(Component::Proxy) {
+        let client = client_from(&kubeconfig(identity::proxy())).await?;
+        let health =
+            agent::optional_listener("proxy", SocketAddr::from((Ipv4Addr::LOCALHOST, 10256))).await;
+        let cfg = agent::proxy_config(&config, client, health);
+        sup.spawn(
+            "proxy",
+            rkube_proxy::run(cfg, stop.clone().cancelled_owned()),
+        );
+    }
+    if config.runs(Component::Dns) {
+        let placement = Placement {
+            server: server.clone(),
+            dns_client: client_from(&kubeconfig(identity::dns())).await?,
+            node_name: config.node_name.clone(),
+            config: rkube_dns::Config {
+                cluster_domain: config.cluster_domain.clone(),
+                upstreams: upstreams(),
+                ..Default::default()
+            },
+            metrics_addr: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9153))),
+        };
+        sup.spawn("dns", placement.run(stop.clone()));
+    } else if !config.disabled.contains(&Component::Dns) {
+        tracing::warn!("cluster DNS not served: it answers on the local agent's pod network");
+    }
+    let applier = manifests::Applier::new(server.clone(), layout.manifests());
+    let poll = config.manifests_poll;
+    let stop2 = stop.clone();
+    sup.spawn("manifests", async move {
+        applier.run(poll, stop2).await;
+        Ok::<(), BoxError>(())
+    });
+    let ready_log = config.runs(Component::Agent).then(|| {
+        tokio::spawn(log_node_ready(
+            server.clone(),
+            config.node_name.clone(),
+            started,
+        ))
+    });
+
+    let failure = tokio::select! {
+        () = &mut shutdown => None,
+        Some((name, r)) = ended.recv() => Some((name, r)),
+        r = api_task.as_mut().expect("running") => {
+            api_task = None;
+            Some(("apiserver", Err(Box::new(api_outcome(r)) as BoxError)))
+        }
+    };
+    match &failure {
+        None => tracing::info!("shutting down"),
+        Some((name, Ok(()))) => {
+            tracing::error!(component = name, "stopped unexpectedly; shutting down")
+        }
+        Some((name, Err(e))) => {
+            tracing::error!(component = name, error = %e, "failed; shutting down")
+        }
+    }
+    if let Some(t) = ready_log {
+        t.abort();
+    }
+    stop.cancel();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    for (name, handle) in sup.handles {
+        match tokio::time::timeout_at(deadline, handle).await {
+            Ok(_) => tracing::debug!(component = name, "stopped"),
+            Err(_) => tracing::warn!(component = name, "did not stop in time"),
+        }
+    }
+    while let Ok((name, r)) = ended.try_recv() {
+        if let Err(e) = r {
+            tracing::warn!(component = name, error = %e, "error while stopping");
+        }
+    }
+    api_stop.cancel();
+    if let Some(t) = api_task.take() {
+        api_result(t.await)?;
+    }
+    tracing::info!("rkube server stopped");
+    match failure {
+        None => Ok(()),
+        Some((name, Ok(()))) => Err(Error::Stopped(name)),
+        Some((name, Err(source))) => Err(Error::Component { name, source }),
+    }
+}
+
+fn api_result(
+    r: Result<Result<(), rkube_apiserver::server::ServerError>, tokio::task::JoinError>,
+) -> Result<(), Error> {
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::ApiServer(e)),
+        Err(e) => Err(Error::Panic {
+            name: "apiserver",
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The error for an API server that ended while it should be serving.
+fn api_outcome(
+    r: Result<Result<(), rkube_apiserver::server::ServerError>, tokio::task::JoinError>,
+) -> Error {
+    match api_result(r) {
+        Ok(()) => Error::Stopped("apiserver"),
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_names_the_files() {
+        let c = ServerConfig::new("/srv/rk", "n1");
+        let text = usage(&c, Instant::now());
+        assert!(
+            text.contains("export KUBECONFIG=/srv/rk/admin.kubeconfig"),
+            "{text}"
+        );
+        assert!(text.contains("kubectl get nodes"), "{text}");
+        assert!(text.contains("/srv/rk/node-token"), "{text}");
+        assert!(text.contains("https://127.0.0.1:6443"), "{text}");
+    }
+}

@@ -1,0 +1,374 @@
+//! The real `rkube` binary run as users run it, for the integration tests: in a network
+//! namespace of its own (so its API server on 127.0.0.1:6443, its health ports, the bridge,
+//! the nftables table and the pods' network are the test's alone and nothing of the host's
+//! network changes), with a temporary data directory and its own pod cgroup root. kubectl runs
+//! in that namespace too. The namespace has a veth pair of its own (`eth0` 10.99.0.2/24 with
+//! the default route, so the node IP is detected as on a machine).
+//!
+//! The data directory is a tmpfs of its own: the kubelet reports DiskPressure (and the node
+//! is tainted) when less than 10% of the data directory's filesystem is free, which a busy
+//! build machine's disk often is — the tests must not depend on that.
+//!
+//! Dropping a [`Server`] kills what is left (the server, containerd and shims by command line,
+//! containers by cgroup), unmounts what it mounted under the data directory and removes the
+//! cgroups; dropping the [`Netns`] deletes the namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the tests wait for anything involving real containers.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// The node IP inside every test namespace.
+pub const NODE_IP: &str = "10.99.0.2";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique() -> String {
+    format!(
+        "{}x{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace standing for the server's machine.
+pub struct Netns {
+    /// Its name under /run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates it: loopback up, a veth pair inside it, `eth0` with [`NODE_IP`] and the default
+    /// route.
+    pub fn new() -> Arc<Netns> {
+        let name = format!("rks{}", unique());
+        ip(&["netns", "add", &name]);
+        let ns = Arc::new(Netns { name: name.clone() });
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
+        ip(&[
+            "-n",
+            &name,
+            "addr",
+            "add",
+            &format!("{NODE_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", &name, "link", "set", "eth1", "up"]);
+        ip(&["-n", &name, "route", "add", "default", "dev", "eth0"]);
+        ns
+    }
+
+    /// `nsenter` arguments that run a command in the namespace.
+    pub fn enter(&self) -> [String; 2] {
+        [format!("--net=/run/netns/{}", self.name), "--".into()]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A `rkube server` process and its data directory.
+pub struct Server {
+    /// Holds the data directory, logs and kubectl's home.
+    pub dir: tempfile::TempDir,
+    /// The namespace it runs in.
+    pub netns: Arc<Netns>,
+    /// The pods' cgroup root.
+    pub cgroup_root: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+    /// When the current process was spawned.
+    pub spawned: Instant,
+}
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_rkube")
+}
+
+impl Server {
+    /// Starts `rkube server` with a fresh data directory and `extra` flags.
+    pub fn start(netns: Arc<Netns>, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &data,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1g,mode=0700"),
+        )
+        .expect("mounting a tmpfs for the data directory");
+        let tag = unique();
+        let cgroup_root = format!("/rkube-server-test-{tag}");
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--node-name".into(),
+            format!("node-{tag}"),
+            "--cgroup-root".into(),
+            cgroup_root.clone(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server {
+            dir,
+            netns,
+            cgroup_root,
+            args,
+            child: None,
+            starts: 0,
+            spawned: Instant::now(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new("nsenter")
+            .args(self.netns.enter())
+            .arg(binary())
+            .args(&self.args)
+            .env("RUST_LOG", "info,hickory_server=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nsenter (util-linux)");
+        self.spawned = Instant::now();
+        self.child = Some(child);
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.args[4]
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("server-{}.log", self.starts))
+    }
+
+    /// The current process's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits for a line of the current process's output containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("rkube server exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the server's output:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit (panics after [`WAIT`]).
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("rkube server did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
+    /// The kubectl command for the admin kubeconfig (or another one), in the namespace.
+    pub fn kubectl_command(&self, kubeconfig: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(self.netns.enter())
+            .arg("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.dir.path());
+        cmd
+    }
+
+    /// Runs kubectl with `kubeconfig`.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_command(kubeconfig, args)
+            .output()
+            .expect("kubectl (/usr/bin/kubectl)")
+    }
+
+    /// Runs kubectl as admin.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_as(&self.data().join("admin.kubeconfig"), args)
+    }
+
+    /// Runs kubectl as admin; panics unless it succeeds; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `f` until it returns `Some` (panics after [`WAIT`] with the server's output).
+    pub fn eventually<T>(&self, what: &str, mut f: impl FnMut(&Server) -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen in time; server output:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Pids of processes whose command line mentions the data directory (the server,
+    /// containerd, shims).
+    pub fn processes(&self) -> Vec<(i32, String)> {
+        let data = self.data().display().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(&data) {
+                out.push((pid, text));
+            }
+        }
+        out
+    }
+}
+
+fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Every pid in the cgroup tree `dir`.
+fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            cgroup_pids(&e.path(), out);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (pid, _) in self.processes() {
+            kill(pid);
+        }
+        let rel = self.cgroup_root.trim_start_matches('/').to_string();
+        let mut pids = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            cgroup_pids(&h.path().join(&rel), &mut pids);
+        }
+        for pid in pids {
+            kill(pid);
+        }
+        // Mounts under the data directory (pod volumes, sandbox netns files), deepest first,
+        // and the data directory's tmpfs last.
+        let data = self.data().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&data))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for _ in 0..50 {
+            rkube_kubelet::cgroups::remove_root(&self.cgroup_root);
+            let gone = std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .all(|h| !h.path().join(&rel).exists());
+            if gone {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

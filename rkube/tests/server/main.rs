@@ -1,0 +1,461 @@
+//! `rkube server` end to end: the real binary in a network namespace of its own, used with
+//! the real kubectl — the control plane with its identities and manifests directory, the
+//! local agent running pods (real containerd, offline images) that resolve names through the
+//! in-process DNS, clean SIGTERM shutdowns, restarts that keep state, and CLI errors.
+
+mod harness;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use harness::{NODE_IP, Netns, Server, binary};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The user a kubeconfig authenticates as (`kubectl auth whoami`).
+fn whoami(s: &Server, kubeconfig: &Path) -> String {
+    let out = s.kubectl_as(
+        kubeconfig,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Whether the identity of `kubeconfig` may do `what` (`kubectl auth can-i` arguments) in
+/// every namespace.
+fn can_i(s: &Server, kubeconfig: &Path, what: &[&str]) -> bool {
+    let mut args = vec!["auth", "can-i"];
+    args.extend_from_slice(what);
+    args.push("-A");
+    let out = s.kubectl_as(kubeconfig, &args);
+    stdout(&out).trim() == "yes"
+}
+
+/// A value of `kubectl get … -o jsonpath=…`, or `None` while the object is missing.
+fn jsonpath(s: &Server, args: &[&str], path: &str) -> Option<String> {
+    let mut a = args.to_vec();
+    let expr = format!("jsonpath={path}");
+    a.extend(["-o", &expr]);
+    let out = s.kubectl(&a);
+    out.status.success().then(|| stdout(&out))
+}
+
+const APP: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: demo
+data:
+  color: blue
+";
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:1.35
+        command:
+        - sh
+        - -c
+        - until nslookup kube-dns.kube-system.svc.cluster.local; do sleep 1; done; echo DNS-OK; exec sleep 3600
+";
+
+/// The control plane alone (`--disable agent`): what the server writes, each component's
+/// identity and what RBAC grants it, the manifests directory (applied, re-applied on change,
+/// bad files reported), the controllers and scheduler at work, SIGTERM, and a restart that
+/// keeps everything.
+#[test]
+fn control_plane_identities_manifests_and_restart() {
+    let netns = Netns::new();
+    let mut s = Server::start(netns, &["--disable", "agent"]);
+    s.wait_log("rkube server is up");
+    let log = s.log();
+    let data = s.data();
+    let admin = data.join("admin.kubeconfig");
+    assert!(
+        log.contains(&format!("export KUBECONFIG={}", admin.display())),
+        "{log}"
+    );
+    assert!(log.contains("kubectl get nodes"), "{log}");
+    assert!(
+        log.contains(&data.join("node-token").display().to_string()),
+        "{log}"
+    );
+    assert!(
+        log.contains("cluster DNS not served") || log.contains("no DNS"),
+        "{log}"
+    );
+    assert_eq!(mode(&admin), 0o600);
+    let token = std::fs::read_to_string(data.join("node-token")).unwrap();
+    assert!(
+        token.starts_with("K10") && token.contains("::server:"),
+        "{token}"
+    );
+    assert_eq!(mode(&data.join("node-token")), 0o600);
+
+    let ns = s.kubectl_ok(&["get", "ns", "-o", "name"]);
+    assert!(ns.contains("namespace/kube-system"), "{ns}");
+
+    // One identity per component, and only the components that run.
+    let kc = |name: &str| data.join("kubeconfigs").join(format!("{name}.kubeconfig"));
+    for (file, user) in [
+        ("scheduler", "system:kube-scheduler"),
+        ("controller-manager", "system:kube-controller-manager"),
+        ("rkube-server", "rkube-server"),
+    ] {
+        assert_eq!(mode(&kc(file)), 0o600, "{file}");
+        assert_eq!(whoami(&s, &kc(file)), user);
+    }
+    for file in ["kubelet", "proxy", "dns"] {
+        assert!(
+            !kc(file).exists(),
+            "{file} kubeconfig with the agent disabled"
+        );
+    }
+    assert!(can_i(
+        &s,
+        &kc("scheduler"),
+        &["create", "pods", "--subresource=binding"]
+    ));
+    assert!(!can_i(&s, &kc("scheduler"), &["get", "secrets"]));
+
+    // No DNS without the agent, so no kube-dns add-on.
+    assert!(!data.join("manifests/rkube-kube-dns.yaml").exists());
+
+    // A manifest dropped in: applied; changed: applied again.
+    let manifests = data.join("manifests");
+    std::fs::write(manifests.join("app.yaml"), APP).unwrap();
+    let color = |s: &Server| jsonpath(s, &["get", "cm", "settings", "-n", "demo"], "{.data.color}");
+    s.eventually("app.yaml applied", |s| color(s).filter(|c| c == "blue"));
+    std::fs::write(manifests.join("app.yaml"), APP.replace("blue", "green")).unwrap();
+    s.eventually("app.yaml re-applied", |s| color(s).filter(|c| c == "green"));
+    let managers = jsonpath(
+        &s,
+        &["get", "cm", "settings", "-n", "demo"],
+        "{.metadata.managedFields[*].manager}",
+    )
+    .unwrap();
+    assert_eq!(managers, "rkube");
+    // Bad files: one clear line each; the server keeps serving.
+    std::fs::write(manifests.join("broken.yaml"), "kind: [unclosed\n").unwrap();
+    std::fs::write(
+        manifests.join("unknown.yaml"),
+        "apiVersion: example.org/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+    )
+    .unwrap();
+    let line = s.wait_log("broken.yaml");
+    assert!(line.contains("not valid YAML"), "{line}");
+    let line = s.wait_log("unknown.yaml");
+    assert!(
+        line.contains("Gadget g") && line.contains("unknown kind"),
+        "{line}"
+    );
+    s.kubectl_ok(&["get", "ns", "demo"]);
+
+    // The controller manager and the scheduler at work (no node to run on).
+    let f = s.dir.path().join("web.yaml");
+    std::fs::write(&f, DEPLOYMENT).unwrap();
+    s.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    s.eventually("two pods that fit no node", |s| {
+        let out = s.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedScheduling",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        let pods = jsonpath(
+            s,
+            &["get", "pods", "-l", "app=web"],
+            "{.items[*].metadata.name}",
+        )?;
+        (pods.split_whitespace().count() == 2 && out.contains("0/0 nodes are available"))
+            .then_some(())
+    });
+
+    let ca_before = std::fs::read(data.join("pki/ca.crt")).unwrap();
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+    assert!(s.log().contains("rkube server stopped"), "{}", s.log());
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+
+    // A restart keeps the store, the CA, the token, and re-applies the manifests.
+    s.restart();
+    s.wait_log("rkube server is up");
+    assert_eq!(std::fs::read(data.join("pki/ca.crt")).unwrap(), ca_before);
+    assert_eq!(
+        std::fs::read_to_string(data.join("node-token")).unwrap(),
+        token
+    );
+    assert_eq!(color(&s).as_deref(), Some("green"));
+    s.wait_log("app.yaml");
+    s.wait_log("broken.yaml");
+    let pods = jsonpath(
+        &s,
+        &["get", "pods", "-l", "app=web"],
+        "{.items[*].metadata.name}",
+    )
+    .unwrap();
+    assert_eq!(pods.split_whitespace().count(), 2, "{pods}");
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+}
+
+fn running_pods(s: &Server) -> Option<Vec<String>> {
+    let out = jsonpath(
+        s,
+        &["get", "pods", "-l", "app=web"],
+        "{range .items[*]}{.metadata.name} {.status.phase} {.status.containerStatuses[0].ready}{\"\\n\"}{end}",
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    let ok = lines.len() == 2 && lines.iter().all(|l| l.ends_with(" Running true"));
+    ok.then(|| {
+        lines
+            .iter()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    })
+}
+
+/// The whole server with its agent: node Ready, a Deployment's pods Running on the real
+/// containerd and resolving cluster names through the in-process DNS, each identity, a
+/// SIGTERM that stops containerd, a restart that adopts the pods, and a last stop that leaves
+/// no process behind.
+#[test]
+fn server_with_agent_runs_pods() {
+    let netns = Netns::new();
+    let mut s = Server::start(netns, &[]);
+    let line = s.wait_log("node is Ready");
+    let to_ready = s.spawned.elapsed();
+    eprintln!("TIMING start → node Ready: {to_ready:.2?} (server: {line})");
+    let node = s.node_name().to_string();
+    let status = s.kubectl_ok(&["get", "nodes", "--no-headers"]);
+    assert!(status.starts_with(&format!("{node}   Ready")), "{status}");
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "node", &node],
+            "{.status.addresses[?(@.type==\"InternalIP\")].address} {.spec.podCIDR}"
+        )
+        .unwrap(),
+        format!("{NODE_IP} 10.244.0.0/24")
+    );
+
+    let data = s.data();
+    let kc = |name: &str| data.join("kubeconfigs").join(format!("{name}.kubeconfig"));
+    for (file, user) in [
+        ("scheduler", "system:kube-scheduler".to_string()),
+        (
+            "controller-manager",
+            "system:kube-controller-manager".into(),
+        ),
+        ("proxy", "system:kube-proxy".into()),
+        ("dns", "system:kube-dns".into()),
+        ("kubelet", format!("system:node:{node}")),
+    ] {
+        assert_eq!(mode(&kc(file)), 0o600, "{file}");
+        assert_eq!(whoami(&s, &kc(file)), user);
+    }
+    for r in ["services", "endpointslices", "namespaces", "pods"] {
+        assert!(can_i(&s, &kc("dns"), &["watch", r]), "dns: watch {r}");
+    }
+    assert!(!can_i(&s, &kc("dns"), &["list", "secrets"]));
+    assert!(!can_i(&s, &kc("proxy"), &["create", "pods"]));
+
+    // DNS on the pod network gateway, published for the built-in add-on: the selector-less
+    // kube-dns Service.
+    let svc = s.eventually("the kube-dns add-on applied", |s| {
+        jsonpath(
+            s,
+            &["get", "svc", "kube-dns", "-n", "kube-system"],
+            "{.spec.clusterIP} {.spec.ports[*].protocol} {.spec.selector}",
+        )
+    });
+    assert_eq!(svc, "10.96.0.10 UDP TCP ");
+    s.eventually("kube-dns endpoints", |s| {
+        jsonpath(
+            s,
+            &[
+                "get",
+                "endpointslice",
+                "kube-dns-rkube",
+                "-n",
+                "kube-system",
+            ],
+            "{.endpoints[0].addresses[0]}",
+        )
+        .filter(|a| a == "10.244.0.1")
+    });
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &s.netns.name,
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "rkube0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("inet 10.244.0.1/24"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A Deployment: Running, resolving through 10.96.0.10.
+    let f = s.dir.path().join("web.yaml");
+    std::fs::write(&f, DEPLOYMENT).unwrap();
+    let applied = Instant::now();
+    s.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    let pods = s.eventually("two pods Running", running_pods);
+    eprintln!("TIMING apply → 2 pods Running: {:.2?}", applied.elapsed());
+    for pod in &pods {
+        let text = s.eventually("a pod resolving a Service's name", |s| {
+            let text = stdout(&s.kubectl(&["logs", pod]));
+            text.contains("DNS-OK").then_some(text)
+        });
+        assert!(text.contains("Server:\t\t10.96.0.10\n"), "{text}");
+        assert!(
+            text.contains("Name:\tkube-dns.kube-system.svc.cluster.local\nAddress: 10.96.0.10\n"),
+            "{text}"
+        );
+    }
+    let log = s.log();
+    assert!(
+        !log.contains("forbidden"),
+        "an identity lacks a permission:\n{log}"
+    );
+
+    // SIGTERM: exit 0, containerd stopped; the pods' containers keep running.
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+    let left = s.processes();
+    assert!(
+        !left.iter().any(|(_, c)| c.contains("containerd --config")),
+        "{left:?}"
+    );
+    assert!(
+        left.iter().all(|(_, c)| c.contains("containerd-shim")),
+        "{left:?}"
+    );
+
+    // A restart adopts them: same pods, not restarted.
+    s.restart();
+    s.wait_log("node is Ready");
+    let again = s.eventually("the pods Running again", running_pods);
+    assert_eq!(again, pods);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "pods", "-l", "app=web"],
+            "{.items[*].status.containerStatuses[0].restartCount}"
+        )
+        .unwrap(),
+        "0 0"
+    );
+
+    // Deleting them removes their containers; the last stop leaves nothing behind.
+    s.kubectl_ok(&["delete", "deploy", "web", "--wait=false"]);
+    s.eventually("the pods and their shims gone", |s| {
+        let pods = jsonpath(s, &["get", "pods"], "{.items[*].metadata.name}")?;
+        let shims = s
+            .processes()
+            .iter()
+            .filter(|(_, c)| c.contains("containerd-shim"))
+            .count();
+        (pods.is_empty() && shims == 0).then_some(())
+    });
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+}
+
+/// Wrong flags: clap's error naming the flag and the choices, exit 2; settings that do not go
+/// together: one line naming the flag, exit 1, before anything is written.
+#[test]
+fn bad_flags_are_clear_errors() {
+    let out = Command::new(binary())
+        .args(["server", "--disable", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalid value 'nonsense' for '--disable <DISABLE>'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[possible values: scheduler, controller-manager, dns, proxy, agent]"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(binary())
+        .args([
+            "server",
+            "--node-name",
+            "n1",
+            "--cluster-dns",
+            "10.200.0.10",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--cluster-dns 10.200.0.10 must be an address of --service-cidr 10.96.0.0/12"),
+        "{err}"
+    );
+    assert!(!data.exists());
+
+    let out = Command::new(binary()).arg("agent").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unrecognized subcommand 'agent'"),
+        "{}",
+        stderr(&out)
+    );
+}
