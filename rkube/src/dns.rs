@@ -201,6 +201,11 @@ async fn remove_address(gw: Ipv4Net) {
     }
 }
 
+/// The first wait before serving DNS on its address is tried again (it doubles each time).
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// What the DNS placement needs.
 pub struct Placement {
     /// The server's client (reads the Node, writes the endpoints).
@@ -322,6 +327,7 @@ impl Placement {
     pub async fn run(self, stop: CancellationToken) -> Result<(), DnsError> {
         let mut serving: Option<Serving> = None;
         let mut waiting_logged = false;
+        let mut retry = RETRY_MIN;
         let result = loop {
             let desired = self.pod_cidr().await.as_deref().and_then(gateway);
             if let Some(gw) = desired
@@ -336,8 +342,19 @@ impl Placement {
                     remove_address(old_gw).await;
                 }
                 match self.start_serving(gw).await {
-                    Ok(s) => serving = Some(s),
-                    Err(e) => tracing::error!(error = %e, "cannot serve DNS yet; retrying"),
+                    Ok(s) => {
+                        serving = Some(s);
+                        retry = RETRY_MIN;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in = ?retry, "cannot serve DNS");
+                        tokio::select! {
+                            _ = stop.cancelled() => break Ok(()),
+                            _ = tokio::time::sleep(retry) => {}
+                        }
+                        retry = (retry * 2).min(RETRY_MAX);
+                        continue;
+                    }
                 }
             } else if desired.is_none() && !waiting_logged {
                 tracing::info!(
