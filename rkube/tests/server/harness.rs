@@ -94,6 +94,60 @@ impl Drop for Netns {
     }
 }
 
+/// A one-member etcd inside a namespace (client port 2379 on its loopback), killed on drop.
+pub struct Etcd {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd in `netns` and waits until it answers.
+    pub fn start(netns: &Netns) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .args(netns.enter())
+            .args(["etcd", "--name", "n1", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls=http://127.0.0.1:2379",
+                "--advertise-client-urls=http://127.0.0.1:2379",
+                "--listen-peer-urls=http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                "--initial-cluster=n1=http://127.0.0.1:2380",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (apt package etcd-server, scripts/setup)");
+        let etcd = Etcd { child, _dir: dir };
+        let deadline = Instant::now() + WAIT;
+        while !etcd.ctl(netns, &["endpoint", "health"]).status.success() {
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+
+    /// Runs etcdctl (v3 API) against it.
+    pub fn ctl(&self, netns: &Netns, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(netns.enter())
+            .args(["etcdctl", "--endpoints=http://127.0.0.1:2379"])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("etcdctl")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `rkube server` process and its data directory.
 pub struct Server {
     /// Holds the data directory, logs and kubectl's home.

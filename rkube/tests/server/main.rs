@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use harness::{NODE_IP, Netns, Server, binary};
+use harness::{Etcd, NODE_IP, Netns, Server, binary};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -234,6 +234,36 @@ fn control_plane_identities_manifests_and_restart() {
     )
     .unwrap();
     assert_eq!(pods.split_whitespace().count(), 2, "{pods}");
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+}
+
+/// `--etcd-servers`: the objects live in etcd (not in an embedded store), across a restart.
+#[test]
+fn control_plane_on_etcd() {
+    let netns = Netns::new();
+    let etcd = Etcd::start(&netns);
+    let mut s = Server::start(
+        netns.clone(),
+        &[
+            "--disable",
+            "agent",
+            "--etcd-servers",
+            "http://127.0.0.1:2379",
+        ],
+    );
+    s.wait_log("rkube server is up");
+    s.kubectl_ok(&["create", "configmap", "kept", "--from-literal=where=etcd"]);
+    let key = "/registry/configmaps/default/kept";
+    let out = etcd.ctl(&netns, &["get", key, "--keys-only"]);
+    assert_eq!(stdout(&out).trim(), key, "{}", stderr(&out));
+    assert!(!s.data().join("rkube.db").exists());
+    let status = s.terminate();
+    assert!(status.success(), "{status}: {}", s.log());
+    s.restart();
+    s.wait_log("rkube server is up");
+    let v = jsonpath(&s, &["get", "cm", "kept"], "{.data.where}");
+    assert_eq!(v.as_deref(), Some("etcd"));
     let status = s.terminate();
     assert!(status.success(), "{status}: {}", s.log());
 }
