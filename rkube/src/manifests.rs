@@ -238,6 +238,8 @@ pub struct Applier {
     client: kube::Client,
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// The directory could not be read at the last pass (logged once).
+    unreadable: bool,
 }
 
 /// The most time between retries of a file the API refused.
@@ -250,6 +252,7 @@ impl Applier {
             client,
             dir,
             files: BTreeMap::new(),
+            unreadable: false,
         }
     }
 
@@ -263,10 +266,14 @@ impl Applier {
                 .filter(|p| is_manifest(p) && p.is_file())
                 .collect(),
             Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read the manifests directory");
+                if !self.unreadable {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read the manifests directory");
+                    self.unreadable = true;
+                }
                 return Vec::new();
             }
         };
+        self.unreadable = false;
         paths.sort();
         let mut results = Vec::new();
         let now = Instant::now();

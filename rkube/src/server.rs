@@ -161,6 +161,15 @@ pub async fn run(
         kubeconfigs.insert(id.file, path);
     }
     let kubeconfig = |id: identity::Identity| kubeconfigs[id.file].clone();
+    // Every client is made before anything starts, so no error can leave a component (and a
+    // containerd) running behind an early return.
+    let mut clients: HashMap<&'static str, kube::Client> = HashMap::new();
+    for (file, path) in &kubeconfigs {
+        if *file != identity::kubelet(&config.node_name).file {
+            clients.insert(file, client_from(path).await?);
+        }
+    }
+    let client_of = |id: identity::Identity| clients[id.file].clone();
     identity::node_token(&pki, &layout.node_token())?;
     let dns_ip = config.runs(Component::Dns).then_some(config.cluster_dns);
     for f in manifests::install_builtin(&layout.manifests(), dns_ip)? {
@@ -185,7 +194,7 @@ pub async fn run(
         listener,
         api_stop.clone().cancelled_owned(),
     )));
-    let server = client_from(&kubeconfig(identity::supervisor())).await?;
+    let server = client_of(identity::supervisor());
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         r = wait_ready(&server) => r?,
@@ -211,7 +220,7 @@ pub async fn run(
         handles: Vec::new(),
     };
     if config.runs(Component::ControllerManager) {
-        let client = client_from(&kubeconfig(identity::controller_manager())).await?;
+        let client = client_of(identity::controller_manager());
         let cm = rkube_controller_manager::Config {
             cluster_cidr: Some(config.cluster_cidr),
             node_cidr_mask_size: NODE_CIDR_MASK,
@@ -228,7 +237,7 @@ pub async fn run(
         );
     }
     if config.runs(Component::Scheduler) {
-        let client = client_from(&kubeconfig(identity::scheduler())).await?;
+        let client = client_of(identity::scheduler());
         let mut opts = rkube_scheduler::Options::new(client, Default::default());
         opts.listener =
             agent::optional_listener("scheduler", SocketAddr::from((Ipv4Addr::LOCALHOST, 10259)))
@@ -243,7 +252,7 @@ pub async fn run(
         sup.spawn("kubelet", agent::run_kubelet(cfg, stop.clone()));
     }
     if config.runs(Component::Proxy) {
-        let client = client_from(&kubeconfig(identity::proxy())).await?;
+        let client = client_of(identity::proxy());
         let health =
             agent::optional_listener("proxy", SocketAddr::from((Ipv4Addr::LOCALHOST, 10256))).await;
         let cfg = agent::proxy_config(&config, client, health);
@@ -255,7 +264,7 @@ pub async fn run(
     if config.runs(Component::Dns) {
         let placement = Placement {
             server: server.clone(),
-            dns_client: client_from(&kubeconfig(identity::dns())).await?,
+            dns_client: client_of(identity::dns()),
             node_name: config.node_name.clone(),
             config: rkube_dns::Config {
                 cluster_domain: config.cluster_domain.clone(),
