@@ -264,9 +264,15 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit (panics after [`WAIT`]).
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        let child = self.child.as_ref().expect("running");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.wait_exit()
+    }
+
+    /// Waits for the process to exit by itself (panics after [`WAIT`]).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -274,7 +280,7 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                panic!("rkube server did not stop on SIGTERM:\n{}", self.log());
+                panic!("rkube server did not stop:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -440,6 +440,35 @@ fn server_with_agent_runs_pods() {
     assert!(s.processes().is_empty(), "{:?}", s.processes());
 }
 
+/// A component that cannot run stops the whole server with its error (exit 1), and nothing
+/// is left running.
+#[test]
+fn a_failing_component_stops_the_server() {
+    let netns = Netns::new();
+    let mut s = Server::start(
+        netns,
+        &[
+            "--container-runtime-endpoint",
+            "unix:///nonexistent/containerd.sock",
+        ],
+    );
+    let status = s.wait_exit();
+    let log = s.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("Error: "))
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("Error: rkube server: kubelet failed: container runtime: ")
+            && error.contains("/nonexistent/containerd.sock")
+            && error.matches("container runtime:").count() == 1,
+        "{log}"
+    );
+    assert!(log.contains("rkube server stopped"), "{log}");
+    assert!(s.processes().is_empty(), "{:?}", s.processes());
+}
+
 /// Wrong flags: clap's error naming the flag and the choices, exit 2; settings that do not go
 /// together: one line naming the flag, exit 1, before anything is written.
 #[test]
@@ -476,9 +505,12 @@ fn bad_flags_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("--cluster-dns 10.200.0.10 must be an address of --service-cidr 10.96.0.0/12"),
+        err.starts_with(
+            "Error: --cluster-dns 10.200.0.10 must be an address of --service-cidr 10.96.0.0/12"
+        ),
         "{err}"
     );
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!data.exists());
 
     let out = Command::new(binary()).arg("agent").output().unwrap();
