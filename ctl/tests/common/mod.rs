@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-pub use rkube_testkit::apiserver::{Backend, TestServer};
+pub use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
