@@ -262,7 +262,10 @@ async fn kubectl_auth_can_i_and_forbidden_messages() {
         "system:node",
         "system:kube-scheduler",
         "system:kube-controller-manager",
-        "system:kube-proxy",
+        "system:node-proxier",
+        "system:volume-scheduler",
+        "system:kube-dns",
+        "system:controller:replicaset-controller",
         "system:basic-user",
         "system:discovery",
     ] {
