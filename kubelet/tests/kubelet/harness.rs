@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rkube_kubelet::config::ManagedContainerd;
 use rkube_kubelet::cri::Cri;
 use rkube_kubelet::{Config, Kubelet, RuntimeMode};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 use tokio::time::Instant;
 
 /// How long a test waits for anything that needs a real container to happen.
@@ -154,12 +154,17 @@ pub struct TestNode {
     slot: u8,
     /// The running kubelet.
     pub kubelet: Option<Kubelet>,
+    /// An admin client (what the test does as the cluster's operator).
     client: kube::Client,
+    /// The kubelet's own client: `system:node:<name>` in `system:nodes`, so that the Node
+    /// authorizer and the `system:node` role decide what it may do.
+    kubelet_client: kube::Client,
 }
 
 impl TestNode {
     /// Makes the namespace and the link, writes the offline images; the kubelet is not started.
-    pub fn new(client: &kube::Client) -> Self {
+    pub async fn new(cluster: &Cluster) -> Self {
+        let client = &cluster.client;
         let slot = take_slot();
         let tag = format!("{}x{slot}", std::process::id() % 100_000);
         let netns = format!("rkt{tag}");
@@ -179,6 +184,10 @@ impl TestNode {
             slot,
             kubelet: None,
             client: client.clone(),
+            kubelet_client: cluster
+                .api
+                .client_as(&Identity::node(&format!("node-{slot}")))
+                .await,
         };
         ip(&["netns", "add", &netns]);
         ip(&[
@@ -241,7 +250,7 @@ impl TestNode {
     /// short periods and back-offs.
     pub fn config(&self) -> Config {
         let mut cfg = Config::new(self.name.clone(), self.data_dir());
-        cfg.client = Some(self.client.clone());
+        cfg.client = Some(self.kubelet_client.clone());
         cfg.runtime = RuntimeMode::Managed(ManagedContainerd {
             wrapper: vec![
                 "nsenter".into(),
