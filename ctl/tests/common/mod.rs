@@ -5,6 +5,7 @@
 
 use std::process::{Command, Output, Stdio};
 
+#[allow(unused_imports)] // not every test uses every name
 pub use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 /// What a command printed and how it ended.
