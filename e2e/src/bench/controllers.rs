@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 
 use super::report::Report;
-use super::server::{Http, create_namespace, each, http, request, start_server, stop};
+use super::server::{Http, create_namespace, each, http, kube_client, request, start_server, stop};
 
 /// Parameters of the controller benchmark.
 #[derive(Clone, Debug)]
@@ -71,10 +71,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let c = Arc::new(http());
     let base_rate = baseline(&c, &server.url, cfg.replicas, cfg.concurrency).await?;
 
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
-    )?;
+    let client = kube_client(&server).await?;
     create_namespace(&c, &server.url, "bench").await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cm = tokio::spawn(rkube_controller_manager::run(
