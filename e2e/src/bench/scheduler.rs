@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
-use super::report::Report;
+use super::report::{Report, percentile_ms};
 use super::server::{Http, create_namespace, each, http, kube_config, request, start_server, stop};
 
 /// Parameters of the scheduler benchmark.
@@ -203,14 +203,6 @@ async fn watch_bindings(
         }
         Ok(bound)
     }))
-}
-
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
 }
 
 /// Creates `pods` pods (recording when each create returned) and waits for their bindings.

@@ -93,9 +93,21 @@ pub(crate) async fn request(
     url: &str,
     body: Option<Bytes>,
 ) -> anyhow::Result<(u16, Bytes)> {
+    request_as(c, method, url, "application/json", body).await
+}
+
+/// Sends one request with a body of `content_type` (e.g. `application/merge-patch+json`):
+/// the status code and the body.
+pub(crate) async fn request_as(
+    c: &Http,
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: Option<Bytes>,
+) -> anyhow::Result<(u16, Bytes)> {
     let mut req = axum::http::Request::builder().method(method).uri(url);
     if body.is_some() {
-        req = req.header("content-type", "application/json");
+        req = req.header("content-type", content_type);
     }
     let resp = c
         .request(req.body(Full::new(body.unwrap_or_default()))?)
@@ -228,6 +240,14 @@ impl Server {
 pub(crate) async fn kube_config(path: &std::path::Path) -> anyhow::Result<kube::Config> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
     Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
+}
+
+/// A kube client of `server` (its admin kubeconfig).
+pub(crate) async fn kube_client(server: &Server) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
+    Ok(kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+    )?)
 }
 
 /// Stops the API server and waits (up to 20 s) for it to close its store.
