@@ -141,7 +141,7 @@ fn image(s: &TestServer) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollouts_with_the_real_controllers() {
     let s = server().await;
-    let p = plane(&s).await;
+    let p = Box::pin(plane(&s)).await;
     assert_eq!(
         rk_ok(
             &s,
