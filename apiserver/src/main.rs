@@ -19,8 +19,11 @@ use rkube_apiserver::server::{Config, run};
     about = "rkube's Kubernetes API server"
 )]
 struct Args {
-    /// Directory of the embedded store, the PKI (pki/), encryption-config.yaml and
-    /// admin.kubeconfig.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Directory of the embedded store, the PKI (pki/), encryption-config.yaml,
+    /// admin.kubeconfig and the components' kubeconfigs (scheduler, controller-manager,
+    /// kube-proxy).
     #[arg(long, default_value = "rkube-data")]
     data_dir: PathBuf,
     /// Address to serve HTTPS on (any address: TLS and authentication are always on).
@@ -68,6 +71,61 @@ struct Args {
     compaction_interval_seconds: u64,
 }
 
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print a kubeconfig for a user with a client certificate of the cluster CA in
+    /// DIR/pki/ (the server must have started once) — e.g. a kubelet's:
+    /// `--user system:node:NAME --group system:nodes`.
+    Kubeconfig {
+        /// The API server's data directory (its pki/ holds the CA).
+        #[arg(long, default_value = "rkube-data")]
+        data_dir: PathBuf,
+        /// The user (certificate CN).
+        #[arg(long)]
+        user: String,
+        /// A group (certificate O); repeat for more.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The API server's URL in the kubeconfig.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+}
+
+/// `rkube-apiserver kubeconfig`: a client certificate from the CA, as a kubeconfig on stdout.
+fn print_kubeconfig(
+    data_dir: &std::path::Path,
+    user: &str,
+    groups: &[String],
+    server: &str,
+    days: u64,
+) -> anyhow::Result<()> {
+    use rkube_apiserver::kubeconfig::{Credentials, render};
+    let pki_dir = data_dir.join("pki");
+    if !pki_dir.join("ca.crt").exists() {
+        bail!(
+            "no cluster CA in {}: start rkube-apiserver with --data-dir {} once first",
+            pki_dir.display(),
+            data_dir.display()
+        );
+    }
+    let pki = rkube_apiserver::pki::Pki::load_or_create(&pki_dir)?;
+    let cert = pki.issue_client(
+        user,
+        groups,
+        std::time::Duration::from_secs(days.max(1) * 24 * 3600),
+    )?;
+    let creds = Credentials::Certificate {
+        cert_pem: cert.cert_pem,
+        key_pem: cert.key_pem,
+    };
+    print!("{}", render(server, pki.ca_pem(), user, &creds));
+    Ok(())
+}
+
 fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
     let (a, b) = s
         .split_once('-')
@@ -99,6 +157,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Kubeconfig {
+        data_dir,
+        user,
+        groups,
+        server,
+        days,
+    }) = &args.command
+    {
+        return print_kubeconfig(data_dir, user, groups, server, *days);
+    }
     if args.audit_log_maxsize == 0 {
         bail!("--audit-log-maxsize must be at least 1 (megabyte)");
     }

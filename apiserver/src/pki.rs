@@ -425,6 +425,20 @@ impl Pki {
         })
     }
 
+    /// A client certificate for `user` in `groups` kept as `<name>.crt`/`<name>.key` (reused
+    /// while valid, like the admin's): the components' identities.
+    pub fn client_stored(
+        &self,
+        name: &str,
+        user: &str,
+        groups: &[String],
+    ) -> Result<IssuedCert, PkiError> {
+        let tag = format!("{user}/{}", groups.join(","));
+        self.stored(name, &tag, true, || {
+            self.issue_client(user, groups, LEAF_VALIDITY)
+        })
+    }
+
     /// The ServiceAccount token signing key (PKCS#8 DER), created at the first start.
     pub fn service_account_key(&self) -> Result<Vec<u8>, PkiError> {
         let path = self.dir.join("sa.key");

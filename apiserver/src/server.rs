@@ -26,6 +26,13 @@ use crate::storage::embedded::{EmbeddedConfig, EmbeddedStorage};
 use crate::storage::etcd::{EtcdConfig, EtcdStorage};
 use crate::storage::{Storage, StorageError, compactor};
 
+/// The kubeconfigs written next to `admin.kubeconfig` at every start: (file stem, user).
+pub const COMPONENT_KUBECONFIGS: &[(&str, &str)] = &[
+    ("scheduler", "system:kube-scheduler"),
+    ("controller-manager", "system:kube-controller-manager"),
+    ("kube-proxy", "system:kube-proxy"),
+];
+
 /// API server settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -263,6 +270,25 @@ pub async fn run(
         path: kubeconfig.display().to_string(),
         source,
     })?;
+    // As kubeadm writes scheduler.conf, controller-manager.conf…: a kubeconfig per component
+    // identity, which its default roles authorize.
+    for (file, user) in COMPONENT_KUBECONFIGS {
+        let cert = pki.client_stored(file, user, &[])?;
+        let path = config.data_dir.join(format!("{file}.kubeconfig"));
+        let text = crate::kubeconfig::render(
+            &server_url,
+            pki.ca_pem(),
+            user,
+            &crate::kubeconfig::Credentials::Certificate {
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+            },
+        );
+        crate::kubeconfig::write_text(&path, &text).map_err(|source| ServerError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     tracing::info!(%server_url, kubeconfig = %kubeconfig.display(), "rkube-apiserver serving");
 
     let cancel = CancellationToken::new();

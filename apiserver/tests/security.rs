@@ -262,7 +262,10 @@ async fn kubectl_auth_can_i_and_forbidden_messages() {
         "system:node",
         "system:kube-scheduler",
         "system:kube-controller-manager",
-        "system:kube-proxy",
+        "system:node-proxier",
+        "system:volume-scheduler",
+        "system:kube-dns",
+        "system:controller:replicaset-controller",
         "system:basic-user",
         "system:discovery",
     ] {
@@ -899,4 +902,93 @@ async fn impersonation_is_authorized() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The components' kubeconfigs written next to admin.kubeconfig act as their identities, which
+/// the default roles authorize for what each does and no more; `rkube-apiserver kubeconfig`
+/// issues one for any user (here a kubelet's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn component_kubeconfigs_act_as_their_identities() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let can = |kubeconfig: &std::path::Path, args: &[&str]| -> String {
+        let mut a = vec!["auth", "can-i"];
+        a.extend_from_slice(args);
+        let out = tokio::task::block_in_place(|| s.kubectl_in(kubeconfig, &a, None, &[]));
+        stdout(&out).trim().to_string()
+    };
+    let file = |name: &str| s.dir.path().join(format!("{name}.kubeconfig"));
+    let scheduler = file("scheduler");
+    assert_eq!(
+        can(&scheduler, &["create", "pods", "--subresource=binding"]),
+        "yes"
+    );
+    assert_eq!(can(&scheduler, &["create", "pods"]), "no");
+    let manager = file("controller-manager");
+    assert_eq!(can(&manager, &["watch", "deployments.apps", "-A"]), "yes");
+    assert_eq!(
+        can(
+            &manager,
+            &[
+                "create",
+                "serviceaccounts",
+                "--subresource=token",
+                "-n",
+                "kube-system"
+            ]
+        ),
+        "yes"
+    );
+    assert_eq!(can(&manager, &["create", "pods"]), "no");
+    let proxy = file("kube-proxy");
+    assert_eq!(
+        can(&proxy, &["watch", "endpointslices.discovery.k8s.io", "-A"]),
+        "yes"
+    );
+    assert_eq!(can(&proxy, &["get", "secrets"]), "no");
+
+    // A kubelet's kubeconfig from the binary, with the CA of the server's data directory.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube-apiserver"))
+        .args(["kubeconfig", "--data-dir"])
+        .arg(s.dir.path())
+        .args([
+            "--user",
+            "system:node:n9",
+            "--group",
+            "system:nodes",
+            "--server",
+            &s.url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let node = s.dir.path().join("n9.kubeconfig");
+    std::fs::write(&node, &out.stdout).unwrap();
+    let who = tokio::task::block_in_place(|| {
+        s.kubectl_in(
+            &node,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            None,
+            &[],
+        )
+    });
+    assert_eq!(stdout(&who), "system:node:n9", "{}", stderr(&who));
+    assert_eq!(can(&node, &["create", "nodes"]), "yes");
+    assert_eq!(
+        can(&node, &["list", "secrets"]),
+        "no - node \"n9\" can only get individual secrets of its pods"
+    );
+    // Without a CA there is nothing to sign with.
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube-apiserver"))
+        .args(["kubeconfig", "--user", "x", "--data-dir"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no cluster CA"), "{}", stderr(&out));
 }

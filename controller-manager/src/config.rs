@@ -80,6 +80,11 @@ pub struct Config {
     pub concurrent_namespace_syncs: u16,
     /// Pods a ReplicaSet creates or deletes in one sync at most.
     pub burst_replicas: usize,
+    /// `--use-service-account-credentials`: each controller acts as its own ServiceAccount in
+    /// kube-system (see [`crate::credentials`]), connecting with these settings (server, CA;
+    /// their credentials are not used). `None`: every controller uses the controller manager's
+    /// client.
+    pub service_account_credentials: Option<kube::Config>,
 }
 
 impl Default for Config {
@@ -107,6 +112,7 @@ impl Default for Config {
             concurrent_gc_syncs: 20,
             concurrent_namespace_syncs: 10,
             burst_replicas: 500,
+            service_account_credentials: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod config;
 pub mod controller_ref;
+pub mod credentials;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -52,8 +53,10 @@ pub type Shutdown = SharedFuture<BoxFuture<'static, ()>>;
 
 /// What the controllers share: the client, the informers, metrics, events, settings.
 pub struct Shared {
-    /// The API client.
+    /// The controller manager's own API client (informers, events, leader election).
     pub client: Client,
+    /// The controllers' clients by ServiceAccount, with `--use-service-account-credentials`.
+    clients: std::collections::HashMap<&'static str, Client>,
     /// The shared informers.
     pub informers: Arc<Informers>,
     /// Metrics.
@@ -66,6 +69,15 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The client a controller writes with: as its ServiceAccount `kube-system/<account>` with
+    /// `--use-service-account-credentials`, else the controller manager's own.
+    pub fn client_for(&self, account: &str) -> Client {
+        self.clients
+            .get(account)
+            .cloned()
+            .unwrap_or_else(|| self.client.clone())
+    }
+
     /// Completes when the controllers must stop.
     pub fn shutdown(&self) -> Shutdown {
         self.stop.clone()
@@ -161,9 +173,21 @@ pub async fn run(
         });
     }
 
+    let clients = match &config.service_account_credentials {
+        Some(base) => {
+            let accounts = controller_accounts(&config);
+            tracing::info!(
+                ?accounts,
+                "controllers use their ServiceAccounts' credentials"
+            );
+            credentials::service_account_clients(base, &client, &accounts, stop.clone()).await
+        }
+        None => Default::default(),
+    };
     let informers = Arc::new(Informers::new(client.clone()));
     let shared = Shared {
         client: client.clone(),
+        clients,
         informers: informers.clone(),
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), "kube-controller-manager"),
@@ -199,6 +223,33 @@ pub async fn run(
         return Err(Error::LostLeadership);
     }
     Ok(())
+}
+
+/// The controllers (their `--controllers` short names) and the ServiceAccount in `kube-system`
+/// each acts as with `--use-service-account-credentials` — Kubernetes' names.
+const ACCOUNTS: &[(&str, &str)] = &[
+    ("replicaset", replicaset::ACCOUNT),
+    ("deployment", deployment::ACCOUNT),
+    ("endpoints", endpoints::ACCOUNT),
+    ("endpointslice", endpointslice::ACCOUNT),
+    ("garbage-collector", garbagecollector::ACCOUNT),
+    ("namespace", namespace::ACCOUNT),
+    ("node-lifecycle", nodelifecycle::ACCOUNT),
+    ("taint-eviction", nodelifecycle::ACCOUNT),
+    ("node-ipam", nodeipam::ACCOUNT),
+    ("serviceaccount", serviceaccount::ACCOUNT),
+];
+
+/// The ServiceAccounts of the enabled controllers.
+fn controller_accounts(config: &Config) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = ACCOUNTS
+        .iter()
+        .filter(|(c, _)| config.enabled(c))
+        .map(|(_, a)| *a)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Builds every enabled controller (subscribing to the informers they need).

@@ -71,6 +71,12 @@ struct Args {
     /// Concurrent namespace syncs.
     #[arg(long, default_value_t = 10)]
     concurrent_namespace_syncs: u16,
+    /// Run each controller with the credentials of its own ServiceAccount in kube-system
+    /// (tokens the controller manager requests), as Kubernetes does: the controllers then hold
+    /// only the rights of their `system:controller:*` roles, and the controller manager's own
+    /// identity (`system:kube-controller-manager`) needs only its role.
+    #[arg(long)]
+    use_service_account_credentials: bool,
     /// Address of /healthz, /readyz and /metrics (plain HTTP: loopback only).
     #[arg(long, default_value = "127.0.0.1:10257")]
     listen: SocketAddr,
@@ -128,6 +134,10 @@ async fn main() -> anyhow::Result<()> {
     let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("invalid kubeconfig")?;
+    let mut config = config;
+    if args.use_service_account_credentials {
+        config.service_account_credentials = Some(client_config.clone());
+    }
     let client = kube::Client::try_from(client_config).context("cannot build the API client")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 const T: Duration = Duration::from_secs(30);
 const BIN: &str = env!("CARGO_BIN_EXE_rkube-controller-manager");
@@ -73,11 +73,14 @@ async fn the_binary_runs_the_selected_controllers_and_stops_on_sigterm() {
     let server = TestServer::start(Backend::Embedded).await;
     let c = server.client().await;
     let listen = free_addr();
+    // As Kubernetes runs it: its own identity, each controller with its ServiceAccount.
+    let kubeconfig = server.kubeconfig_for(&Identity::controller_manager()).await;
     let mut child = Child(
         Command::new(BIN)
             .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
+            .arg(&kubeconfig)
             .args([
+                "--use-service-account-credentials",
                 "--leader-elect",
                 "--controllers=*,-garbage-collector-controller,-deployment",
                 "--listen",

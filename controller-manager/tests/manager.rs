@@ -21,8 +21,7 @@ struct Instance {
 }
 
 async fn instance(server: &TestServer, identity: &str) -> Instance {
-    let client = server.client().await;
-    let config = Config {
+    let mut config = Config {
         leader_elect: true,
         leader_identity: identity.into(),
         // A renew deadline a stalled CI machine does not miss; the takeover does not wait for
@@ -34,6 +33,7 @@ async fn instance(server: &TestServer, identity: &str) -> Instance {
         ),
         ..test_config()
     };
+    let client = manager_client(server, &mut config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -127,8 +127,15 @@ pub async fn resolve(g: &GlobalArgs) -> Result<Resolved, ConfigError> {
         config.cluster_url = parse_url(s)?;
     }
     if let Some(t) = &g.token {
-        config.auth_info = serde_json::from_value(serde_json::json!({ "token": t }))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        // As kubectl: the token replaces the user's other token sources (and basic auth), the
+        // client certificate stays; the cluster (its CA too) is kept even with --server.
+        let a = &mut config.auth_info;
+        a.token = Some(t.clone().into());
+        a.token_file = None;
+        a.exec = None;
+        a.auth_provider = None;
+        a.username = None;
+        a.password = None;
     }
     if let Some(t) = &g.request_timeout {
         let d = parse_timeout(t)?;

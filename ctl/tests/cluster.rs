@@ -33,23 +33,34 @@ impl Plane {
 }
 
 async fn plane(s: &TestServer) -> Plane {
-    let client = s.client().await;
+    // Each component as Kubernetes runs it, with its own identity and default roles: the
+    // controller manager as system:kube-controller-manager with each controller on its
+    // ServiceAccount's credentials, the scheduler as system:kube-scheduler, the kubelet as
+    // system:node:n1.
+    let manager = s.config_as(&Identity::controller_manager()).await;
+    let cm_config = rkube_controller_manager::Config {
+        service_account_credentials: Some(manager.clone()),
+        ..Default::default()
+    };
     let (cm_tx, cm_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(rkube_controller_manager::run(
-        rkube_controller_manager::Config::default(),
-        client.clone(),
+        cm_config,
+        kube::Client::try_from(manager).unwrap(),
         None,
         async move {
             let _ = cm_rx.await;
         },
     ));
     let (sched_tx, sched_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = rkube_scheduler::Options::new(client.clone(), Default::default());
+    let opts = rkube_scheduler::Options::new(
+        s.client_as(&Identity::scheduler()).await,
+        Default::default(),
+    );
     tokio::spawn(rkube_scheduler::run(opts, async move {
         let _ = sched_rx.await;
     }));
     let mut cfg = Config::new("n1", s.dir.path().join("kubelet"));
-    cfg.client = Some(client);
+    cfg.client = Some(s.client_as(&Identity::node("n1")).await);
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -130,7 +141,7 @@ fn image(s: &TestServer) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollouts_with_the_real_controllers() {
     let s = server().await;
-    let p = plane(&s).await;
+    let p = Box::pin(plane(&s)).await;
     assert_eq!(
         rk_ok(
             &s,

@@ -23,7 +23,8 @@ async fn cluster() -> (TestServer, Kubelet) {
 /// Starts a hollow kubelet for node `name` and waits until the node is Ready.
 async fn node(s: &TestServer, name: &str) -> Kubelet {
     let mut cfg = Config::new(name, s.dir.path().join(format!("kubelet-{name}")));
-    cfg.client = Some(s.client().await);
+    // The kubelet's own identity, under the Node authorizer.
+    cfg.client = Some(s.client_as(&Identity::node(name)).await);
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));

@@ -449,6 +449,23 @@ async fn edit_with_an_editor_and_reopen_on_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_handling_like_kubectl() {
     let s = server().await;
+    // For --server and --token: a kubeconfig with the cluster's CA, no
+    // credentials and a wrong server, completed by a ServiceAccount token allowed to read
+    // namespaces (`view`) and the real server. The CA stays in use with --server.
+    s.kubectl_ok(&["create", "serviceaccount", "reader"]);
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    let token = s.service_account_token("default", "reader", None).await;
+    let anonymous = s.kubeconfig_for(&Identity::Anonymous).await;
+    let text = std::fs::read_to_string(&anonymous)
+        .unwrap()
+        .replace(&s.url, "https://127.0.0.1:1");
+    std::fs::write(&anonymous, text).unwrap();
     let main = std::fs::read_to_string(&s.kubeconfig).unwrap();
     // A second file with another context pointing at the same server.
     let extra = main
@@ -535,14 +552,40 @@ async fn kubeconfig_handling_like_kubectl() {
         "fresh\nother\nrkube\n"
     );
     assert!(!run("rk", &["config", "use-context", "missing"]).ok);
-    // --server and --token override the kubeconfig.
-    let r = rk(
-        &s,
-        &[
-            "get", "ns", "default", "-o", "name", "--server", &s.url, "--token", "abc",
-        ],
-    );
-    assert_eq!(r.stdout, "namespace/default\n");
+    // --server and --token override the kubeconfig (the kubeconfig and token are set up at
+    // the start, before the admin kubeconfig's context changes).
+    let with = |tool: &str, token: Option<&str>| -> Run {
+        let bin = if tool == "rk" {
+            env!("CARGO_BIN_EXE_rkubectl")
+        } else {
+            "kubectl"
+        };
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(&anonymous)
+            .args(["get", "ns", "default", "-o", "name", "--server", &s.url]);
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd.env_remove("KUBECONFIG")
+            .env("HOME", s.dir.path())
+            .output()
+            .unwrap()
+            .into()
+    };
+    for tool in ["rk", "kc"] {
+        let r = with(tool, Some(&token));
+        assert_eq!(r.stdout, "namespace/default\n", "{tool}: {}", r.stderr);
+        let r = with(tool, Some("not-a-token"));
+        assert!(!r.ok, "{tool}");
+        assert_eq!(
+            r.stderr, "error: You must be logged in to the server (Unauthorized)\n",
+            "{tool}"
+        );
+        // Without a token the kubeconfig's (lack of) credentials count: anonymous is refused.
+        let r = with(tool, None);
+        assert!(!r.ok, "{tool}: {}", r.stdout);
+    }
     // No configuration at all: localhost:8080, as kubectl.
     let r: Run = std::process::Command::new(env!("CARGO_BIN_EXE_rkubectl"))
         .args(["get", "pods"])
@@ -557,18 +600,14 @@ async fn kubeconfig_handling_like_kubectl() {
     );
 }
 
-fn list_requests(s: &TestServer) -> u64 {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(s.addr()).unwrap();
-    write!(
-        conn,
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        s.addr()
-    )
-    .unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    text.lines()
+/// The API server's count of pod list requests (from /metrics, as the admin).
+async fn list_requests(s: &TestServer) -> u64 {
+    let (code, _, body) = s
+        .http_raw(&Identity::Admin, "GET", "/metrics", &[], Vec::new())
+        .await;
+    assert_eq!(code, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
         .filter(|l| l.starts_with("apiserver_request_total{verb=\"list\",resource=\"pods\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
@@ -598,10 +637,10 @@ async fn large_lists_stream_in_pages() {
     for t in tasks {
         t.await.unwrap();
     }
-    let before = list_requests(&s);
+    let before = list_requests(&s).await;
     let out = rk_ok(&s, &["get", "pods", "--chunk-size=500"]);
     assert_eq!(out.lines().count(), 1201);
-    assert_eq!(list_requests(&s) - before, 3, "three pages of 500");
+    assert_eq!(list_requests(&s).await - before, 3, "three pages of 500");
     let first_row = out.lines().nth(1).unwrap();
     assert!(
         first_row.starts_with("p-00-000   0/1     Pending"),

@@ -1,11 +1,20 @@
 //! Events about pods and the node (`Pulling`, `Created`, `Started`, `Killing`, `BackOff`,
-//! `Unhealthy`, `FailedMount`, `NodeReady`, …), published through kube-rs' `Recorder` (so they
-//! appear in `kubectl describe`) from a background task: recording never blocks a pod worker,
-//! and when the API server is slow, events are dropped rather than queued without bound.
+//! `Unhealthy`, `FailedMount`, `NodeReady`, …), written as core/v1 Events the way Kubernetes'
+//! kubelet writes them (its role, `system:node`, may create and patch core Events only): source
+//! `kubelet` on the node, a repeated event patched with a higher count instead of written
+//! again. They are written from a background task: recording never blocks a pod worker, and
+//! when the API server is slow, events are dropped rather than queued without bound.
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
+
+/// Distinct events remembered for aggregation (the cache is reset when it is full).
+const REMEMBERED: usize = 4096;
 
 /// Normal or Warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,30 +39,18 @@ pub struct Events {
 }
 
 impl Events {
-    /// Publishes through `client` as `kubelet` on `node`; runs until every sender is dropped.
+    /// Writes through `client` as the kubelet of `node`; runs until every sender is dropped.
     pub fn start(client: kube::Client, node: &str) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Item>(1024);
-        let recorder = Recorder::new(
+        let mut writer = Writer {
             client,
-            Reporter {
-                controller: "kubelet".into(),
-                instance: Some(node.to_string()),
-            },
-        );
+            node: node.to_string(),
+            seen: HashMap::new(),
+        };
         let task = tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
-                let ev = Event {
-                    type_: match item.type_ {
-                        EventType::Normal => KubeEventType::Normal,
-                        EventType::Warning => KubeEventType::Warning,
-                    },
-                    reason: item.reason.clone(),
-                    note: Some(truncate(&item.note, 1024)),
-                    action: item.reason,
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &item.reference).await {
-                    tracing::debug!(error = %e, "publishing an event failed");
+                if let Err(e) = writer.write(item).await {
+                    tracing::debug!(error = %e, "writing an event failed");
                 }
             }
         });
@@ -121,6 +118,118 @@ impl Events {
             reason: reason.into(),
             note: note.into(),
         });
+    }
+}
+
+/// What makes two events the same one (counted rather than written again).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    uid: String,
+    field_path: String,
+    type_: &'static str,
+    reason: String,
+    message: String,
+}
+
+/// Where an event was written and how often it happened.
+struct Written {
+    namespace: String,
+    name: String,
+    count: i32,
+}
+
+struct Writer {
+    client: kube::Client,
+    node: String,
+    seen: HashMap<Key, Written>,
+}
+
+impl Writer {
+    async fn write(&mut self, item: Item) -> Result<(), kube::Error> {
+        let type_ = match item.type_ {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        let message = truncate(&item.note, 1024);
+        let key = Key {
+            uid: item.reference.uid.clone().unwrap_or_default(),
+            field_path: item.reference.field_path.clone().unwrap_or_default(),
+            type_,
+            reason: item.reason.clone(),
+            message: message.clone(),
+        };
+        let now = jiff::Timestamp::now();
+        if let Some(w) = self.seen.get_mut(&key) {
+            // A repeat: the count and last time of the event written before.
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &w.namespace);
+            let patch = serde_json::json!({
+                "count": w.count + 1,
+                "lastTimestamp": Time(now),
+            });
+            match api
+                .patch(&w.name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(_) => {
+                    w.count += 1;
+                    return Ok(());
+                }
+                // Gone (expired or deleted): write it anew.
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    self.seen.remove(&key);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // As Kubernetes names them: the object's name and the time in hex nanoseconds; events
+        // about cluster-scoped objects (the node) go to `default`.
+        let namespace = item
+            .reference
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let name = format!(
+            "{}.{:x}",
+            item.reference.name.as_deref().unwrap_or_default(),
+            now.as_nanosecond()
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: item.reference,
+            reason: Some(item.reason),
+            message: Some(message),
+            type_: Some(type_.into()),
+            source: Some(EventSource {
+                component: Some("kubelet".into()),
+                host: Some(self.node.clone()),
+            }),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            reporting_component: Some("kubelet".into()),
+            reporting_instance: Some(self.node.clone()),
+            ..Default::default()
+        };
+        Api::<Event>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await?;
+        if self.seen.len() >= REMEMBERED {
+            self.seen.clear();
+        }
+        self.seen.insert(
+            key,
+            Written {
+                namespace,
+                name,
+                count: 1,
+            },
+        );
+        Ok(())
     }
 }
 

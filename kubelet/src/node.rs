@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Owne
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::time::Instant;
 
+use crate::config::RuntimeMode;
 use crate::containerd::ManagedRuntime;
 use crate::context::Context;
 use crate::events::EventType;
@@ -196,10 +197,15 @@ async fn conditions(ctx: &Context) -> Vec<Cond> {
             problems.join(", ")
         },
     };
-    let mem_low = crate::util::meminfo("MemAvailable").is_some_and(|a| a < 100 << 20);
-    let disk_low = nix::sys::statvfs::statvfs(&ctx.config.data_dir)
-        .map(|s| s.blocks() > 0 && (s.blocks_available() as f64) < 0.1 * s.blocks() as f64)
-        .unwrap_or(false);
+    // A hollow node simulates a machine: the host's memory and disk are not its own (a full
+    // disk on the test host would taint every simulated node).
+    let host = !matches!(ctx.config.runtime, RuntimeMode::Fake(_));
+    let mem_low = host && crate::util::meminfo("MemAvailable").is_some_and(|a| a < 100 << 20);
+    // The kubelet's default hard eviction threshold: nodefs.available < 10%.
+    let disk_low = host
+        && nix::sys::statvfs::statvfs(&ctx.config.data_dir)
+            .map(|s| s.blocks() > 0 && (s.blocks_available() as f64) < 0.1 * s.blocks() as f64)
+            .unwrap_or(false);
     let pid_max: f64 = read_trim("/proc/sys/kernel/pid_max")
         .parse()
         .unwrap_or(4194304.0);
@@ -209,7 +215,7 @@ async fn conditions(ctx: &Context) -> Vec<Cond> {
         .and_then(|x| x.split('/').nth(1))
         .and_then(|x| x.parse().ok())
         .unwrap_or(0.0);
-    let pid_low = procs / pid_max > 0.9;
+    let pid_low = host && procs / pid_max > 0.9;
     let pressure = |type_, on: bool, yes: &str, no: &str, yes_msg: &str, no_msg: &str| Cond {
         type_,
         status: on,

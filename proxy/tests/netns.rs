@@ -17,7 +17,7 @@ use rkube_proxy::health::Metrics;
 use rkube_proxy::netns::Netns;
 use rkube_proxy::testnet::{self, CLIENT_IP, NODE_IP, NODE_POD_IP, Topology};
 use rkube_proxy::{Config, Mode};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 use serde_json::json;
 
 const NODE: &str = "node-1";
@@ -52,7 +52,8 @@ impl Proxy {
             .try_init();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health = listener.local_addr().unwrap();
-        let mut cfg = Config::new(server.client().await, NODE);
+        // kube-proxy's identity, system:kube-proxy (the system:node-proxier role).
+        let mut cfg = Config::new(server.client_as(&Identity::proxy()).await, NODE);
         cfg.mode = Some(mode);
         cfg.netns = netns;
         cfg.health_listener = Some(listener);
@@ -638,7 +639,8 @@ async fn incremental_and_periodic_full_resync() {
     put_slice(&server, "a", &[true, false]).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let health = listener.local_addr().unwrap();
-    let mut cfg = Config::new(server.client().await, NODE);
+    // kube-proxy's identity, system:kube-proxy (the system:node-proxier role).
+    let mut cfg = Config::new(server.client_as(&Identity::proxy()).await, NODE);
     cfg.mode = Some(Mode::Nftables);
     cfg.netns = topo.node.netns();
     cfg.health_listener = Some(listener);
@@ -818,9 +820,10 @@ async fn binary_runs_detects_nftables_and_cleans_up_on_sigterm() {
         .unwrap()
         .local_addr()
         .unwrap();
+    let kubeconfig = server.kubeconfig_for(&Identity::proxy()).await;
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_rkube-proxy"))
         .arg("--kubeconfig")
-        .arg(&server.kubeconfig)
+        .arg(&kubeconfig)
         .args(["--node-name", NODE, "--netns", topo.node.name()])
         .args(["--healthz-bind-address", &health.to_string()])
         .stdout(std::process::Stdio::null())

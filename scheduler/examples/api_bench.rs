@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use rkube_scheduler::{Options, Scheduler, SchedulerConfiguration, testing};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 const IN_FLIGHT: usize = 64;
 
@@ -57,7 +57,9 @@ async fn run(nodes: usize, pods: usize) {
         t.elapsed().as_secs_f64()
     );
 
-    let mut opts = Options::new(client.clone(), SchedulerConfiguration::default());
+    // The scheduler as Kubernetes runs it: system:kube-scheduler with its default roles.
+    let own = server.client_as(&Identity::scheduler()).await;
+    let mut opts = Options::new(own, SchedulerConfiguration::default());
     opts.seed = Some(1);
     let scheduler = Scheduler::new(opts).expect("the default configuration is valid");
     let handle = scheduler.handle();

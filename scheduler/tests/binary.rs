@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use rkube_scheduler::testing;
+use rkube_testkit::apiserver::Identity;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube-scheduler");
 
@@ -96,7 +97,11 @@ impl Drop for Killed {
 async fn bad_input_fails_with_clear_errors() {
     let (server, _client) = server().await;
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig.display().to_string();
+    let kubeconfig = server
+        .kubeconfig_for(&Identity::scheduler())
+        .await
+        .display()
+        .to_string();
     let cases: [(&str, Option<&str>, &[&str]); 6] = [
         (
             "kind",
@@ -170,8 +175,10 @@ async fn the_binary_schedules_each_profile_and_stops_on_sigterm() {
     }
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let log = dir.path().join("scheduler.log");
+    // As Kubernetes runs it: system:kube-scheduler, with its default roles.
+    let kubeconfig = server.kubeconfig_for(&Identity::scheduler()).await;
     let child = Command::new(BIN)
-        .args(["--kubeconfig", &server.kubeconfig.display().to_string()])
+        .args(["--kubeconfig", &kubeconfig.display().to_string()])
         .args(["--config", &config, "--leader-elect"])
         .args(["--bind-address", &addr.to_string()])
         .env("RUST_LOG", "info")

@@ -14,7 +14,7 @@ use rkube_scheduler::testing;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packs_nodes_reports_unschedulable_and_schedules_when_a_node_is_added() {
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     // Two Ready nodes and one whose kubelet stopped reporting (Ready=Unknown).
     create_node(&client, testing::node("node-a", "4", "8Gi")).await;
     create_node(&client, testing::node("node-b", "4", "8Gi")).await;
@@ -23,7 +23,7 @@ async fn packs_nodes_reports_unschedulable_and_schedules_when_a_node_is_added() 
         testing::node_with_ready("node-c", "4", "8Gi", Some("Unknown")),
     )
     .await;
-    let sched = start_scheduler(&client, SchedulerConfiguration::default(), "s1", true).await;
+    let sched = start_scheduler(&server, SchedulerConfiguration::default(), "s1", true).await;
 
     // Eight pods of 1 cpu, one at a time: MostAllocated fills one node before the next.
     let mut placed: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -95,7 +95,7 @@ async fn packs_nodes_reports_unschedulable_and_schedules_when_a_node_is_added() 
     assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
     assert!(cond.message.unwrap_or_default().starts_with(want));
     // kubectl shows it as the user would see it.
-    let described = _server.kubectl_ok(&["describe", "pod", "big"]);
+    let described = server.kubectl_ok(&["describe", "pod", "big"]);
     assert!(described.contains("FailedScheduling"), "{described}");
     assert!(described.contains("Insufficient cpu"), "{described}");
     let still = pods.get("big").await.unwrap();
@@ -138,9 +138,9 @@ async fn packs_nodes_reports_unschedulable_and_schedules_when_a_node_is_added() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_other_schedulers_and_bound_pods_are_left_alone() {
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     create_node(&client, testing::node("n1", "4", "8Gi")).await;
-    let sched = start_scheduler(&client, SchedulerConfiguration::default(), "s1", true).await;
+    let sched = start_scheduler(&server, SchedulerConfiguration::default(), "s1", true).await;
     let mut other = pod("other", "1", "1Gi", None);
     other.spec.as_mut().unwrap().scheduler_name = Some("someone-else".into());
     create_pod(&client, other).await;
@@ -181,9 +181,9 @@ async fn pods_of_other_schedulers_and_bound_pods_are_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_priority_pod_preempts_a_lower_one() {
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     create_node(&client, testing::node("n1", "2", "4Gi")).await;
-    let sched = start_scheduler(&client, SchedulerConfiguration::default(), "s1", true).await;
+    let sched = start_scheduler(&server, SchedulerConfiguration::default(), "s1", true).await;
     for v in [1, 5, 100] {
         create_priority_class(&client, v, false).await;
     }
@@ -252,9 +252,9 @@ async fn repeated_failures_fold_into_one_event_series() {
     use k8s_openapi::api::events::v1::Event as EventV1;
     use kube::api::{ListParams, Patch, PatchParams};
 
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     create_node(&client, testing::node("n1", "4", "8Gi")).await;
-    let sched = start_scheduler(&client, SchedulerConfiguration::default(), "s1", true).await;
+    let sched = start_scheduler(&server, SchedulerConfiguration::default(), "s1", true).await;
     create_pod(&client, pod("huge", "8", "1Gi", None)).await;
     let events: Api<EventV1> = Api::namespaced(client.clone(), "default");
     let failures = || {
@@ -345,7 +345,7 @@ async fn a_failed_binding_forgets_the_assumed_pod_and_retries() {
     use rkube_scheduler::framework::registry::Registry;
     use std::sync::Arc;
 
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     // One node with room for exactly one pod: if the failed binding left the pod assumed
     // there, its retry would find the node full.
     create_node(&client, testing::node("only", "1", "2Gi")).await;
@@ -363,7 +363,7 @@ async fn a_failed_binding_forgets_the_assumed_pod_and_retries() {
         "profiles:\n- plugins:\n    bind:\n      enabled:\n      - name: FlakyBinder\n",
     )
     .unwrap();
-    let sched = start_scheduler_with(&client, config, "s1", true, registry).await;
+    let sched = start_scheduler_with(&server, config, "s1", true, registry).await;
     create_pod(&client, pod("p", "1", "1Gi", None)).await;
     assert_eq!(bound_node(&client, "p", 60).await, "only");
     let failed = eventually(30, "the failed binding's event", || {

@@ -36,15 +36,15 @@ async fn scheduled_by(client: &kube::Client, pod: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_schedules_and_the_standby_takes_over() {
-    let (_server, client) = server().await;
+    let (server, client) = server().await;
     create_node(&client, testing::node("n1", "8", "16Gi")).await;
-    let a = start_scheduler(&client, elected(), "sched-a", true).await;
+    let a = start_scheduler(&server, elected(), "sched-a", true).await;
     let mut a_leading = a.handle.leading.clone();
     tokio::time::timeout(Duration::from_secs(20), a_leading.wait_for(|l| *l))
         .await
         .expect("a leads")
         .unwrap();
-    let b = start_scheduler(&client, elected(), "sched-b", true).await;
+    let b = start_scheduler(&server, elected(), "sched-b", true).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !*b.handle.leading.borrow(),
@@ -66,7 +66,7 @@ async fn only_the_leader_schedules_and_the_standby_takes_over() {
     create_pod(&client, pod("second", "1", "1Gi", None)).await;
     bound_node(&client, "second", 30).await;
     assert_eq!(scheduled_by(&client, "second").await, "sched-b");
-    let lease = _server.kubectl_ok(&[
+    let lease = server.kubectl_ok(&[
         "get",
         "lease",
         "-n",

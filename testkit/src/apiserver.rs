@@ -51,7 +51,37 @@ impl Identity {
         }
     }
 
-    /// A ServiceAccount.
+    /// A kubelet's identity: `system:node:<name>` in `system:nodes` (client certificate), which
+    /// the Node authorizer and the `system:node` role govern.
+    pub fn node(name: &str) -> Self {
+        Identity::Node(name.to_string())
+    }
+
+    /// The scheduler's identity, `system:kube-scheduler` (client certificate; the
+    /// `system:kube-scheduler` and `system:volume-scheduler` roles).
+    pub fn scheduler() -> Self {
+        Identity::user("system:kube-scheduler", &[])
+    }
+
+    /// The controller manager's identity, `system:kube-controller-manager` (client certificate;
+    /// the `system:kube-controller-manager` role: informers, leader election and the
+    /// controllers' ServiceAccount tokens).
+    pub fn controller_manager() -> Self {
+        Identity::user("system:kube-controller-manager", &[])
+    }
+
+    /// kube-proxy's identity, `system:kube-proxy` (client certificate; the
+    /// `system:node-proxier` role).
+    pub fn proxy() -> Self {
+        Identity::user("system:kube-proxy", &[])
+    }
+
+    /// The cluster DNS: the ServiceAccount `kube-system/kube-dns` (the `system:kube-dns` role).
+    pub fn dns() -> Self {
+        Identity::service_account("kube-system", "kube-dns")
+    }
+
+    /// A ServiceAccount (created by the admin when it does not exist yet).
     pub fn service_account(namespace: &str, name: &str) -> Self {
         Identity::ServiceAccount {
             namespace: namespace.to_string(),
@@ -302,7 +332,12 @@ impl TestServer {
 
     /// A kube-rs client acting as `id`.
     pub async fn client_as(&self, id: &Identity) -> kube::Client {
-        client_from(&self.kubeconfig_for(id).await).await
+        kube::Client::try_from(self.config_as(id).await).unwrap()
+    }
+
+    /// The kube-rs client configuration acting as `id` (from its kubeconfig).
+    pub async fn config_as(&self, id: &Identity) -> kube::Config {
+        config_from(&self.kubeconfig_for(id).await).await
     }
 
     /// The cluster CA (loaded from the server's data directory).
@@ -367,14 +402,15 @@ impl TestServer {
         }
     }
 
-    /// A token of ServiceAccount `namespace/name` (TokenRequest as the admin), optionally bound
-    /// to a pod.
+    /// A token of ServiceAccount `namespace/name` (TokenRequest as the admin; the ServiceAccount
+    /// is created when missing), optionally bound to a pod.
     pub async fn service_account_token(
         &self,
         namespace: &str,
         name: &str,
         pod: Option<&str>,
     ) -> String {
+        self.ensure_service_account(namespace, name).await;
         let mut spec = serde_json::json!({"expirationSeconds": 3600});
         if let Some(p) = pod {
             spec["boundObjectRef"] =
@@ -388,6 +424,24 @@ impl TestServer {
             .await
             .unwrap_or_else(|e| panic!("TokenRequest for {namespace}/{name} failed: {e}"));
         v["status"]["token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates ServiceAccount `namespace/name` (as the admin) unless it exists.
+    pub async fn ensure_service_account(&self, namespace: &str, name: &str) {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let api: kube::Api<ServiceAccount> = kube::Api::namespaced(self.client().await, namespace);
+        let sa = ServiceAccount {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match api.create(&Default::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("creating ServiceAccount {namespace}/{name}: {e}"),
+        }
     }
 
     /// Runs the real kubectl with the admin kubeconfig (blocking).
@@ -482,11 +536,14 @@ pub type RawClient = hyper_util::client::legacy::Client<
 >;
 
 async fn client_from(kubeconfig: &std::path::Path) -> kube::Client {
+    kube::Client::try_from(config_from(kubeconfig).await).unwrap()
+}
+
+async fn config_from(kubeconfig: &std::path::Path) -> kube::Config {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .unwrap();
-    kube::Client::try_from(cfg).unwrap()
+        .unwrap()
 }
 
 impl Drop for TestServer {

@@ -1,9 +1,13 @@
-//! Test support shared by rkube's test suites: free loopback ports and real etcd server
-//! processes that tests start, kill (SIGKILL), and restart on the same data directory.
+//! Test support shared by rkube's test suites (and benchmarks): free loopback ports, real etcd
+//! server processes that tests start, kill (SIGKILL), and restart on the same data directory,
+//! an in-process API server (feature `apiserver`), and real nodes — a kubelet with its managed
+//! containerd in a network namespace of their own (feature `node`).
 
 #[cfg(feature = "apiserver")]
 pub mod apiserver;
 pub mod etcd;
+#[cfg(feature = "node")]
+pub mod node;
 
 use std::net::TcpListener;
 

@@ -28,6 +28,10 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
 }
 
+fn named(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> Value {
+    json!({"apiGroups": groups, "resources": resources, "verbs": verbs, "resourceNames": names})
+}
+
 fn urls(paths: &[&str], verbs: &[&str]) -> Value {
     json!({"nonResourceURLs": paths, "verbs": verbs})
 }
@@ -154,89 +158,16 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         "/livez",
         "/readyz",
     ];
-    let mut node = vec![
-        rule(
-            &[""],
-            &["nodes"],
-            &[
-                "get", "list", "watch", "create", "update", "patch", "delete",
-            ],
-        ),
-        rule(&[""], &["nodes/status"], &["patch", "update"]),
-        rule(
-            &[""],
-            &["pods"],
-            &["get", "list", "watch", "create", "delete"],
-        ),
-        rule(&[""], &["pods/status"], &["patch", "update"]),
-        rule(&[""], &["pods/eviction"], &["create"]),
-        rule(&[""], &["services", "endpoints"], READ),
-        rule(
-            &[""],
-            &["secrets", "configmaps", "persistentvolumeclaims"],
-            &["get"],
-        ),
-        rule(&[""], &["persistentvolumes"], &["get"]),
-        rule(&[""], &["serviceaccounts/token"], &["create"]),
-        rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &["get", "create", "update", "patch", "delete"],
-        ),
-        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+    let mut roles = vec![
+        ("system:node", node_rules()),
+        ("system:node-proxier", node_proxier_rules()),
+        ("system:kube-scheduler", scheduler_rules()),
+        ("system:volume-scheduler", volume_scheduler_rules()),
+        ("system:kube-controller-manager", controller_manager_rules()),
+        ("system:kube-dns", dns_rules()),
     ];
-    node.extend(events_rule());
-    let mut scheduler = vec![
-        rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
-        rule(&[""], &["pods/binding"], &["create"]),
-        rule(&[""], &["pods/status"], &["patch", "update"]),
-        rule(
-            &[""],
-            &[
-                "nodes",
-                "namespaces",
-                "services",
-                "persistentvolumes",
-                "persistentvolumeclaims",
-                "replicationcontrollers",
-                "configmaps",
-            ],
-            READ,
-        ),
-        rule(&["apps"], &["replicasets", "statefulsets"], READ),
-        rule(&["policy"], &["poddisruptionbudgets"], READ),
-        rule(
-            &["coordination.k8s.io"],
-            &["leases"],
-            &["get", "list", "watch", "create", "update", "patch"],
-        ),
-    ];
-    scheduler.extend(events_rule());
-    // rkube's controller manager runs every controller under its own identity (Kubernetes can
-    // use one ServiceAccount per controller instead); the namespace controller and the garbage
-    // collector act on every kind, so the role spans them.
-    let controller_manager = vec![
-        rule(&["*"], &["*"], ALL_VERBS),
-        urls(&["/healthz", "/livez", "/readyz"], &["get"]),
-    ];
-    let mut proxy = vec![
-        rule(&[""], &["services", "endpoints", "nodes"], READ),
-        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-    ];
-    proxy.extend(events_rule());
-    let dns = vec![
-        rule(
-            &[""],
-            &["services", "endpoints", "namespaces", "pods"],
-            &["list", "watch"],
-        ),
-        rule(
-            &["discovery.k8s.io"],
-            &["endpointslices"],
-            &["list", "watch"],
-        ),
-    ];
-    vec![
+    roles.extend(controller_roles());
+    let mut all = vec![
         (
             "cluster-admin",
             vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])],
@@ -282,11 +213,325 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
                 &["get"],
             )],
         ),
-        ("system:node", node),
-        ("system:kube-scheduler", scheduler),
-        ("system:kube-controller-manager", controller_manager),
-        ("system:kube-proxy", proxy),
-        ("system:kube-dns", dns),
+    ];
+    all.extend(roles);
+    all
+}
+
+// The component roles below follow Kubernetes' RBAC bootstrap policy
+// (plugin/pkg/auth/authorizer/rbac/bootstrappolicy: policy.go and controller_policy.go),
+// including rules for kinds rkube does not serve, so that what a component may do is what it
+// may do in Kubernetes.
+
+const COORDINATION: &str = "coordination.k8s.io";
+
+/// `system:node`: what a kubelet may do; the Node authorizer narrows it to its own Node,
+/// Lease, pods and the objects they use ([`super::node`]).
+fn node_rules() -> Vec<Value> {
+    vec![
+        rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews", "localsubjectaccessreviews"],
+            &["create"],
+        ),
+        // Service environment variables.
+        rule(&[""], &["services"], READ),
+        // Registration and status.
+        rule(&[""], &["nodes"], &["create", "get", "list", "watch"]),
+        rule(&[""], &["nodes/status"], &["update", "patch"]),
+        rule(&[""], &["nodes"], &["update", "patch"]),
+        rule(&[""], &["events"], &["create", "update", "patch"]),
+        rule(&[""], &["pods"], READ),
+        // Mirror pods, and deleting pods once they have terminated.
+        rule(&[""], &["pods"], &["create", "delete"]),
+        rule(&[""], &["pods/status"], &["update", "patch"]),
+        rule(&[""], &["pods/eviction"], &["create"]),
+        // Volumes, environment and image pull secrets.
+        rule(&[""], &["secrets", "configmaps"], READ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims", "persistentvolumes"],
+            &["get"],
+        ),
+        rule(&[""], &["endpoints"], &["get"]),
+        rule(
+            &["certificates.k8s.io"],
+            &["certificatesigningrequests"],
+            &["create", "get", "list", "watch"],
+        ),
+        rule(
+            &[COORDINATION],
+            &["leases"],
+            &["get", "create", "update", "patch", "delete"],
+        ),
+        rule(&["storage.k8s.io"], &["volumeattachments"], &["get"]),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+        rule(
+            &[""],
+            &["persistentvolumeclaims/status"],
+            &["get", "update", "patch"],
+        ),
+        rule(&["storage.k8s.io"], &["csidrivers"], READ),
+        rule(
+            &["storage.k8s.io"],
+            &["csinodes"],
+            &["create", "delete", "get", "patch", "update"],
+        ),
+        rule(&["node.k8s.io"], &["runtimeclasses"], READ),
+    ]
+}
+
+/// `system:node-proxier`: kube-proxy (user `system:kube-proxy`).
+fn node_proxier_rules() -> Vec<Value> {
+    let mut rules = vec![
+        rule(&[""], &["services", "endpoints"], &["list", "watch"]),
+        rule(&[""], &["nodes"], READ),
+    ];
+    rules.extend(events_rule());
+    rules.push(rule(
+        &["discovery.k8s.io"],
+        &["endpointslices"],
+        &["list", "watch"],
+    ));
+    rules
+}
+
+/// `system:kube-scheduler`: the scheduler (user `system:kube-scheduler`).
+fn scheduler_rules() -> Vec<Value> {
+    let mut rules = events_rule();
+    rules.extend([
+        // Leader election.
+        rule(&[COORDINATION], &["leases"], &["create"]),
+        named(
+            &[COORDINATION],
+            &["leases"],
+            &["get", "update"],
+            &["kube-scheduler"],
+        ),
+        rule(&[""], &["nodes"], READ),
+        rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+        rule(&[""], &["bindings", "pods/binding"], &["create"]),
+        rule(&[""], &["pods/status"], &["patch", "update"]),
+        // What selects pods.
+        rule(&[""], &["replicationcontrollers", "services"], READ),
+        rule(&["apps", "extensions"], &["replicasets"], READ),
+        rule(&["apps"], &["statefulsets"], READ),
+        // What pods use or what applies to them.
+        rule(&["policy"], &["poddisruptionbudgets"], READ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims", "persistentvolumes"],
+            READ,
+        ),
+        rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+            &["create"],
+        ),
+        rule(&["storage.k8s.io"], &["csinodes"], READ),
+        // namespaceSelector in pod affinity.
+        rule(&[""], &["namespaces"], READ),
+        rule(&["storage.k8s.io"], &["csidrivers"], READ),
+        rule(&["storage.k8s.io"], &["csistoragecapacities"], READ),
+    ]);
+    rules
+}
+
+/// `system:volume-scheduler`: the scheduler's volume binding.
+fn volume_scheduler_rules() -> Vec<Value> {
+    vec![
+        rule(
+            &[""],
+            &["persistentvolumes"],
+            &["get", "list", "watch", "update", "patch"],
+        ),
+        rule(&["storage.k8s.io"], &["storageclasses"], READ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims"],
+            &["get", "list", "watch", "update", "patch"],
+        ),
+    ]
+}
+
+/// `system:kube-controller-manager`: the controller manager's own identity — shared informers
+/// over everything, leader election, and the ServiceAccounts and tokens its controllers act
+/// with (`--use-service-account-credentials`: each controller writes with the
+/// `system:controller:*` role of its ServiceAccount).
+fn controller_manager_rules() -> Vec<Value> {
+    let mut rules = events_rule();
+    rules.extend([
+        rule(&[COORDINATION], &["leases"], &["create"]),
+        named(
+            &[COORDINATION],
+            &["leases"],
+            &["get", "update"],
+            &["kube-controller-manager"],
+        ),
+        rule(&[""], &["secrets", "serviceaccounts"], &["create"]),
+        rule(&[""], &["secrets"], &["delete"]),
+        rule(
+            &[""],
+            &["configmaps", "namespaces", "secrets", "serviceaccounts"],
+            &["get"],
+        ),
+        rule(&[""], &["secrets", "serviceaccounts"], &["update"]),
+        rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+            &["create"],
+        ),
+        // Shared informers.
+        rule(&["*"], &["*"], &["list", "watch"]),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+    ]);
+    rules
+}
+
+/// `system:kube-dns`: the cluster DNS (ServiceAccount `kube-system/kube-dns`). Kubernetes'
+/// bootstrap role grants list/watch of Services and Endpoints; rkube-dns reads what CoreDNS
+/// does (its `system:coredns` role): EndpointSlices, pods and namespaces too.
+fn dns_rules() -> Vec<Value> {
+    vec![
+        rule(
+            &[""],
+            &["endpoints", "services", "pods", "namespaces"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+    ]
+}
+
+/// `system:controller:<account>`: the role of each controller rkube's controller manager runs,
+/// bound to its ServiceAccount `kube-system/<account>` (what it acts as with
+/// `--use-service-account-credentials`).
+fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
+    let with_events = |mut rules: Vec<Value>| {
+        rules.extend(events_rule());
+        rules
+    };
+    vec![
+        (
+            "system:controller:deployment-controller",
+            with_events(vec![
+                rule(
+                    &["apps", "extensions"],
+                    &["deployments"],
+                    &["get", "list", "watch", "update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["deployments/status"],
+                    &["update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["deployments/finalizers"],
+                    &["update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets"],
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                ),
+                // Pods are listed and relabelled (adoption).
+                rule(&[""], &["pods"], &["get", "list", "update", "watch"]),
+            ]),
+        ),
+        (
+            "system:controller:endpoint-controller",
+            with_events(vec![
+                rule(&[""], &["services", "pods"], READ),
+                rule(&[""], &["endpoints"], &["create", "update", "delete"]),
+                rule(&[""], &["endpoints/restricted"], &["create"]),
+            ]),
+        ),
+        (
+            "system:controller:endpointslice-controller",
+            with_events(vec![
+                rule(&[""], &["services", "pods", "nodes"], READ),
+                rule(
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                    &["create", "update", "delete"],
+                ),
+            ]),
+        ),
+        (
+            "system:controller:generic-garbage-collector",
+            vec![rule(
+                &["*"],
+                &["*"],
+                &["get", "list", "watch", "patch", "update", "delete"],
+            )],
+        ),
+        (
+            "system:controller:namespace-controller",
+            vec![
+                rule(&[""], &["namespaces"], &["get", "list", "watch", "delete"]),
+                rule(
+                    &[""],
+                    &["namespaces/finalize", "namespaces/status"],
+                    &["update"],
+                ),
+                rule(
+                    &["*"],
+                    &["*"],
+                    &["get", "list", "delete", "deletecollection"],
+                ),
+            ],
+        ),
+        (
+            "system:controller:node-controller",
+            with_events(vec![
+                rule(
+                    &[""],
+                    &["nodes"],
+                    &["get", "list", "update", "delete", "patch"],
+                ),
+                rule(&[""], &["nodes/status"], &["patch", "update"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
+                rule(&[""], &["pods"], &["list", "delete"]),
+            ]),
+        ),
+        (
+            "system:controller:replicaset-controller",
+            with_events(vec![
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets"],
+                    &["get", "list", "watch", "update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets/status"],
+                    &["update"],
+                ),
+                rule(
+                    &["apps", "extensions"],
+                    &["replicasets/finalizers"],
+                    &["update"],
+                ),
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["list", "watch", "patch", "create", "delete"],
+                ),
+            ]),
+        ),
+        (
+            "system:controller:service-account-controller",
+            with_events(vec![rule(&[""], &["serviceaccounts"], &["create"])]),
+        ),
     ]
 }
 
@@ -296,7 +541,9 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str, Vec<Value>)> 
         |n: &str| json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": n});
     let user =
         |n: &str| json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": n});
-    vec![
+    let service_account =
+        |ns: &str, n: &str| json!({"kind": "ServiceAccount", "name": n, "namespace": ns});
+    let mut bindings = vec![
         (
             "cluster-admin",
             "cluster-admin",
@@ -325,10 +572,22 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str, Vec<Value>)> 
             "system:monitoring",
             vec![group("system:monitoring")],
         ),
+        // Kubernetes binds system:node to no one (its Node authorizer grants the node rules);
+        // rkube's Node authorizer only narrows, so the role is bound to the nodes' group.
         ("system:node", "system:node", vec![group("system:nodes")]),
+        (
+            "system:node-proxier",
+            "system:node-proxier",
+            vec![user("system:kube-proxy")],
+        ),
         (
             "system:kube-scheduler",
             "system:kube-scheduler",
+            vec![user("system:kube-scheduler")],
+        ),
+        (
+            "system:volume-scheduler",
+            "system:volume-scheduler",
             vec![user("system:kube-scheduler")],
         ),
         (
@@ -337,19 +596,17 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str, Vec<Value>)> 
             vec![user("system:kube-controller-manager")],
         ),
         (
-            "system:kube-proxy",
-            "system:kube-proxy",
-            vec![user("system:kube-proxy")],
-        ),
-        (
             "system:kube-dns",
             "system:kube-dns",
-            vec![
-                user("system:kube-dns"),
-                json!({"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"}),
-            ],
+            vec![service_account("kube-system", "kube-dns")],
         ),
-    ]
+    ];
+    // Each controller's role to its ServiceAccount.
+    for (name, _) in controller_roles() {
+        let account = name.trim_start_matches("system:controller:");
+        bindings.push((name, name, vec![service_account("kube-system", account)]));
+    }
+    bindings
 }
 
 fn meta(name: &str) -> Value {
@@ -426,12 +683,14 @@ mod tests {
             .unwrap()
     }
 
-    fn allows(name: &str, verb: &str, group: &str, resource: &str) -> bool {
+    fn allows(name: &str, verb: &str, group: &str, resource_path: &str) -> bool {
+        let (resource, subresource) = resource_path.split_once('/').unwrap_or((resource_path, ""));
         let a = Attributes {
             verb: verb.into(),
             resource_request: true,
             api_group: group.into(),
             resource: resource.into(),
+            subresource: subresource.into(),
             namespace: "default".into(),
             ..Default::default()
         };
@@ -459,12 +718,44 @@ mod tests {
         ));
         assert!(allows("cluster-admin", "delete", "anything", "at-all"));
         assert!(allows(
-            "system:kube-proxy",
+            "system:node-proxier",
             "watch",
             "discovery.k8s.io",
             "endpointslices"
         ));
-        assert!(!allows("system:kube-proxy", "create", "", "pods"));
+        assert!(!allows("system:node-proxier", "create", "", "pods"));
+        assert!(allows(
+            "system:kube-scheduler",
+            "create",
+            "",
+            "pods/binding"
+        ));
+        assert!(!allows("system:kube-scheduler", "create", "", "pods"));
+        // The controller manager itself only watches; its controllers write.
+        assert!(allows(
+            "system:kube-controller-manager",
+            "watch",
+            "apps",
+            "deployments"
+        ));
+        assert!(!allows(
+            "system:kube-controller-manager",
+            "create",
+            "",
+            "pods"
+        ));
+        assert!(allows(
+            "system:controller:replicaset-controller",
+            "create",
+            "",
+            "pods"
+        ));
+        assert!(!allows(
+            "system:controller:replicaset-controller",
+            "create",
+            "apps",
+            "replicasets"
+        ));
         let bindings = cluster_role_bindings();
         let roles: Vec<&str> = cluster_roles().iter().map(|(n, _)| *n).collect();
         for (_, role, _) in &bindings {

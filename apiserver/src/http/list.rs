@@ -26,6 +26,41 @@ use crate::storage::{EventKind, KeyValue, ListOptions, ReadAt, Revision, WatchIt
 pub struct Selectors {
     labels: Option<LabelSelector>,
     fields: Option<FieldSelector>,
+    /// Byte strings a stored object must contain to match (see [`needles`]): checked before
+    /// the object is decoded, so the many per-node watches (one per kubelet) skip the objects
+    /// of other nodes without parsing them.
+    needles: Vec<Vec<u8>>,
+}
+
+/// What the compact JSON of a matching object must contain: `"key":"value"` for each label
+/// equality and `"nodeName":"value"` for `spec.nodeName=value`. Only values JSON writes
+/// verbatim (no escapes) qualify; the store holds compact `serde_json` output.
+fn needles(labels: Option<&LabelSelector>, fields: Option<&FieldSelector>) -> Vec<Vec<u8>> {
+    use rkube_machinery::selector::{FieldOperator, Operator};
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'/'))
+    };
+    let pair = |k: &str, v: &str| format!("\"{k}\":\"{v}\"").into_bytes();
+    let mut out = Vec::new();
+    for r in labels.map(LabelSelector::requirements).unwrap_or_default() {
+        let single = matches!(r.operator(), Operator::Equals | Operator::DoubleEquals)
+            || (r.operator() == Operator::In && r.values().len() == 1);
+        if let [v] = r.values()
+            && single
+            && plain(r.key())
+            && plain(v)
+        {
+            out.push(pair(r.key(), v));
+        }
+    }
+    for r in fields.map(FieldSelector::requirements).unwrap_or_default() {
+        if r.field == "spec.nodeName" && r.operator == FieldOperator::Equals && plain(&r.value) {
+            out.push(pair("nodeName", &r.value));
+        }
+    }
+    out
 }
 
 impl Selectors {
@@ -51,7 +86,12 @@ impl Selectors {
                 Ok::<_, ApiError>(sel)
             })
             .transpose()?;
-        Ok(Self { labels, fields })
+        let needles = needles(labels.as_ref(), fields.as_ref());
+        Ok(Self {
+            labels,
+            fields,
+            needles,
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -62,6 +102,13 @@ impl Selectors {
     pub fn matches(&self, kind: &dyn KindOps, raw: &[u8]) -> Result<bool, ApiError> {
         if self.is_empty() {
             return Ok(true);
+        }
+        if !self
+            .needles
+            .iter()
+            .all(|n| memchr::memmem::find(raw, n).is_some())
+        {
+            return Ok(false);
         }
         let (labels, fields) = kind.selectable(raw)?;
         if let Some(l) = &self.labels
@@ -345,25 +392,30 @@ impl WatchCtx {
         ev: &crate::storage::Event,
     ) -> Result<Option<(&'static str, Bytes)>, ApiError> {
         let now = self.matches(&ev.kv)?;
-        let object = self
-            .kind
-            .present(with_resource_version(&ev.kv.value, ev.kv.mod_revision))?;
-        Ok(match ev.kind {
-            EventKind::Added => now.then_some(("ADDED", object)),
-            EventKind::Deleted => now.then_some(("DELETED", object)),
+        let kind = match ev.kind {
+            EventKind::Added => now.then_some("ADDED"),
+            EventKind::Deleted => now.then_some("DELETED"),
             EventKind::Modified => {
                 let before = match &ev.prev {
                     Some(p) => self.matches(p)?,
                     None => now,
                 };
                 match (before, now) {
-                    (true, true) => Some(("MODIFIED", object)),
-                    (false, true) => Some(("ADDED", object)),
-                    (true, false) => Some(("DELETED", object)),
+                    (true, true) => Some("MODIFIED"),
+                    (false, true) => Some("ADDED"),
+                    (true, false) => Some("DELETED"),
                     (false, false) => None,
                 }
             }
-        })
+        };
+        // Only events this watcher gets are rendered.
+        let Some(kind) = kind else {
+            return Ok(None);
+        };
+        let object = self
+            .kind
+            .present(with_resource_version(&ev.kv.value, ev.kv.mod_revision))?;
+        Ok(Some((kind, object)))
     }
 }
 
@@ -584,4 +636,81 @@ fn async_stream_body(
         }
     });
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::builtin_kinds;
+
+    fn pods() -> Arc<dyn KindOps> {
+        let def = crate::resources::find("", "v1", "pods").unwrap();
+        builtin_kinds()
+            .into_iter()
+            .find(|k| std::ptr::eq(k.def(), def))
+            .unwrap()
+    }
+
+    fn selectors(query: &str) -> Selectors {
+        Selectors::parse(&Query::parse(Some(query)), pods().as_ref()).unwrap()
+    }
+
+    fn pod(node: Option<&str>, app: &str) -> Vec<u8> {
+        let mut spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
+        if let Some(n) = node {
+            spec["nodeName"] = json!(n);
+        }
+        serde_json::to_vec(&json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "labels": {"app": app}},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_byte_prefilter_agrees_with_decoding() {
+        let kind = pods();
+        let cases = [
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod(Some("n1"), "web"),
+                true,
+            ),
+            (
+                "fieldSelector=spec.nodeName%3Dn1",
+                pod(Some("n10"), "web"),
+                false,
+            ),
+            ("fieldSelector=spec.nodeName%3Dn1", pod(None, "web"), false),
+            ("fieldSelector=spec.nodeName%3D", pod(None, "web"), true),
+            (
+                "fieldSelector=spec.nodeName%21%3Dn1",
+                pod(Some("n2"), "web"),
+                true,
+            ),
+            ("labelSelector=app%3Dweb", pod(Some("n1"), "web"), true),
+            ("labelSelector=app%3Dweb", pod(Some("n1"), "webx"), false),
+            ("labelSelector=app+in+(web)", pod(None, "web"), true),
+            ("labelSelector=app+in+(db,web)", pod(None, "web"), true),
+            (
+                "labelSelector=app%3Dweb&fieldSelector=spec.nodeName%3Dn2",
+                pod(Some("n1"), "web"),
+                false,
+            ),
+        ];
+        for (query, raw, want) in cases {
+            let s = selectors(query);
+            assert_eq!(s.matches(kind.as_ref(), &raw).unwrap(), want, "{query}");
+        }
+        assert_eq!(
+            selectors("fieldSelector=spec.nodeName%3Dn1").needles,
+            vec![br#""nodeName":"n1""#.to_vec()]
+        );
+        assert!(
+            selectors("labelSelector=app+in+(db,web)")
+                .needles
+                .is_empty()
+        );
+    }
 }

@@ -41,6 +41,8 @@ use sync::Sync;
 
 /// The controller's name.
 pub const NAME: &str = "deployment-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "deployment-controller";
 
 /// What a reconcile needs.
 pub struct Ctx {
@@ -297,7 +299,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let pods = shared.informers.all::<Pod>();
     let wiring = Wiring::new(NAME, &shared.metrics, &deployments);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         replicasets: replicasets.store(),
         pods: pods.store(),
         recorder: shared.recorder.with_component(NAME),

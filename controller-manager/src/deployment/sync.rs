@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use super::util::{self, reason};
 use super::{Ctx, Error};
@@ -98,15 +98,11 @@ impl<'a> Sync<'a> {
     pub async fn update_status(&mut self) -> Result<(), Error> {
         let name = self.d.metadata.name.clone().unwrap_or_default();
         if self.d.metadata.annotations != self.stored_annotations {
-            let patch = serde_json::json!({
-                "metadata": {
-                    "resourceVersion": self.d.metadata.resource_version,
-                    "annotations": self.d.metadata.annotations,
-                }
-            });
+            // An update (at the resourceVersion read), as Kubernetes' controller writes it: the
+            // deployment-controller role may update Deployments, not patch them.
             let updated = self
                 .d_api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .replace(&name, &PostParams::default(), &self.d)
                 .await
                 .map_err(self.err("updating annotations"))?;
             self.stored_annotations = updated.metadata.annotations.clone();

@@ -34,6 +34,8 @@ use crate::runner::{Wiring, is_not_found};
 
 /// The controller's name.
 pub const NAME: &str = "endpoints-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "endpoint-controller";
 /// Most addresses an Endpoints object carries.
 pub const MAX_CAPACITY: usize = 1000;
 /// Set to `truncated` when addresses were left out.
@@ -396,7 +398,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let endpoints = shared.informers.all::<Endpoints>();
     let wiring = Wiring::new(NAME, &shared.metrics, &services);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         pods: pods.store(),
         endpoints: endpoints.store(),
     });
@@ -418,7 +420,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
         .reconcile_on(wiring.track(pod_triggers))
         .reconcile_on(ep_triggers);
     let concurrency = shared.config.concurrent_endpoint_syncs;
-    let client = shared.client.clone();
+    let client = shared.client_for(ACCOUNT);
     let shutdown = shared.shutdown();
     Box::pin(async move {
         let cleaner = tokio::spawn(delete_orphaned(client, deletions));

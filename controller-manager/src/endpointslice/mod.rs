@@ -35,6 +35,8 @@ use crate::runner::{Wiring, is_not_found};
 
 /// The controller's name.
 pub const NAME: &str = "endpointslice-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "endpointslice-controller";
 /// The value of the managed-by label on slices this controller owns.
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// The label naming a slice's Service.
@@ -220,7 +222,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let nodes = shared.informers.all::<Node>();
     let wiring = Wiring::new(NAME, &shared.metrics, &services);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         pods: pods.store(),
         slices: slices.store(),
         nodes: nodes.store(),

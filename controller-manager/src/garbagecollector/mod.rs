@@ -40,6 +40,8 @@ use graph::{Event, FOREGROUND, Graph, Identity, ORPHAN, Work};
 
 /// The controller's name.
 pub const NAME: &str = "garbage-collector-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "generic-garbage-collector";
 
 /// Why an item could not be processed.
 #[derive(Debug, thiserror::Error)]
@@ -515,7 +517,7 @@ impl GarbageCollector {
 /// Discovers the resources, starts the monitors, waits for their first lists, then runs the
 /// workers until shutdown.
 pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
-    let client = shared.client.clone();
+    let client = shared.client_for(ACCOUNT);
     let metrics = shared.metrics.clone();
     let workers = shared.config.concurrent_gc_syncs.max(1);
     let shutdown = shared.shutdown();

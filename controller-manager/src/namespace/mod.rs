@@ -24,6 +24,8 @@ use crate::runner::{Wiring, is_not_found};
 
 /// The controller's name.
 pub const NAME: &str = "namespace-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "namespace-controller";
 /// The finalizer this controller removes.
 pub const FINALIZER: &str = "kubernetes";
 
@@ -258,7 +260,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let namespaces = shared.informers.all::<Namespace>();
     let wiring = Wiring::new(NAME, &shared.metrics, &namespaces);
     let controller = wiring.controller(&namespaces);
-    let client = shared.client.clone();
+    let client = shared.client_for(ACCOUNT);
     let concurrency = shared.config.concurrent_namespace_syncs;
     let shutdown = shared.shutdown();
     Box::pin(async move {

@@ -24,6 +24,8 @@ use cidrset::CidrSet;
 
 /// The controller's name.
 pub const NAME: &str = "node-ipam-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "node-controller";
 
 /// What a reconcile needs.
 pub struct Ctx {
@@ -126,7 +128,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let nodes = shared.informers.all::<Node>();
     let wiring = Wiring::new(NAME, &shared.metrics, &nodes);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         cidrs: Mutex::new(CidrSet::new(cluster, shared.config.node_cidr_mask_size)),
         recorder: shared.recorder.with_component("cidrAllocator"),
     });

@@ -38,6 +38,8 @@ use taints::{Eviction, ZoneState};
 
 /// The node lifecycle controller's name.
 pub const NAME: &str = "node-lifecycle-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "node-controller";
 /// The taint eviction controller's name.
 pub const EVICTION_NAME: &str = "taint-eviction-controller";
 /// Nodes beyond which a partially disrupted zone still evicts, slowly.
@@ -505,7 +507,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
         eviction: c.enabled("taint-eviction"),
     };
     let ctx = Arc::new(Ctx::new(
-        shared.client.clone(),
+        shared.client_for(ACCOUNT),
         nodes.store(),
         leases.store(),
         pods.store(),

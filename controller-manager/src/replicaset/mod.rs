@@ -37,6 +37,8 @@ use crate::runner::Wiring;
 
 /// The controller's name (`--controllers`, events' source).
 pub const NAME: &str = "replicaset-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "replicaset-controller";
 
 /// What a reconcile needs.
 pub struct Ctx {
@@ -289,7 +291,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let replicasets = shared.informers.all::<ReplicaSet>();
     let wiring = Wiring::new(NAME, &shared.metrics, &replicasets);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         pods: pods.store(),
         replicasets: replicasets.store(),
         expectations: Arc::new(Expectations::default()),

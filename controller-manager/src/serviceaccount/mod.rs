@@ -19,6 +19,8 @@ use crate::runner::{Wiring, is_already_exists, is_namespace_terminating, is_not_
 
 /// The controller's name.
 pub const NAME: &str = "serviceaccount-controller";
+/// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
+pub const ACCOUNT: &str = "service-account-controller";
 /// The ServiceAccounts every namespace gets.
 pub const DEFAULT_ACCOUNTS: &[&str] = &["default"];
 
@@ -85,7 +87,7 @@ pub fn start(shared: &Shared) -> BoxFuture<'static, ()> {
     let accounts = shared.informers.all::<ServiceAccount>();
     let wiring = Wiring::new(NAME, &shared.metrics, &namespaces);
     let ctx = Arc::new(Ctx {
-        client: shared.client.clone(),
+        client: shared.client_for(ACCOUNT),
         accounts: accounts.store(),
     });
     let deleted = accounts.subscribe().filter_map(|c| {

@@ -19,7 +19,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rkube_controller_manager::Config;
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 /// An API server with the controller manager running against it.
 pub struct Cluster {
@@ -42,6 +42,16 @@ pub fn test_config() -> Config {
     }
 }
 
+/// The controller manager's client as Kubernetes runs it: its own identity
+/// (`system:kube-controller-manager`) and each controller with its ServiceAccount's
+/// credentials (`--use-service-account-credentials`), so that the default roles are what lets
+/// the controllers work.
+pub async fn manager_client(server: &TestServer, config: &mut Config) -> Client {
+    let own = server.config_as(&Identity::controller_manager()).await;
+    config.service_account_credentials = Some(own.clone());
+    Client::try_from(own).unwrap()
+}
+
 impl Cluster {
     /// Starts both with the test settings.
     pub async fn start() -> Self {
@@ -61,10 +71,11 @@ impl Cluster {
         let client = server.client().await;
         let mut config = test_config();
         adjust(&mut config);
+        let manager_client = manager_client(&server, &mut config).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let manager = tokio::spawn(rkube_controller_manager::run(
             config,
-            client.clone(),
+            manager_client,
             None,
             async move {
                 let _ = rx.await;

@@ -5,7 +5,8 @@
 
 use std::process::{Command, Output, Stdio};
 
-pub use rkube_testkit::apiserver::{Backend, TestServer};
+#[allow(unused_imports)] // not every test uses every name
+pub use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hickory_server::proto::op::ResponseCode;
 use hickory_server::proto::rr::RecordType;
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 use serde_json::json;
 
 use crate::harness::{FakeUpstream, a_records, exchange_tcp, exchange_udp, query};
@@ -94,7 +94,12 @@ async fn bad_input_is_refused_with_a_clear_error() {
 
     // A cluster domain that is not a name, with a kubeconfig that is fine.
     let api = TestServer::start(Backend::Embedded).await;
-    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
+    let kubeconfig = api
+        .kubeconfig_for(&Identity::dns())
+        .await
+        .to_str()
+        .unwrap()
+        .to_string();
     let metrics = free_tcp_port().to_string();
     let bad_label = format!("{}.local", "x".repeat(64));
     let err = fails_with(&[
@@ -137,10 +142,11 @@ async fn serves_from_the_kubeconfig_and_exits_on_sigterm() {
     let upstream = FakeUpstream::start(&[("www.example.org.", "192.0.2.90")]).await;
     let listen = free_dns_port();
     let metrics = free_tcp_port();
+    let kubeconfig = api.kubeconfig_for(&Identity::dns()).await;
     let child = Command::new(BIN)
         .args([
             "--kubeconfig",
-            api.kubeconfig.to_str().unwrap(),
+            kubeconfig.to_str().unwrap(),
             "--listen",
             &listen.to_string(),
             "--metrics-listen",

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -162,8 +162,10 @@ impl Cluster {
             upstream_timeout: timeout,
             ..Default::default()
         };
-        // Through the kubeconfig, as the binary does.
-        let dns_client = rkube_dns::client_from_kubeconfig(&api.kubeconfig)
+        // Through a kubeconfig, as the binary does, as the cluster DNS's ServiceAccount
+        // (kube-system/kube-dns, the system:kube-dns role).
+        let kubeconfig = api.kubeconfig_for(&Identity::dns()).await;
+        let dns_client = rkube_dns::client_from_kubeconfig(&kubeconfig)
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 
 use super::report::Report;
-use super::server::{Http, create_namespace, each, http, request, start_server, stop};
+use super::server::{Http, create_namespace, each, http, kube_config, request, start_server, stop};
 
 /// Parameters of the controller benchmark.
 #[derive(Clone, Debug)]
@@ -71,15 +71,19 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let c = Arc::new(http());
     let base_rate = baseline(&c, &server.url, cfg.replicas, cfg.concurrency).await?;
 
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
-    )?;
+    // The admin's client (for the pod watch), and the controller manager as Kubernetes runs
+    // it: system:kube-controller-manager, each controller with its ServiceAccount's token.
+    let client = kube::Client::try_from(kube_config(&server.kubeconfig).await?)?;
+    let manager =
+        kube_config(&server.kubeconfig_for_user("system:kube-controller-manager", &[])?).await?;
     create_namespace(&c, &server.url, "bench").await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let cm = tokio::spawn(rkube_controller_manager::run(
-        rkube_controller_manager::Config::default(),
-        client.clone(),
+        rkube_controller_manager::Config {
+            service_account_credentials: Some(manager.clone()),
+            ..Default::default()
+        },
+        kube::Client::try_from(manager)?,
         None,
         async {
             let _ = stop_rx.await;

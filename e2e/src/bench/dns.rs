@@ -15,12 +15,10 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::UdpSocket;
 
 use super::report::Report;
-use super::server::{start_server, stop};
+use super::server::{self, Http, start_server, stop};
 
 /// The target for cached cluster names on one core.
 pub const TARGET_QPS: f64 = 50_000.0;
@@ -336,8 +334,6 @@ fn start_dns(kubeconfig: std::path::PathBuf) -> anyhow::Result<ServerThread> {
     })
 }
 
-type Http = Client<HttpConnector, Full<Bytes>>;
-
 async fn post(c: &Http, url: &str, body: serde_json::Value) -> anyhow::Result<u16> {
     let req = axum::http::Request::builder()
         .method("POST")
@@ -370,10 +366,13 @@ async fn ask_rcode(server: SocketAddr, packet: &[u8]) -> Option<u8> {
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let server = start_server(None).await?;
     let base = server.url.clone();
-    let kubeconfig = server.kubeconfig.clone();
+    // rkube-dns as the cluster DNS's ServiceAccount, kube-system/kube-dns.
+    let http = server::http();
+    let kubeconfig = server
+        .kubeconfig_for_service_account(&http, "kube-system", "kube-dns")
+        .await?;
 
     // The zone: N ClusterIP Services with a named port each.
-    let http: Http = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let url = format!("{base}/api/v1/namespaces/default/services");
     let started = Instant::now();
     let mut codes = futures::stream::iter(0..cfg.services)

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod controllers;
 pub mod dns;
+pub mod pod_startup;
 pub mod proxy;
 pub mod report;
 pub mod scheduler;

@@ -1,6 +1,17 @@
 //! Benchmark results: a printed table and a JSON file.
 
+use std::time::Duration;
+
 use serde::Serialize;
+
+/// The `p` quantile (0..=1, nearest rank) of sorted durations, in milliseconds (0 if empty).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
 
 /// One measured figure.
 #[derive(Clone, Debug, Serialize)]
@@ -84,5 +95,19 @@ impl Report {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_durations() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&v, 0.5), 51.0);
+        assert_eq!(percentile_ms(&v, 0.99), 99.0);
+        assert_eq!(percentile_ms(&v, 1.0), 100.0);
+        assert_eq!(percentile_ms(&[], 0.99), 0.0);
     }
 }

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
-use super::report::Report;
-use super::server::{Http, create_namespace, each, http, request, start_server, stop};
+use super::report::{Report, percentile_ms};
+use super::server::{Http, create_namespace, each, http, kube_config, request, start_server, stop};
 
 /// Parameters of the scheduler benchmark.
 #[derive(Clone, Debug)]
@@ -205,14 +205,6 @@ async fn watch_bindings(
     }))
 }
 
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 /// Creates `pods` pods (recording when each create returned) and waits for their bindings.
 async fn create_and_wait(
     c: &Arc<Http>,
@@ -305,9 +297,9 @@ async fn run_one(
     let t = Instant::now();
     create_nodes(&c, &server.url, nodes, cfg).await?;
     let nodes_secs = t.elapsed().as_secs_f64();
-    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
+    // The scheduler's own identity, with its default roles.
     let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
+        kube_config(&server.kubeconfig_for_user("system:kube-scheduler", &[])?).await?,
     )?;
     let sc = rkube_scheduler::SchedulerConfiguration {
         percentage_of_nodes_to_score: cfg.percentage_of_nodes_to_score,

@@ -94,6 +94,27 @@ enum Workload {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Pod startup: create→Running latency (p50/p99/max) of pods already bound to one real
+    /// node (rkubelet + its containerd in a network namespace; needs root), created one at a
+    /// time and all at once; and the pods/s 100 hollow kubelets in this process sustain, with
+    /// the client creating the pods and writing their Running status itself as the baseline.
+    PodStartup {
+        /// Parts to run (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "real,hollow")]
+        parts: Vec<Part>,
+        /// Pods on the real node, per mode (one at a time, then all at once).
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Hollow nodes.
+        #[arg(long, default_value_t = 100)]
+        hollow_nodes: usize,
+        /// Pods spread across the hollow nodes.
+        #[arg(long, default_value_t = 2_000)]
+        hollow_pods: usize,
+        /// Pod creates in flight in the hollow part and its baseline.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
     /// client creating and binding the same pods itself as the baseline.
@@ -126,6 +147,15 @@ enum Workload {
         #[arg(long, default_value_t = 5_000)]
         fanout_events: usize,
     },
+}
+
+/// A part of the pod-startup workload.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// One node with real containerd.
+    Real,
+    /// Hollow kubelets.
+    Hollow,
 }
 
 #[tokio::main]
@@ -191,6 +221,23 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: concurrency.max(1),
             };
             bench::controllers::run(&cfg).await?
+        }
+        Workload::PodStartup {
+            parts,
+            pods,
+            hollow_nodes,
+            hollow_pods,
+            concurrency,
+        } => {
+            let cfg = bench::pod_startup::Config {
+                real: parts.contains(&Part::Real),
+                hollow: parts.contains(&Part::Hollow),
+                pods: pods.max(1),
+                hollow_nodes: hollow_nodes.max(1),
+                hollow_pods: hollow_pods.max(1),
+                concurrency: concurrency.max(1),
+            };
+            bench::pod_startup::run(&cfg).await?
         }
         Workload::Scheduler {
             runs,

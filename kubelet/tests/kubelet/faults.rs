@@ -48,7 +48,7 @@ async fn events_of(client: &kube::Client, pod: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gives_clear_statuses_and_events() {
     let cluster = Cluster::start().await;
-    let mut node = TestNode::new(&cluster.client);
+    let mut node = TestNode::new(&cluster).await;
     node.start().await;
     let pods = cluster.pods();
     let c = |image: &str, script: &str| serde_json::json!({"name": "app", "image": image, "command": ["sh", "-c", script]});
@@ -227,7 +227,7 @@ async fn bad_input_gives_clear_statuses_and_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_and_kubelet_restarts_keep_pods_running() {
     let cluster = Cluster::start().await;
-    let mut node = TestNode::new(&cluster.client);
+    let mut node = TestNode::new(&cluster).await;
     node.start().await;
     let pods = cluster.pods();
     let sleeper = |name: &str| {

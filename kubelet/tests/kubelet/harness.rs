@@ -1,74 +1,22 @@
-//! A real node for the kubelet's integration tests: an in-process API server (testkit), a
-//! network namespace standing for the node's machine (a veth pair to the host, the node's IP
-//! inside, a route from the host to the pod CIDR through it), and the kubelet started in-process
-//! with its managed containerd running in that namespace (`nsenter --net`), images imported
-//! from an images directory the offline builder wrote, and its HTTP server listening on the
-//! node's IP inside the namespace — so the API server reaches it as it would a remote node.
-//!
-//! Everything a node makes is its own: the namespace (bridge, iptables rules, hostPorts), the
-//! temp directory (containerd root/state/socket, pod volumes, logs, CNI IPAM), and the cgroup
-//! root. Dropping a node kills what is left (containers by cgroup, containerd and shims by
-//! command line), unmounts, and deletes the namespace and cgroups.
+//! The kubelet's integration test harness: an in-process API server (testkit) and real nodes —
+//! [`rkube_testkit::node::NetnsNode`]: a network namespace standing for the node's machine, the
+//! kubelet started in-process with its managed containerd running in that namespace and
+//! images from the offline builder — with test settings (short periods and back-offs), plus
+//! helpers to create, wait for and inspect pods.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use rkube_kubelet::config::ManagedContainerd;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use rkube_kubelet::Config;
 use rkube_kubelet::cri::Cri;
-use rkube_kubelet::{Config, Kubelet, RuntimeMode};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
+use rkube_testkit::node::NetnsNode;
+pub use rkube_testkit::node::WAIT;
 use tokio::time::Instant;
-
-/// How long a test waits for anything that needs a real container to happen.
-pub const WAIT: Duration = Duration::from_secs(90);
-
-/// Address slots in use by this process (10.250.S.0/30 link, 10.251.S.0/24 pods).
-static SLOTS: Mutex<Option<HashSet<u8>>> = Mutex::new(None);
-
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ip(args: &[&str]) {
-    run("ip", args).unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// Picks a slot no address or route of this machine uses yet.
-fn take_slot() -> u8 {
-    let in_use =
-        run("ip", &["-o", "addr"]).unwrap_or_default() + &run("ip", &["route"]).unwrap_or_default();
-    let mut guard = SLOTS.lock().unwrap();
-    let slots = guard.get_or_insert_with(HashSet::new);
-    for _ in 0..1000 {
-        let s: u8 = rand::random_range(1..=250);
-        if slots.contains(&s)
-            || in_use.contains(&format!("10.250.{s}."))
-            || in_use.contains(&format!("10.251.{s}."))
-        {
-            continue;
-        }
-        slots.insert(s);
-        return s;
-    }
-    panic!("no free address slot");
-}
 
 /// Logs to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=rkube_kubelet=debug`).
 pub fn init_tracing() {
@@ -136,98 +84,33 @@ fn kubectl_command(kubeconfig: &Path, home: &Path, args: &[String]) -> Command {
     cmd
 }
 
-/// One node: its network namespace, directories and (when started) its kubelet.
-pub struct TestNode {
-    /// The node's name.
-    pub name: String,
-    /// The network namespace (`/run/netns/<netns>`).
-    pub netns: String,
-    host_if: String,
-    /// The node's IP (its InternalIP, inside the namespace).
-    pub node_ip: Ipv4Addr,
-    /// The pod CIDR the test assigns to the Node.
-    pub pod_cidr: String,
-    /// Holds the data and images directories.
-    pub dir: tempfile::TempDir,
-    /// The cgroup root of this node's pods.
-    pub cgroup_root: String,
-    slot: u8,
-    /// The running kubelet.
-    pub kubelet: Option<Kubelet>,
-    client: kube::Client,
+/// One node ([`NetnsNode`]) with the tests' kubelet settings; failures panic.
+pub struct TestNode(NetnsNode);
+
+impl std::ops::Deref for TestNode {
+    type Target = NetnsNode;
+
+    fn deref(&self) -> &NetnsNode {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for TestNode {
+    fn deref_mut(&mut self) -> &mut NetnsNode {
+        &mut self.0
+    }
 }
 
 impl TestNode {
     /// Makes the namespace and the link, writes the offline images; the kubelet is not started.
-    pub fn new(client: &kube::Client) -> Self {
-        let slot = take_slot();
-        let tag = format!("{}x{slot}", std::process::id() % 100_000);
-        let netns = format!("rkt{tag}");
-        let host_if = format!("rkh{tag}");
-        let host_ip = Ipv4Addr::new(10, 250, slot, 1);
-        let node_ip = Ipv4Addr::new(10, 250, slot, 2);
-        let pod_cidr = format!("10.251.{slot}.0/24");
-        let dir = tempfile::tempdir().unwrap();
-        let node = TestNode {
-            name: format!("node-{slot}"),
-            netns: netns.clone(),
-            host_if: host_if.clone(),
-            node_ip,
-            pod_cidr: pod_cidr.clone(),
-            dir,
-            cgroup_root: format!("/rkube-test-{tag}"),
-            slot,
-            kubelet: None,
-            client: client.clone(),
-        };
-        ip(&["netns", "add", &netns]);
-        ip(&[
-            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-        ]);
-        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
-        ip(&["link", "set", &host_if, "up"]);
-        ip(&["-n", &netns, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n",
-            &netns,
-            "addr",
-            "add",
-            &format!("{node_ip}/30"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &netns, "link", "set", "eth0", "up"]);
-        ip(&[
-            "-n",
-            &netns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &host_ip.to_string(),
-        ]);
-        ip(&[
-            "route",
-            "add",
-            &pod_cidr,
-            "via",
-            &node_ip.to_string(),
-            "dev",
-            &host_if,
-        ]);
-        rkube_images::write_default_images(&node.images_dir())
-            .expect("building the offline images (busybox-static and catatonit installed?)");
-        node
-    }
-
-    /// The kubelet's data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The images directory.
-    pub fn images_dir(&self) -> PathBuf {
-        self.dir.path().join("images")
+    /// The kubelet will act as the node (`system:node:<name>` in `system:nodes`), so that the
+    /// Node authorizer and the `system:node` role decide what it may do.
+    pub async fn new(cluster: &Cluster) -> Self {
+        let mut node =
+            NetnsNode::new(&cluster.client).unwrap_or_else(|e| panic!("making a node: {e}"));
+        let own = cluster.api.client_as(&Identity::node(&node.name)).await;
+        node.set_kubelet_client(own);
+        TestNode(node)
     }
 
     /// A scratch directory for hostPath volumes.
@@ -237,23 +120,11 @@ impl TestNode {
         p
     }
 
-    /// The kubelet configuration tests start from: managed containerd in the namespace,
-    /// short periods and back-offs.
+    /// The kubelet configuration tests start from: the node's (managed containerd in the
+    /// namespace), with cluster DNS and short periods and back-offs.
     pub fn config(&self) -> Config {
-        let mut cfg = Config::new(self.name.clone(), self.data_dir());
-        cfg.client = Some(self.client.clone());
-        cfg.runtime = RuntimeMode::Managed(ManagedContainerd {
-            wrapper: vec![
-                "nsenter".into(),
-                format!("--net=/run/netns/{}", self.netns).into(),
-                "--".into(),
-            ],
-            ..Default::default()
-        });
-        cfg.node_ip = Some(IpAddr::V4(self.node_ip));
+        let mut cfg = self.0.config();
         cfg.cluster_dns = vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))];
-        cfg.images_dir = Some(self.images_dir());
-        cfg.cgroup_root = self.cgroup_root.clone();
         cfg.sync_frequency = Duration::from_secs(3);
         cfg.node_status_update_frequency = Duration::from_secs(1);
         cfg.crash_backoff = (Duration::from_secs(1), Duration::from_secs(8));
@@ -261,57 +132,12 @@ impl TestNode {
         cfg
     }
 
-    /// A listener on the node's IP inside its namespace (the kubelet's port).
-    pub fn listener(&self) -> tokio::net::TcpListener {
-        let path = format!("/run/netns/{}", self.netns);
-        let addr = (self.node_ip, 0);
-        let std = std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).expect("the node's netns");
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let l = std::net::TcpListener::bind(addr).expect("binding in the netns");
-            l.set_nonblocking(true).unwrap();
-            l
-        })
-        .join()
-        .unwrap();
-        tokio::net::TcpListener::from_std(std).unwrap()
-    }
-
-    /// Starts the kubelet with `cfg`, gives the Node its pod CIDR (as the controller manager
-    /// would) and waits until the Node is Ready.
+    /// Starts the kubelet with `cfg`, gives the Node its pod CIDR and waits until it is Ready.
     pub async fn start_with(&mut self, cfg: Config) {
-        let kubelet = Kubelet::start_with_listener(cfg, self.listener())
+        self.0
+            .start_with(cfg)
             .await
-            .expect("kubelet start");
-        self.kubelet = Some(kubelet);
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        nodes
-            .patch(
-                &self.name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"podCIDR": self.pod_cidr}})),
-            )
-            .await
-            .unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let n = nodes.get(&self.name).await.unwrap();
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .map(|c| (c.status.clone(), c.message.clone().unwrap_or_default()));
-            if ready.as_ref().is_some_and(|(s, _)| s == "True") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} did not become Ready: {ready:?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            .unwrap_or_else(|e| panic!("starting node {}: {e}", self.name));
     }
 
     /// Starts the kubelet with the test configuration.
@@ -320,60 +146,12 @@ impl TestNode {
         self.start_with(cfg).await;
     }
 
-    /// The running kubelet's CRI client.
-    pub fn cri(&self) -> Cri {
-        self.kubelet.as_ref().expect("kubelet running").cri()
-    }
-
-    /// The kubelet's HTTP port.
-    pub fn port(&self) -> u16 {
-        self.kubelet.as_ref().expect("kubelet running").port()
-    }
-
-    /// Stops the kubelet (and its containerd); pods keep running.
-    pub async fn stop_kubelet(&mut self) {
-        if let Some(k) = self.kubelet.take() {
-            k.stop().await;
-        }
-    }
-
-    /// Deletes the node's pods (grace 1 s: test containers often ignore SIGTERM) and waits
-    /// until its kubelet removed their containers and sandboxes (network teardown included),
-    /// then stops the kubelet.
-    pub async fn shutdown(mut self) {
-        if let Some(k) = &self.kubelet {
-            let all: Api<Pod> = Api::all(self.client.clone());
-            let on_node = all
-                .list(&ListParams::default().fields(&format!("spec.nodeName={}", self.name)))
-                .await
-                .unwrap();
-            for p in on_node.items {
-                let api: Api<Pod> = Api::namespaced(
-                    self.client.clone(),
-                    p.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        p.metadata.name.as_deref().unwrap_or_default(),
-                        &DeleteParams {
-                            grace_period_seconds: Some(1),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-            }
-            let cri = k.cri();
-            eventually("the kubelet removing every pod", || {
-                let cri = cri.clone();
-                async move {
-                    let left = cri.list_containers(&[]).await.ok()?.len()
-                        + cri.list_pod_sandbox(&[]).await.ok()?.len();
-                    (left == 0).then_some(())
-                }
-            })
-            .await;
-        }
-        self.stop_kubelet().await;
+    /// Deletes the node's pods, waits until its kubelet removed them, stops the kubelet.
+    pub async fn shutdown(self) {
+        self.0
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("shutting the node down: {e}"));
     }
 }
 
@@ -523,115 +301,6 @@ impl Registry {
             )
             .await;
         assert_eq!(code, 201, "putting the manifest");
-    }
-}
-
-/// Every pid in the cgroup tree `dir`.
-fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                cgroup_pids(&e.path(), out);
-            }
-        }
-    }
-}
-
-fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        // A kubelet dropped without `stop` (a failed test) ends its loops and containerd's
-        // supervision, so nothing restarts what is killed below.
-        drop(self.kubelet.take());
-        let data = self.dir.path().to_string_lossy().into_owned();
-        // containerd and its shims (their command lines name the socket under the data dir).
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&data) {
-                    kill(pid);
-                }
-            }
-        }
-        // Containers left behind (a test that failed half-way).
-        let mut pids = Vec::new();
-        let rel = self.cgroup_root.trim_start_matches('/');
-        cgroup_pids(&Path::new("/sys/fs/cgroup").join(rel), &mut pids);
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            cgroup_pids(&h.path().join(rel), &mut pids);
-        }
-        for pid in &pids {
-            kill(*pid);
-        }
-        // Mounts under the temp dir (pod volumes, sandbox netns files), deepest first.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&data))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
-        // What killed shims and skipped network teardowns leave on the host: the shims'
-        // sockets (named by the hash of containerd's address, namespace and task id) and
-        // libcni's result cache entries of the sandboxes.
-        let containerd = self.data_dir().join("containerd");
-        let socket = containerd.join("containerd.sock");
-        let tasks = containerd.join("state/io.containerd.runtime.v2.task/k8s.io");
-        let cache: Vec<PathBuf> = std::fs::read_dir("/var/lib/cni/results")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
-            let id = task.file_name().to_string_lossy().into_owned();
-            let key = format!("{}/k8s.io/{id}", socket.display());
-            let _ = std::fs::remove_file(
-                Path::new("/run/containerd/s").join(rkube_images::sha256(key.as_bytes())),
-            );
-            for f in &cache {
-                if f.to_string_lossy().contains(&format!("-{id}-")) {
-                    let _ = std::fs::remove_file(f);
-                }
-            }
-        }
-        let _ = run("ip", &["link", "del", &self.host_if]);
-        let _ = run("ip", &["netns", "del", &self.netns]);
-        // The cgroups go once their processes are gone.
-        for _ in 0..50 {
-            rkube_kubelet::cgroups::remove_root(&self.cgroup_root);
-            let gone = std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .all(|h| !h.path().join(rel).exists());
-            if gone {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if let Some(s) = SLOTS.lock().unwrap().as_mut() {
-            s.remove(&self.slot);
-        }
     }
 }
 
@@ -787,17 +456,12 @@ pub async fn http_get(host: IpAddr, port: u16, path: &str) -> Result<(u16, Strin
 }
 
 /// Polls `f` until it returns `Some`, panicking with `what` after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what} did not happen in time");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    rkube_testkit::node::poll(what, f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -15,10 +15,12 @@ use rkube_kubelet::hollow::FakeConfig;
 use rkube_kubelet::{Config, Kubelet, RuntimeMode};
 
 use crate::harness::*;
+use rkube_testkit::apiserver::Identity;
 
-fn hollow_config(cluster: &Cluster, name: &str, dir: &std::path::Path) -> Config {
+/// A hollow kubelet acting as its node (`system:node:<name>`).
+async fn hollow_config(cluster: &Cluster, name: &str, dir: &std::path::Path) -> Config {
     let mut cfg = Config::new(name, dir);
-    cfg.client = Some(cluster.client.clone());
+    cfg.client = Some(cluster.api.client_as(&Identity::node(name)).await);
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -43,7 +45,7 @@ async fn hollow_nodes_register_run_and_delete_pods() {
     let mut kubelets = Vec::new();
     for i in 0..3 {
         let name = format!("hollow-{i}");
-        let cfg = hollow_config(&cluster, &name, &dir.path().join(&name));
+        let cfg = hollow_config(&cluster, &name, &dir.path().join(&name)).await;
         kubelets.push(Kubelet::start(cfg).await.expect("hollow kubelet"));
     }
     let nodes: Api<Node> = Api::all(cluster.client.clone());

@@ -20,7 +20,7 @@ const HOST_PORT: u16 = 30080;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httpd_pod_env_volumes_readiness_logs_and_graceful_deletion() {
     let cluster = Cluster::start().await;
-    let mut node = TestNode::new(&cluster.client);
+    let mut node = TestNode::new(&cluster).await;
     node.start().await;
     let pods = cluster.pods();
 

@@ -35,7 +35,7 @@ fn pull_waiting(p: &k8s_openapi::api::core::v1::Pod) -> Option<(String, String)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_registry_needs_the_pull_secret() {
     let cluster = Cluster::start().await;
-    let mut node = TestNode::new(&cluster.client);
+    let mut node = TestNode::new(&cluster).await;
     node.start().await;
     let registry = node.start_registry().await;
     let mut image = rkube_images::busybox(IMAGE).unwrap();

@@ -26,7 +26,7 @@ fn terminated(p: &Pod, name: &str) -> Option<(i32, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_liveness_oom_and_restart_policies() {
     let cluster = Cluster::start().await;
-    let mut node = TestNode::new(&cluster.client);
+    let mut node = TestNode::new(&cluster).await;
     node.start().await;
     let pods = cluster.pods();
     let busybox = |name: &str, script: &str| serde_json::json!({"name": name, "image": "busybox:1.35", "command": ["sh", "-c", script]});

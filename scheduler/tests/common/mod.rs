@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, PostParams};
 use rkube_scheduler::framework::registry::Registry;
 use rkube_scheduler::testing;
 use rkube_scheduler::{Options, Scheduler, SchedulerConfiguration, SchedulerHandle};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 /// Polls `f` every 50 ms until it returns `Some`, failing after `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
@@ -139,20 +139,25 @@ impl Running {
     }
 }
 
-/// Starts a scheduler with a configuration and an identity, waiting until its caches are
-/// synced if `wait_synced`.
+/// The scheduler's own client: `system:kube-scheduler`, with the roles Kubernetes gives it.
+pub async fn scheduler_client(server: &TestServer) -> kube::Client {
+    server.client_as(&Identity::scheduler()).await
+}
+
+/// Starts a scheduler (as `system:kube-scheduler`) with a configuration and an identity,
+/// waiting until its caches are synced if `wait_synced`.
 pub async fn start_scheduler(
-    client: &kube::Client,
+    server: &TestServer,
     config: SchedulerConfiguration,
     identity: &str,
     wait_synced: bool,
 ) -> Running {
-    start_scheduler_with(client, config, identity, wait_synced, Registry::in_tree()).await
+    start_scheduler_with(server, config, identity, wait_synced, Registry::in_tree()).await
 }
 
 /// Like [`start_scheduler`], with a plugin registry (out-of-tree plugins).
 pub async fn start_scheduler_with(
-    client: &kube::Client,
+    server: &TestServer,
     config: SchedulerConfiguration,
     identity: &str,
     wait_synced: bool,
@@ -160,7 +165,7 @@ pub async fn start_scheduler_with(
 ) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
-    let mut opts = Options::new(client.clone(), config);
+    let mut opts = Options::new(scheduler_client(server).await, config);
     opts.registry = registry;
     opts.identity = identity.into();
     opts.listener = Some(listener);

@@ -1,0 +1,771 @@
+//! The pod-startup benchmark, in two parts.
+//!
+//! Real: an API server (embedded store) started in-process and one real node — rkubelet
+//! in-process with its managed containerd in a network namespace of its own
+//! ([`rkube_testkit::node::NetnsNode`]), the offline busybox and pause images imported before
+//! anything is measured. Pods already bound to the node (`spec.nodeName` set, image present)
+//! are created one at a time (the next once the previous is Running) and then all at once;
+//! the latency of each pod is from the client sending its create to a watch seeing
+//! `status.phase` Running (and its Ready condition True): p50/p99/max and the wall time, with
+//! the Kubernetes SLO (p99 ≤ 5 s) and the issue's target (p99 ≤ 1 s) as ratios. A first pod,
+//! before those, is reported on its own (cold).
+//!
+//! Hollow: one process — this one — running the API server and 100 hollow kubelets (the
+//! in-process fake runtime), and P pods bound round-robin across the nodes, C creates in
+//! flight: pods/s from the first create to the last pod seen Running, and the p50/p99
+//! latency. The baseline, in the same run on a fresh API server: the client creating the same
+//! pods and writing their Running status itself (one merge patch, as the kubelet writes it),
+//! seen on the same kind of watch — the API server's ceiling for this load.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use rkube_kubelet::hollow::FakeConfig;
+use rkube_kubelet::{Kubelet, RuntimeMode};
+use rkube_testkit::node::NetnsNode;
+
+use super::report::{Report, percentile_ms};
+use super::server::{
+    Http, Server, create_namespace, each, http, kube_client, request, request_as, start_server,
+    stop,
+};
+
+/// The Kubernetes pod startup SLO: p99 ≤ 5 s.
+pub const SLO_P99: Duration = Duration::from_secs(5);
+/// The issue's target: p99 ≤ 1 s.
+pub const TARGET_P99: Duration = Duration::from_secs(1);
+/// How long a measured set of pods may take to all be Running.
+const PHASE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Parameters of the pod-startup benchmark.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Run the real part (root, containerd).
+    pub real: bool,
+    /// Run the hollow part.
+    pub hollow: bool,
+    /// Pods on the real node, per mode (one at a time, all at once).
+    pub pods: usize,
+    /// Hollow nodes.
+    pub hollow_nodes: usize,
+    /// Pods across the hollow nodes.
+    pub hollow_pods: usize,
+    /// Creates in flight in the hollow part and its baseline.
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            real: true,
+            hollow: true,
+            pods: 50,
+            hollow_nodes: 100,
+            hollow_pods: 2_000,
+            concurrency: 64,
+        }
+    }
+}
+
+/// When the watch first saw a pod Running and Ready.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    running: Option<Instant>,
+    ready: Option<Instant>,
+}
+
+fn is_running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A watch on one namespace's pods that records when each is first seen Running and Ready.
+struct StartupWatch {
+    /// The pods seen Running so far.
+    running: tokio::sync::watch::Receiver<HashSet<String>>,
+    /// Ends once `want` pods were seen both Running and Ready.
+    task: tokio::task::JoinHandle<anyhow::Result<HashMap<String, Seen>>>,
+}
+
+impl StartupWatch {
+    /// Starts the watch and waits until its initial list is done.
+    async fn start(client: kube::Client, ns: &str, want: usize) -> anyhow::Result<Self> {
+        let api: Api<Pod> = Api::namespaced(client, ns);
+        let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
+        let (running_tx, running) = tokio::sync::watch::channel(HashSet::new());
+        let task = tokio::spawn(async move {
+            let mut listed = Some(listed_tx);
+            let mut seen: HashMap<String, Seen> = HashMap::new();
+            let mut complete = 0;
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while complete < want {
+                let Some(ev) = stream.next().await else {
+                    bail!("the pod watch ended after {complete} pods started")
+                };
+                let now = Instant::now();
+                let p = match ev {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(l) = listed.take() {
+                            let _ = l.send(());
+                        }
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => bail!("pod watch: {e}"),
+                };
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let s = seen.entry(name.clone()).or_default();
+                let was_complete = s.running.is_some() && s.ready.is_some();
+                if s.running.is_none() && is_running(&p) {
+                    s.running = Some(now);
+                    running_tx.send_modify(|r| {
+                        r.insert(name);
+                    });
+                }
+                if s.ready.is_none() && is_ready(&p) {
+                    s.ready = Some(now);
+                }
+                if !was_complete && s.running.is_some() && s.ready.is_some() {
+                    complete += 1;
+                }
+            }
+            Ok(seen)
+        });
+        match tokio::time::timeout(Duration::from_secs(30), listed_rx).await {
+            Ok(Ok(())) => Ok(StartupWatch { running, task }),
+            Ok(Err(_)) => Err(task
+                .await?
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the pod watch ended before its initial list"))),
+            Err(_) => bail!("the pod watch did not list within 30 s"),
+        }
+    }
+
+    /// Waits until pod `name` was seen Running.
+    async fn running(&self, name: &str) -> anyhow::Result<()> {
+        let mut rx = self.running.clone();
+        tokio::time::timeout(PHASE_LIMIT, rx.wait_for(|r| r.contains(name)))
+            .await
+            .with_context(|| format!("pod {name} was not Running within {PHASE_LIMIT:?}"))?
+            .with_context(|| format!("the pod watch ended before {name} was Running"))?;
+        Ok(())
+    }
+
+    /// Waits until every wanted pod was seen Running and Ready: when.
+    async fn finish(self) -> anyhow::Result<HashMap<String, Seen>> {
+        tokio::time::timeout(PHASE_LIMIT, self.task)
+            .await
+            .with_context(|| format!("not every pod was Running and Ready within {PHASE_LIMIT:?}"))?
+            .context("the pod watch panicked")?
+    }
+}
+
+/// What the client does after creating each pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Nothing: the next create goes out as soon as a slot is free.
+    Next,
+    /// Waits until the watch saw the pod Running (with one create in flight: one at a time).
+    AwaitRunning,
+    /// Writes the pod's Running status itself (the baseline: no kubelet).
+    WriteStatus,
+}
+
+/// A pod bound to `node` running busybox's `sleep`.
+fn pod_json(name: &str, node: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "startup"}},
+            "spec": {
+                "nodeName": node,
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "app",
+                    "image": rkube_images::BUSYBOX_REF,
+                    "command": ["sleep", "86400"]
+                }]
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// The status a kubelet writes for a started pod (a merge patch of `pods/status`).
+fn running_status(uid: &str, node_ip: &str, pod_ip: &str) -> Bytes {
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .ok();
+    let cond =
+        |t: &str| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": now});
+    Bytes::from(
+        serde_json::json!({
+            "metadata": {"uid": uid},
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"),
+                    cond("ContainersReady"), cond("PodScheduled")
+                ],
+                "hostIP": node_ip, "hostIPs": [{"ip": node_ip}],
+                "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
+                "startTime": now,
+                "qosClass": "BestEffort",
+                "containerStatuses": [{
+                    "name": "app", "ready": true, "started": true, "restartCount": 0,
+                    "image": rkube_images::BUSYBOX_REF,
+                    "imageID": format!("{}@sha256:{:064x}", rkube_images::BUSYBOX_REF, 1),
+                    "containerID": format!("fake://{:064x}", 2),
+                    "state": {"running": {"startedAt": now}}
+                }]
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// One set of pods measured from create to Running.
+#[derive(Clone, Debug)]
+struct Phase {
+    pods: usize,
+    /// First create sent → last pod seen Running.
+    wall: Duration,
+    /// Create sent → seen Running, sorted.
+    running: Vec<Duration>,
+    /// Create sent → seen Ready, sorted.
+    ready: Vec<Duration>,
+}
+
+impl Phase {
+    fn new(sent: &HashMap<String, Instant>, seen: &HashMap<String, Seen>) -> anyhow::Result<Self> {
+        let first = sent.values().min().copied().context("no pod was created")?;
+        let mut running = Vec::new();
+        let mut ready = Vec::new();
+        let mut last = first;
+        for (name, t) in sent {
+            let s = seen.get(name).copied().unwrap_or_default();
+            let r = s
+                .running
+                .with_context(|| format!("pod {name} never seen Running"))?;
+            last = last.max(r);
+            running.push(r.saturating_duration_since(*t));
+            ready.push(
+                s.ready
+                    .with_context(|| format!("pod {name} never seen Ready"))?
+                    .saturating_duration_since(*t),
+            );
+        }
+        running.sort();
+        ready.sort();
+        Ok(Phase {
+            pods: sent.len(),
+            wall: last.saturating_duration_since(first),
+            running,
+            ready,
+        })
+    }
+
+    fn rate(&self) -> f64 {
+        self.pods as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    fn p99(&self) -> f64 {
+        percentile_ms(&self.running, 0.99)
+    }
+
+    /// Adds the latency figures under `label`.
+    fn measure(&self, report: &mut Report, label: &str) {
+        report.measure(
+            &format!("{label}: create→Running p50"),
+            percentile_ms(&self.running, 0.5),
+            "ms",
+        );
+        report.measure(&format!("{label}: create→Running p99"), self.p99(), "ms");
+        report.measure(
+            &format!("{label}: create→Running max"),
+            percentile_ms(&self.running, 1.0),
+            "ms",
+        );
+        report.measure(
+            &format!("{label}: create→Ready p50"),
+            percentile_ms(&self.ready, 0.5),
+            "ms",
+        );
+        report.measure(
+            &format!("{label}: create→Ready p99"),
+            percentile_ms(&self.ready, 0.99),
+            "ms",
+        );
+        report.measure(
+            &format!("{label}: wall time (first create → last Running)"),
+            self.wall.as_secs_f64() * 1000.0,
+            "ms",
+        );
+    }
+}
+
+/// Creates `n` pods in the new namespace `ns` (pod `i` bound to `node(i)`), `concurrency`
+/// creates in flight, doing `then` after each, and waits until the watch saw them all
+/// Running and Ready.
+async fn measure_pods(
+    server: &Server,
+    client: &kube::Client,
+    ns: &str,
+    n: usize,
+    concurrency: usize,
+    node: impl Fn(usize) -> String,
+    then: Then,
+) -> anyhow::Result<Phase> {
+    let c = Arc::new(http());
+    create_namespace(&c, &server.url, ns).await?;
+    let watch = Arc::new(StartupWatch::start(client.clone(), ns, n).await?);
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let url = format!("{}/api/v1/namespaces/{ns}/pods", server.url);
+    let created = each(n, concurrency, |i| {
+        let (c, url, sent, watch) = (c.clone(), url.clone(), sent.clone(), watch.clone());
+        let name = format!("pod-{i:05}");
+        let body = pod_json(&name, &node(i));
+        async move {
+            let t = Instant::now();
+            let (code, resp) = request(&c, "POST", &url, Some(body)).await?;
+            if code != 201 {
+                bail!(
+                    "creating pod {name}: {code} {}",
+                    String::from_utf8_lossy(&resp)
+                );
+            }
+            sent.lock().expect("lock").insert(name.clone(), t);
+            match then {
+                Then::Next => {}
+                Then::AwaitRunning => watch.running(&name).await?,
+                Then::WriteStatus => write_status(&c, &url, &name, &resp, i).await?,
+            }
+            Ok(())
+        }
+    })
+    .await;
+    created?;
+    let watch = Arc::into_inner(watch).context("the pod watch is still shared")?;
+    let seen = watch.finish().await?;
+    let sent = std::mem::take(&mut *sent.lock().expect("lock"));
+    Phase::new(&sent, &seen)
+}
+
+/// The baseline's status write for pod `name` (its create answered `created`).
+async fn write_status(
+    c: &Http,
+    pods_url: &str,
+    name: &str,
+    created: &[u8],
+    i: usize,
+) -> anyhow::Result<()> {
+    let obj: serde_json::Value = serde_json::from_slice(created)?;
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+    let pod_ip = format!("10.244.{}.{}", (i / 250) % 256, i % 250 + 2);
+    let (code, resp) = request_as(
+        c,
+        "PATCH",
+        &format!("{pods_url}/{name}/status"),
+        "application/merge-patch+json",
+        Some(running_status(uid, "127.0.0.1", &pod_ip)),
+    )
+    .await?;
+    if code != 200 {
+        bail!(
+            "writing the status of {name}: {code} {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    Ok(())
+}
+
+/// The real part on `server`: one node, a cold first pod, then `cfg.pods` one at a time and
+/// `cfg.pods` all at once. The node (namespace, containerd, containers, cgroups) is removed
+/// also when something fails: dropping it cleans up.
+async fn real_on(server: &Server, cfg: &Config) -> anyhow::Result<(Phase, Phase, Phase)> {
+    let client = kube_client(server).await?;
+    let mut node = NetnsNode::new(&client).context("making the node's network namespace")?;
+    let started = Instant::now();
+    node.start().await.context("starting rkubelet")?;
+    eprintln!(
+        "node {} Ready (containerd started, images imported) in {:?}",
+        node.name,
+        started.elapsed()
+    );
+    let name = node.name.clone();
+    let on_node = |_| name.clone();
+    let cold = measure_pods(server, &client, "cold", 1, 1, on_node, Then::Next).await?;
+    let one_by_one = measure_pods(
+        server,
+        &client,
+        "one-at-a-time",
+        cfg.pods,
+        1,
+        on_node,
+        Then::AwaitRunning,
+    )
+    .await?;
+    node.delete_pods().await.context("deleting the pods")?;
+    let at_once = measure_pods(
+        server,
+        &client,
+        "all-at-once",
+        cfg.pods,
+        cfg.pods,
+        on_node,
+        Then::Next,
+    )
+    .await?;
+    node.shutdown().await.context("shutting the node down")?;
+    Ok((cold, one_by_one, at_once))
+}
+
+/// The real part: its figures and ratios.
+async fn real(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
+    let server = start_server(None).await?;
+    let result = real_on(&server, cfg).await;
+    stop(server).await;
+    let (cold, one_by_one, at_once) = result?;
+    report.measure(
+        "real: first pod (cold) create→Running",
+        percentile_ms(&cold.running, 0.5),
+        "ms",
+    );
+    let n = cfg.pods;
+    for (label, phase) in [
+        (format!("real, {n} pods one at a time"), &one_by_one),
+        (format!("real, {n} pods all at once"), &at_once),
+    ] {
+        phase.measure(report, &label);
+    }
+    for (label, phase) in [
+        ("real, one at a time", &one_by_one),
+        ("real, all at once", &at_once),
+    ] {
+        let p99 = phase.p99().max(1e-3);
+        report.ratio(
+            &format!("{label}: 5 s SLO / create→Running p99"),
+            SLO_P99.as_secs_f64() * 1000.0 / p99,
+            1.0,
+        );
+        report.ratio(
+            &format!("{label}: 1 s target / create→Running p99"),
+            TARGET_P99.as_secs_f64() * 1000.0 / p99,
+            1.0,
+        );
+    }
+    Ok(())
+}
+
+fn hollow_node(i: usize) -> String {
+    format!("hollow-{i:03}")
+}
+
+/// A hollow kubelet's configuration: the fake runtime, kubelet defaults otherwise.
+fn hollow_config(
+    client: &kube::Client,
+    name: &str,
+    dir: &std::path::Path,
+) -> rkube_kubelet::Config {
+    let mut cfg = rkube_kubelet::Config::new(name, dir);
+    cfg.client = Some(client.clone());
+    cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
+    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.node_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    cfg.capacity = Some(rkube_kubelet::config::Capacity {
+        cpu_milli: 4000,
+        memory: 8 << 30,
+        ephemeral_storage: 100 << 30,
+    });
+    cfg
+}
+
+/// Waits until `want` Nodes are Ready.
+async fn nodes_ready(client: &kube::Client, want: usize) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{ready} of {want} hollow nodes Ready after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The hollow nodes on `server`, then the pods across them.
+async fn hollow_on(
+    server: &Server,
+    cfg: &Config,
+    dir: &std::path::Path,
+    kubelets: &mut Vec<Kubelet>,
+) -> anyhow::Result<Phase> {
+    let client = kube_client(server).await?;
+    let started = Instant::now();
+    for i in 0..cfg.hollow_nodes {
+        let name = hollow_node(i);
+        let k = Kubelet::start(hollow_config(&client, &name, &dir.join(&name)))
+            .await
+            .with_context(|| format!("starting hollow kubelet {name}"))?;
+        kubelets.push(k);
+    }
+    // The pod CIDRs the node IPAM controller would give.
+    let nodes: Api<Node> = Api::all(client.clone());
+    each(cfg.hollow_nodes, 16, |i| {
+        let nodes = nodes.clone();
+        async move {
+            let cidr = format!("10.{}.{}.0/24", 64 + i / 256, i % 256);
+            nodes
+                .patch(
+                    &hollow_node(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"spec": {"podCIDR": cidr}})),
+                )
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    nodes_ready(&client, cfg.hollow_nodes).await?;
+    eprintln!(
+        "{} hollow nodes Ready in {:?}",
+        cfg.hollow_nodes,
+        started.elapsed()
+    );
+    let n = cfg.hollow_nodes;
+    measure_pods(
+        server,
+        &client,
+        "bench",
+        cfg.hollow_pods,
+        cfg.concurrency,
+        |i| hollow_node(i % n),
+        Then::Next,
+    )
+    .await
+}
+
+/// The hollow part and its baseline: their figures and ratio.
+async fn hollow(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
+    let n = cfg.hollow_nodes;
+    // Baseline: the client creates the pods and writes their Running status, no kubelets.
+    let server = start_server(None).await?;
+    let baseline = async {
+        let client = kube_client(&server).await?;
+        measure_pods(
+            &server,
+            &client,
+            "bench",
+            cfg.hollow_pods,
+            cfg.concurrency,
+            |i| hollow_node(i % n),
+            Then::WriteStatus,
+        )
+        .await
+    }
+    .await;
+    stop(server).await;
+    let baseline = baseline?;
+
+    let server = start_server(None).await?;
+    let dir = tempfile::tempdir()?;
+    let mut kubelets = Vec::new();
+    let result = hollow_on(&server, cfg, dir.path(), &mut kubelets).await;
+    futures::future::join_all(kubelets.into_iter().map(Kubelet::stop)).await;
+    stop(server).await;
+    let phase = result?;
+
+    let label = format!("hollow, {n} nodes x {} pods", cfg.hollow_pods);
+    report.measure(&format!("{label}: Running"), phase.rate(), "pods/s");
+    phase.measure(report, &label);
+    report.measure(
+        "client create + Running status write (baseline)",
+        baseline.rate(),
+        "pods/s",
+    );
+    report.measure("baseline: create→Running p99", baseline.p99(), "ms");
+    report.ratio(
+        &format!("{label}: Running / client create+status"),
+        phase.rate() / baseline.rate(),
+        0.5,
+    );
+    Ok(())
+}
+
+/// Runs the pod-startup benchmark. Interrupted (Ctrl-C), it stops and cleans up first.
+pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
+    let mut report = Report {
+        workload: "pod-startup".into(),
+        ..Default::default()
+    };
+    let p = &mut report.parameters;
+    p.insert("real_pods_per_mode".into(), cfg.pods.into());
+    p.insert("hollow_nodes".into(), cfg.hollow_nodes.into());
+    p.insert("hollow_pods".into(), cfg.hollow_pods.into());
+    p.insert("hollow_concurrency".into(), cfg.concurrency.into());
+    p.insert(
+        "latency".into(),
+        "from the client sending the create of a pod already bound (spec.nodeName) to a watch \
+         seeing status.phase Running (Ready: its Ready condition True)"
+            .into(),
+    );
+    p.insert(
+        "real".into(),
+        if cfg.real {
+            "one node: rkubelet in-process, its managed containerd in a network namespace \
+             (cgroup v1, runc, CNI bridge), busybox image imported; one at a time = next create \
+             once the previous pod is Running; all at once = every create in flight together"
+                .into()
+        } else {
+            "skipped".into()
+        },
+    );
+    p.insert(
+        "hollow".into(),
+        if cfg.hollow {
+            "hollow kubelets (fake runtime: 10 ms sandbox, 10 ms start) in this process with \
+             the API server; baseline on a fresh API server: the client creates each pod and \
+             merge-patches its Running status"
+                .into()
+        } else {
+            "skipped".into()
+        },
+    );
+    let work = async {
+        if cfg.real {
+            real(&mut report, cfg).await?;
+        }
+        if cfg.hollow {
+            hollow(&mut report, cfg).await?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = work => r?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted (the node and its containers were removed)"),
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether this machine can run the real part: root, containerd and the offline images'
+    /// binaries (scripts/setup installs them).
+    fn real_node_possible() -> bool {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let found = |b: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {b}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        root && ["containerd", "runc", "nsenter", "ip"]
+            .iter()
+            .all(|b| found(b))
+            && std::path::Path::new(rkube_images::BUSYBOX_BIN).exists()
+            && std::path::Path::new(rkube_images::CATATONIT_BIN).exists()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_run_measures_both_parts() {
+        let real = real_node_possible();
+        if !real {
+            eprintln!("no root or no containerd here: the real part is skipped");
+        }
+        let cfg = Config {
+            real,
+            hollow: true,
+            pods: 3,
+            hollow_nodes: 3,
+            hollow_pods: 30,
+            concurrency: 8,
+        };
+        let report = run(&cfg).await.expect("the benchmark runs");
+        let value = |name: &str| {
+            report
+                .measurements
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("{name} in {:#?}", report.measurements))
+                .value
+        };
+        if real {
+            for mode in ["one at a time", "all at once"] {
+                let p99 = value(&format!("real, 3 pods {mode}: create→Running p99"));
+                assert!(p99 > 0.0 && p99 < 60_000.0, "{mode}: p99 {p99} ms");
+            }
+        }
+        assert!(value("hollow, 3 nodes x 30 pods: Running") > 0.0);
+        assert!(value("client create + Running status write (baseline)") > 0.0);
+        assert_eq!(report.ratios.len(), if real { 5 } else { 1 });
+    }
+
+    #[test]
+    fn phases_measure_from_create_to_running() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let sent = HashMap::from([("a".to_string(), ms(0)), ("b".to_string(), ms(10))]);
+        let seen = HashMap::from([
+            (
+                "a".to_string(),
+                Seen {
+                    running: Some(ms(100)),
+                    ready: Some(ms(120)),
+                },
+            ),
+            (
+                "b".to_string(),
+                Seen {
+                    running: Some(ms(310)),
+                    ready: Some(ms(310)),
+                },
+            ),
+        ]);
+        let p = Phase::new(&sent, &seen).unwrap();
+        assert_eq!(p.wall, Duration::from_millis(310));
+        assert_eq!(
+            p.running,
+            [Duration::from_millis(100), Duration::from_millis(300)]
+        );
+        assert_eq!(
+            p.ready,
+            [Duration::from_millis(120), Duration::from_millis(300)]
+        );
+        assert!((p.rate() - 2.0 / 0.31).abs() < 1e-6);
+        let missing = HashMap::from([("a".to_string(), Seen::default())]);
+        assert!(Phase::new(&sent, &missing).is_err());
+    }
+}
