@@ -1,18 +1,18 @@
 //! The components' identities: one client certificate each from the cluster CA
 //! (`DATA/pki`), written as kubeconfigs under `DATA/kubeconfigs/` (mode 0600) — the scheduler,
 //! controller manager and proxy as Kubernetes names them, the local kubelet as
-//! `system:node:<node>` in `system:nodes` (so the Node authorizer confines it), the DNS as
-//! `system:kube-dns` (bound to the ClusterRole of that name: list/watch of Services,
-//! Endpoints, EndpointSlices, Namespaces and Pods, as upstream CoreDNS' `system:coredns`), and
+//! `system:node:<node>` in `system:nodes` (so the Node authorizer confines it), the DNS as the
+//! ServiceAccount `kube-system/kube-dns` (bound to the ClusterRole `system:kube-dns`: list/watch
+//! of Services, EndpointSlices, Namespaces and Pods, as upstream CoreDNS' `system:coredns`), and
 //! the server itself (`rkube-server` in `system:masters`: readiness, manifests, the DNS
-//! endpoints). Certificates are issued afresh at every start (one year).
+//! endpoints). Certificates are kept in `DATA/pki/` and reused while valid.
 //!
 //! Also the node token (`DATA/node-token`), in k3s' format `K10<sha256 of the CA>::server:<secret>`.
 
 use std::path::{Path, PathBuf};
 
 use rkube_apiserver::kubeconfig::{Credentials, render, write_text};
-use rkube_apiserver::pki::{LEAF_VALIDITY, Pki, PkiError};
+use rkube_apiserver::pki::{Pki, PkiError};
 use sha2::Digest;
 
 use crate::config::{Component, Layout, ServerConfig};
@@ -79,9 +79,18 @@ pub fn proxy() -> Identity {
     Identity::new("proxy", "system:kube-proxy", &[])
 }
 
-/// The cluster DNS's identity.
+/// The cluster DNS's identity: the ServiceAccount `kube-system/kube-dns`, which the default
+/// binding `system:kube-dns` names (a certificate may carry a ServiceAccount's user name, as
+/// in Kubernetes).
 pub fn dns() -> Identity {
-    Identity::new("dns", "system:kube-dns", &[])
+    Identity::new(
+        "dns",
+        "system:serviceaccount:kube-system:kube-dns",
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+        ],
+    )
 }
 
 /// The local kubelet's identity.
@@ -122,7 +131,7 @@ pub fn write_kubeconfig(
     id: &Identity,
 ) -> Result<PathBuf, IdentityError> {
     let cert = pki
-        .issue_client(&id.user, &id.groups, LEAF_VALIDITY)
+        .client_stored(id.file, &id.user, &id.groups)
         .map_err(|source| IdentityError::Issue {
             user: id.user.clone(),
             source,
@@ -207,7 +216,7 @@ mod tests {
                 "rkube-server",
                 "system:kube-scheduler",
                 "system:kube-controller-manager",
-                "system:kube-dns",
+                "system:serviceaccount:kube-system:kube-dns",
                 "system:node:node-a",
                 "system:kube-proxy"
             ]

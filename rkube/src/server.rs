@@ -37,15 +37,23 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Result<kube::Client, Error> {
+    let cfg = config_from(path).await?;
+    kube::Client::try_from(cfg).map_err(|e| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The client configuration of the kubeconfig at `path`.
+async fn config_from(path: &Path) -> Result<kube::Config, Error> {
     let err = |message: String| Error::Kubeconfig {
         path: path.to_path_buf(),
         message,
     };
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
-        .map_err(|e| err(e.to_string()))?;
-    kube::Client::try_from(cfg).map_err(|e| err(e.to_string()))
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Waits until the API server answers `/readyz` with 200.
@@ -170,6 +178,10 @@ pub async fn run(
         }
     }
     let client_of = |id: identity::Identity| clients[id.file].clone();
+    let mut cm_credentials = match config.runs(Component::ControllerManager) {
+        true => Some(config_from(&kubeconfig(identity::controller_manager())).await?),
+        false => None,
+    };
     identity::node_token(&pki, &layout.node_token())?;
     let dns_ip = config.runs(Component::Dns).then_some(config.cluster_dns);
     for f in manifests::install_builtin(&layout.manifests(), dns_ip)? {
@@ -221,9 +233,12 @@ pub async fn run(
     };
     if config.runs(Component::ControllerManager) {
         let client = client_of(identity::controller_manager());
+        // Each controller writes as its own ServiceAccount (`--use-service-account-credentials`):
+        // the manager's role, as in Kubernetes, only reads.
         let cm = rkube_controller_manager::Config {
             cluster_cidr: Some(config.cluster_cidr),
             node_cidr_mask_size: NODE_CIDR_MASK,
+            service_account_credentials: cm_credentials.take(),
             ..Default::default()
         };
         let listener = agent::optional_listener(
