@@ -93,7 +93,23 @@ spec:
         command:
         - sh
         - -c
-        - until nslookup kube-dns.kube-system.svc.cluster.local; do sleep 1; done; echo DNS-OK; exec sleep 3600
+        - >-
+          mkdir -p /www && hostname > /www/index.html && httpd -p 8080 -h /www &&
+          until nslookup kube-dns.kube-system.svc.cluster.local; do sleep 1; done; echo DNS-OK;
+          until printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80 > /tmp/got && [ -s /tmp/got ];
+          do sleep 1; done; echo WEB-OK $(tail -n 1 /tmp/got);
+          exec sleep 3600
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
 ";
 
 /// The control plane alone (`--disable agent`): what the server writes, each component's
@@ -378,7 +394,8 @@ fn server_with_agent_runs_pods() {
         stdout(&out)
     );
 
-    // A Deployment: Running, resolving through 10.96.0.10.
+    // A Deployment and its Service: Running, resolving through 10.96.0.10, and reaching each
+    // other by the Service's short name.
     let f = s.dir.path().join("web.yaml");
     std::fs::write(&f, DEPLOYMENT).unwrap();
     let applied = Instant::now();
@@ -395,6 +412,18 @@ fn server_with_agent_runs_pods() {
             text.contains("Name:\tkube-dns.kube-system.svc.cluster.local\nAddress: 10.96.0.10\n"),
             "{text}"
         );
+        // The short name `web` through the pods' search path (default.svc.cluster.local: the
+        // only way it resolves), then a connection through the Service's ClusterIP to one of
+        // the two pods' httpd, which answers with its host name.
+        let text = s.eventually("a pod reaching the Service web", |s| {
+            let text = stdout(&s.kubectl(&["logs", pod]));
+            text.contains("WEB-OK").then_some(text)
+        });
+        let served_by = text
+            .lines()
+            .find_map(|l| l.strip_prefix("WEB-OK "))
+            .unwrap_or_default();
+        assert!(pods.iter().any(|p| p == served_by), "{text}");
     }
     let log = s.log();
     assert!(
