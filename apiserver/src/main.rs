@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use rkube_apiserver::audit::AuditConfig;
 use rkube_apiserver::server::{Config, run};
+use rkube_machinery::process::shutdown_signal;
 
 #[derive(Parser)]
 #[command(
@@ -137,16 +138,6 @@ fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
         );
     }
     Ok(a..=b)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[tokio::main]

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use rkube_controller_manager::config::parse_duration;
 use rkube_controller_manager::{Config, run};
+use rkube_machinery::process::shutdown_signal;
 
 #[derive(Parser)]
 #[command(
@@ -84,16 +85,6 @@ struct Args {
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[tokio::main]

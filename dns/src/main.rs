@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Parser;
 use rkube_dns::{Config, Listeners, upstream};
+use rkube_machinery::process::shutdown_signal;
 
 #[derive(Parser)]
 #[command(
@@ -38,16 +39,6 @@ struct Args {
     /// Address of the health and metrics endpoint (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:9153")]
     metrics_listen: SocketAddr,
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[tokio::main]

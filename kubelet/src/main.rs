@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use rkube_kubelet::config::{self, ManagedContainerd};
 use rkube_kubelet::{Config, RuntimeMode};
+use rkube_machinery::process::{describe, shutdown_signal};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,28 +67,12 @@ struct Args {
     runtime: String,
 }
 
-/// An error and its causes on one line, each cause once (most messages already quote theirs).
-fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match Box::pin(run()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rkubelet: {}", describe(&e));
+            eprintln!("rkubelet: {}", describe(&*e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -127,14 +112,6 @@ async fn run() -> anyhow::Result<()> {
     cfg.register_with_taints =
         config::parse_taints(&args.register_with_taints).context("--register-with-taints")?;
     cfg.node_labels = config::parse_labels(&args.node_labels).context("--node-labels")?;
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    rkube_kubelet::run(cfg, shutdown).await?;
+    rkube_kubelet::run(cfg, shutdown_signal()).await?;
     Ok(())
 }

@@ -2,11 +2,12 @@
 //! label and field selectors, name and label syntax checks, resource quantities, the schemas of
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
 //! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, protobuf bodies, and
-//! Lease-based leader election.
+//! Lease-based leader election, and the shutdown signal and error printing every `main` uses.
 
 pub mod apply;
 pub mod leader;
 pub mod patch;
+pub mod process;
 pub mod protobuf;
 pub mod quantity;
 pub mod schema;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use rkube_machinery::process::shutdown_signal;
 use rkube_proxy::netns::Netns;
 use rkube_proxy::{Config, Mode, cleanup, run};
 
@@ -65,16 +66,6 @@ fn netns_arg(arg: Option<&str>) -> anyhow::Result<Netns> {
         path.display()
     );
     Ok(ns)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[tokio::main]

@@ -9,32 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::Context;
 use clap::Parser;
 use rkube::cli::{Cli, Command};
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-}
-
-/// An error and its causes on one line, each cause once (most messages already quote theirs).
-fn describe(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
+use rkube_machinery::process::{describe, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -42,7 +17,7 @@ async fn main() -> std::process::ExitCode {
     match Box::pin(run(cli)).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {}", describe(&e));
+            eprintln!("Error: {}", describe(&*e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use rkube_machinery::process::shutdown_signal;
 use rkube_scheduler::{Options, SchedulerConfiguration};
 
 #[derive(Parser)]
@@ -29,16 +30,6 @@ struct Args {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:10259")]
     bind_address: SocketAddr,
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[tokio::main]
