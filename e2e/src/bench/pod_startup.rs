@@ -486,6 +486,8 @@ fn hollow_config(
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    // Many kubelets in one process: no health port.
+    cfg.serving.healthz_port = None;
     cfg.capacity = Some(rkube_kubelet::config::Capacity {
         cpu_milli: 4000,
         memory: 8 << 30,
