@@ -21,6 +21,10 @@ use crate::pki::{Pki, PkiError};
 pub const CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// The file stem of the default kubelet client certificate under `DATA/pki/`.
 const CLIENT_FILE: &str = "apiserver-kubelet-client";
+/// What to check when a kubelet refuses the API server's requests.
+pub const REFUSED_HINT: &str = "check that the kubelet's --client-ca-file is the CA of the \
+     API server's kubelet client certificate and that its user is granted \
+     system:kubelet-api-admin";
 /// How long a kubelet has to answer (the response headers; bodies may stream for longer).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -99,7 +103,8 @@ impl KubeletClient {
     }
 
     /// `GET <path_and_query>` (starting with `/`) on the kubelet of `node`: its response
-    /// whatever the status; 503 when it cannot be reached or does not answer in time.
+    /// whatever the status; 500 when it cannot be reached or does not answer in time, as
+    /// Kubernetes answers (not 503: clients would retry what a retry does not mend).
     pub async fn get(
         &self,
         node: &Node,
@@ -120,10 +125,15 @@ impl KubeletClient {
             .map_err(|e| ApiError::bad_request(format!("bad kubelet URL {url}: {e}")))?;
         tokio::time::timeout(ANSWER_TIMEOUT, self.http.get(uri))
             .await
-            .map_err(|_| ApiError::unavailable(format!("the kubelet on {name} did not answer")))?
+            .map_err(|_| {
+                ApiError::internal(format!(
+                    "error trying to reach the kubelet on {name} ({host}:{port}): no answer \
+                     within {ANSWER_TIMEOUT:?}"
+                ))
+            })?
             .map_err(|e| {
-                ApiError::unavailable(format!(
-                    "cannot reach the kubelet on {name} ({host}:{port}): {}",
+                ApiError::internal(format!(
+                    "error trying to reach the kubelet on {name} ({host}:{port}): {}",
                     error_chain(&e)
                 ))
             })

@@ -158,6 +158,12 @@ impl Kubelet {
             &config.data_dir,
             &names,
         )?);
+        if config.serving.client_ca_file.is_none() {
+            tracing::warn!(
+                "no --client-ca-file: only bearer tokens authenticate to the kubelet's API, \
+                 not the API server's client certificate (kubectl logs will fail)"
+            );
+        }
         let metrics = Arc::new(Metrics::default());
         for d in ["pods", "logs", "seccomp"] {
             let path = config.data_dir.join(d);

@@ -119,6 +119,10 @@ pub async fn pod_log(
         return Err(match status.as_u16() {
             404 => ApiError::not_found("", "pods/log", name),
             400 => ApiError::bad_request(text),
+            401 | 403 => ApiError::internal(format!(
+                "the kubelet on {node_name} refused the API server ({status}: {text}): {}",
+                crate::kubelet::REFUSED_HINT
+            )),
             _ => ApiError::internal(format!(
                 "the kubelet on {node_name} answered {status}: {text}"
             )),

@@ -200,7 +200,15 @@ async fn without_certificate_files_the_kubelet_serves_a_self_signed_one() {
         (code != 400).then_some((code, v))
     })
     .await;
-    assert_eq!(refused.0, 503, "{}", refused.1);
+    assert_eq!(refused.0, 500, "{}", refused.1);
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("certificate"),
+        "{}",
+        refused.1
+    );
     // A restart keeps the certificate.
     let before = std::fs::read(&cert).unwrap();
     kubelet.stop().await;
