@@ -134,7 +134,8 @@ impl Kubelet {
                 addr: config.listen,
                 source,
             })?;
-        Self::start_with_listener(config, listener).await
+        // Boxed: the start is a large future, and callers hold it in theirs.
+        Box::pin(Self::start_with_listener(config, listener)).await
     }
 
     /// Starts the kubelet with its HTTPS API on a listener the caller bound (`config.listen`

@@ -286,7 +286,7 @@ impl NetnsNode {
     /// Starts the kubelet with `cfg`, gives the Node its pod CIDR (as the controller manager
     /// would) and waits until the Node is Ready.
     pub async fn start_with(&mut self, cfg: Config) -> Result<(), NodeError> {
-        let kubelet = Kubelet::start_with_listener(cfg, self.listener()?).await?;
+        let kubelet = Box::pin(Kubelet::start_with_listener(cfg, self.listener()?)).await?;
         self.kubelet = Some(kubelet);
         let nodes: Api<Node> = Api::all(self.client.clone());
         nodes
