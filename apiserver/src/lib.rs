@@ -11,6 +11,7 @@ pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod pki;
 pub mod registry;
 pub mod resources;

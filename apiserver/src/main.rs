@@ -55,6 +55,17 @@ struct Args {
     /// Watches one user may hold open before 429.
     #[arg(long, default_value_t = 1000)]
     max_watches_per_user: usize,
+    /// The client certificate (PEM) presented to kubelets (logs, node proxy); default:
+    /// `kube-apiserver-kubelet-client` from the cluster CA (bound to system:kubelet-api-admin).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// The private key of --kubelet-client-certificate.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// The CA (PEM) kubelets' serving certificates must verify against; without it they are
+    /// not verified (kubelets serve self-signed certificates by default).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// etcd client URLs (comma-separated); the embedded store is used when absent.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
@@ -172,6 +183,11 @@ async fn main() -> anyhow::Result<()> {
     });
     config.max_requests_inflight = args.max_requests_inflight;
     config.max_watches_per_user = args.max_watches_per_user;
+    config.kubelet_client = rkube_apiserver::kubelet::KubeletClientConfig {
+        client_certificate: args.kubelet_client_certificate,
+        client_key: args.kubelet_client_key,
+        certificate_authority: args.kubelet_certificate_authority,
+    };
     config.etcd_servers = args.etcd_servers;
     config.settings.service_cidr = args.service_cluster_ip_range;
     config.settings.node_ports = parse_port_range(&args.service_node_port_range)?;

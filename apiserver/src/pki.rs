@@ -13,6 +13,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use rkube_machinery::https::x509::{self, Subject, issuer_cn, not_after, subject_of};
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -57,8 +59,8 @@ pub enum PkiError {
         message: String,
     },
     /// A DER certificate could not be parsed.
-    #[error("malformed certificate: {0}")]
-    Der(&'static str),
+    #[error(transparent)]
+    Der(#[from] x509::X509Error),
     /// A client certificate can name at most two groups (see [`Pki::issue_client`]).
     #[error(
         "a client certificate can carry at most two groups (O attributes), not {0}; use a token for more"
@@ -126,14 +128,16 @@ impl ServingNames {
         n
     }
 
-    fn add_name(&mut self, name: &str) {
+    /// Adds a DNS name (once).
+    pub fn add_name(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
         if !self.dns.contains(&name) {
             self.dns.push(name);
         }
     }
 
-    fn add_ip(&mut self, ip: IpAddr) {
+    /// Adds an IP address (once).
+    pub fn add_ip(&mut self, ip: IpAddr) {
         if !self.ips.contains(&ip) {
             self.ips.push(ip);
         }
@@ -196,19 +200,7 @@ fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 
 /// Writes `text` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, text: &str) -> Result<(), PkiError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    rkube_machinery::https::write_private(path, text).map_err(io_err(path))
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
@@ -413,9 +405,19 @@ impl Pki {
 
     /// The serving certificate for `names`, reused from `apiserver.crt` when it still matches.
     pub fn serving(&self, names: &ServingNames) -> Result<IssuedCert, PkiError> {
-        self.stored("apiserver", &names.fingerprint(), false, || {
-            self.issue_serving("kube-apiserver", names)
-        })
+        self.serving_stored("apiserver", "kube-apiserver", names)
+    }
+
+    /// A serving certificate (subject CN `cn`) for `names` kept as `<name>.crt`/`<name>.key`,
+    /// reused while it is valid and names the same: e.g. a kubelet's, issued by the cluster CA.
+    pub fn serving_stored(
+        &self,
+        name: &str,
+        cn: &str,
+        names: &ServingNames,
+    ) -> Result<IssuedCert, PkiError> {
+        let tag = format!("{cn}/{}", names.fingerprint());
+        self.stored(name, &tag, false, || self.issue_serving(cn, names))
     }
 
     /// The admin client certificate (CN=admin, O=system:masters), reused from `admin.crt`.
@@ -456,191 +458,13 @@ impl Pki {
     }
 }
 
-/// The DER of the first `CERTIFICATE` block of a PEM text.
+/// The DER of the first `CERTIFICATE` block of a PEM text (`path` names it in errors).
 pub fn pem_der(pem: &str, path: &Path) -> Result<Vec<u8>, PkiError> {
-    use base64::Engine;
-    let invalid = |message: &str| PkiError::Invalid {
+    x509::pem_der(pem).map_err(|e| PkiError::Invalid {
         path: path.display().to_string(),
         what: "PEM certificate",
-        message: message.to_string(),
-    };
-    let begin = "-----BEGIN CERTIFICATE-----";
-    let start = pem.find(begin).ok_or_else(|| invalid("no certificate"))? + begin.len();
-    let end = pem[start..]
-        .find("-----END CERTIFICATE-----")
-        .ok_or_else(|| invalid("unterminated certificate"))?;
-    let b64: String = pem[start..start + end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| invalid(&e.to_string()))
-}
-
-// --- A minimal DER reader: enough of X.509 to read names and validity. ---
-
-/// One DER element: (tag, content, rest after it).
-fn tlv(buf: &[u8]) -> Result<(u8, &[u8], &[u8]), PkiError> {
-    let (&tag, rest) = buf.split_first().ok_or(PkiError::Der("truncated"))?;
-    let (&first, rest) = rest
-        .split_first()
-        .ok_or(PkiError::Der("truncated length"))?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return Err(PkiError::Der("bad length"));
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return Err(PkiError::Der("element longer than its container"));
-    }
-    Ok((tag, &rest[..len], &rest[len..]))
-}
-
-fn expect<'a>(
-    buf: &'a [u8],
-    tag: u8,
-    what: &'static str,
-) -> Result<(&'a [u8], &'a [u8]), PkiError> {
-    let (t, content, rest) = tlv(buf)?;
-    if t != tag {
-        return Err(PkiError::Der(what));
-    }
-    Ok((content, rest))
-}
-
-/// The parts of a certificate's TBS: (issuer, validity, subject) contents.
-struct Tbs<'a> {
-    issuer: &'a [u8],
-    validity: &'a [u8],
-    subject: &'a [u8],
-}
-
-fn tbs(der: &[u8]) -> Result<Tbs<'_>, PkiError> {
-    let (cert, _) = expect(der, 0x30, "certificate is not a SEQUENCE")?;
-    let (tbs, _) = expect(cert, 0x30, "tbsCertificate is not a SEQUENCE")?;
-    let mut rest = tbs;
-    if rest.first() == Some(&0xa0) {
-        rest = tlv(rest)?.2; // [0] version
-    }
-    let (_, rest) = expect(rest, 0x02, "serial is not an INTEGER")?;
-    let (_, rest) = expect(rest, 0x30, "signature algorithm is not a SEQUENCE")?;
-    let (issuer, rest) = expect(rest, 0x30, "issuer is not a SEQUENCE")?;
-    let (validity, rest) = expect(rest, 0x30, "validity is not a SEQUENCE")?;
-    let (subject, _) = expect(rest, 0x30, "subject is not a SEQUENCE")?;
-    Ok(Tbs {
-        issuer,
-        validity,
-        subject,
+        message: e.to_string(),
     })
-}
-
-const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
-const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
-
-/// The (attribute OID, string value) pairs of a Name, in order.
-fn name_attributes(mut name: &[u8]) -> Result<Vec<(&[u8], String)>, PkiError> {
-    let mut out = Vec::new();
-    while !name.is_empty() {
-        let (mut set, rest) = expect(name, 0x31, "RDN is not a SET")?;
-        name = rest;
-        while !set.is_empty() {
-            let (atv, rest) = expect(set, 0x30, "attribute is not a SEQUENCE")?;
-            set = rest;
-            let (oid, value) = expect(atv, 0x06, "attribute type is not an OID")?;
-            let (tag, content, _) = tlv(value)?;
-            let text = match tag {
-                // UTF8String, PrintableString, IA5String, T61String
-                0x0c | 0x13 | 0x16 | 0x14 => String::from_utf8_lossy(content).into_owned(),
-                // BMPString
-                0x1e => {
-                    let units: Vec<u16> = content
-                        .chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect();
-                    String::from_utf16_lossy(&units)
-                }
-                _ => continue,
-            };
-            out.push((oid, text));
-        }
-    }
-    Ok(out)
-}
-
-/// A certificate subject as Kubernetes reads it: CN is the user, each O a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subject {
-    /// The common name.
-    pub common_name: String,
-    /// The organizations.
-    pub organizations: Vec<String>,
-}
-
-/// The subject of a DER certificate.
-pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
-    let attrs = name_attributes(tbs(der)?.subject)?;
-    let common_name = attrs
-        .iter()
-        .find(|(oid, _)| *oid == OID_CN)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let organizations = attrs
-        .into_iter()
-        .filter(|(oid, _)| *oid == OID_O)
-        .map(|(_, v)| v)
-        .collect();
-    Ok(Subject {
-        common_name,
-        organizations,
-    })
-}
-
-fn issuer_cn(der: &[u8]) -> Result<String, PkiError> {
-    Ok(name_attributes(tbs(der)?.issuer)?
-        .into_iter()
-        .find(|(oid, _)| *oid == OID_CN)
-        .map(|(_, v)| v)
-        .unwrap_or_default())
-}
-
-/// The notAfter time of a DER certificate.
-pub fn not_after(der: &[u8]) -> Result<time::OffsetDateTime, PkiError> {
-    let validity = tbs(der)?.validity;
-    let (_, _, rest) = tlv(validity)?;
-    let (tag, content, _) = tlv(rest)?;
-    let text = std::str::from_utf8(content).map_err(|_| PkiError::Der("time is not ASCII"))?;
-    let digits = |s: &str| -> Result<i64, PkiError> {
-        s.parse().map_err(|_| PkiError::Der("time is not numeric"))
-    };
-    let (year, rest) = match tag {
-        0x17 if text.len() >= 12 => {
-            let y = digits(&text[..2])?;
-            (if y < 50 { 2000 + y } else { 1900 + y }, &text[2..])
-        }
-        0x18 if text.len() >= 14 => (digits(&text[..4])?, &text[4..]),
-        _ => return Err(PkiError::Der("unknown time type")),
-    };
-    let month = u8::try_from(digits(&rest[..2])?).map_err(|_| PkiError::Der("bad month"))?;
-    let month = time::Month::try_from(month).map_err(|_| PkiError::Der("bad month"))?;
-    let day = u8::try_from(digits(&rest[2..4])?).map_err(|_| PkiError::Der("bad day"))?;
-    let hour = u8::try_from(digits(&rest[4..6])?).map_err(|_| PkiError::Der("bad hour"))?;
-    let minute = u8::try_from(digits(&rest[6..8])?).map_err(|_| PkiError::Der("bad minute"))?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(year).map_err(|_| PkiError::Der("bad year"))?,
-        month,
-        day,
-    )
-    .map_err(|_| PkiError::Der("bad date"))?;
-    let t = time::Time::from_hms(hour, minute, 0).map_err(|_| PkiError::Der("bad time"))?;
-    Ok(time::PrimitiveDateTime::new(date, t).assume_utc())
 }
 
 /// Whether `der` verifies as a certificate issued by the CA `ca_der`, for its purpose (a

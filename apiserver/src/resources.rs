@@ -20,7 +20,8 @@ pub struct ResourceDef {
     pub short_names: &'static [&'static str],
     /// `kubectl get all`.
     pub categories: &'static [&'static str],
-    /// Subresources served (`status`, `scale`, `binding`, `log`, `eviction`, `finalize`).
+    /// Subresources served (`status`, `scale`, `binding`, `log`, `eviction`, `finalize`,
+    /// `token`, `proxy`).
     pub subresources: &'static [&'static str],
     /// Clear `status` on create (most kinds: status is written by controllers).
     pub reset_status_on_create: bool,
@@ -140,7 +141,7 @@ pub static NAMESPACES: ResourceDef = ResourceDef {
 /// Nodes.
 pub static NODES: ResourceDef = ResourceDef {
     short_names: &["no"],
-    subresources: &["status"],
+    subresources: &["status", "proxy"],
     status_subresource: true,
     ..def("", "nodes", "node", "Node", false, "nodes")
 };
@@ -421,6 +422,19 @@ pub static SELFSUBJECTRULESREVIEWS: ResourceDef = ResourceDef {
         "authorization.k8s.io/selfsubjectrulesreviews",
     )
 };
+/// TokenReviews: whom a bearer token authenticates (kubelets ask, to authenticate their
+/// clients' tokens).
+pub static TOKENREVIEWS: ResourceDef = ResourceDef {
+    create_only: true,
+    ..def(
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+        "authentication.k8s.io/tokenreviews",
+    )
+};
 /// SelfSubjectReviews (`kubectl auth whoami`).
 pub static SELFSUBJECTREVIEWS: ResourceDef = ResourceDef {
     create_only: true,
@@ -464,6 +478,7 @@ pub static ALL: &[&ResourceDef] = &[
     &SUBJECTACCESSREVIEWS,
     &SELFSUBJECTRULESREVIEWS,
     &SELFSUBJECTREVIEWS,
+    &TOKENREVIEWS,
 ];
 
 /// The served resource `group/version/resource`.

@@ -56,6 +56,9 @@ pub struct Config {
     pub max_requests_inflight: usize,
     /// Watches one user may hold open before 429 (`--max-watches-per-user`).
     pub max_watches_per_user: usize,
+    /// How kubelets are reached (`--kubelet-client-certificate`, `--kubelet-client-key`,
+    /// `--kubelet-certificate-authority`).
+    pub kubelet_client: crate::kubelet::KubeletClientConfig,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             audit: None,
             max_requests_inflight: 400,
             max_watches_per_user: 1000,
+            kubelet_client: Default::default(),
         }
     }
 }
@@ -97,8 +101,8 @@ pub enum ServerError {
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
     /// TLS could not be set up.
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] rkube_machinery::https::HttpsError),
     /// The token file is unusable.
     #[error(transparent)]
     Tokens(#[from] crate::auth::tokens::TokenFileError),
@@ -111,6 +115,9 @@ pub enum ServerError {
     /// The audit log cannot be written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The client of kubelets cannot be set up.
+    #[error(transparent)]
+    KubeletClient(#[from] crate::kubelet::KubeletClientError),
 }
 
 /// Opens the configured backend.
@@ -137,34 +144,12 @@ fn client_address(addr: SocketAddr) -> String {
 /// The rustls server configuration: our serving certificate, client certificates of our CA
 /// accepted (not required), h2 and HTTP/1.1.
 fn tls_config(pki: &Pki, names: &ServingNames) -> Result<rustls::ServerConfig, ServerError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rkube_machinery::https;
     let serving = pki.serving(names)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.ca_der()?))
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| ServerError::Tls(e.to_string()))?;
-    let cert = crate::pki::pem_der(&serving.cert_pem, &pki.dir().join("apiserver.crt"))?;
-    let key = rcgen::KeyPair::from_pem(&serving.key_pem)
-        .map_err(|e| ServerError::Tls(format!("apiserver.key: {e}")))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from(cert)],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
+    let chain = https::parse_certs(&serving.cert_pem, "apiserver.crt")?;
+    let key = https::parse_key(&serving.key_pem, "apiserver.key")?;
+    let ca = https::parse_certs(pki.ca_pem(), "ca.crt")?;
+    Ok(https::server_config(chain, key, Some(&ca))?)
 }
 
 /// The user a verified client certificate names (CN = user, O = groups).
@@ -206,8 +191,9 @@ pub async fn run(
         .next()
         .map(std::net::IpAddr::V4);
     let names = ServingNames::standard(addr.ip(), service_ip, &config.tls_sans);
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&pki, &names)?));
+    let tls = Arc::new(tls_config(&pki, &names)?);
     let admin = pki.admin()?;
+    let kubelet = crate::kubelet::KubeletClient::new(&config.kubelet_client, &pki)?;
     let tokens = match &config.token_auth_file {
         Some(p) => crate::auth::tokens::TokenFile::load(p)?,
         None => Default::default(),
@@ -307,74 +293,29 @@ pub async fn run(
             config.max_requests_inflight,
             config.max_watches_per_user,
         )),
+        kubelet,
     });
     let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors and the like: keep serving the connections we have.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
-            let tls = tokio::select! {
-                r = handshake => match r {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                () = stop.cancelled() => return,
-            };
-            let peer = PeerIdentity(peer_user(tls.get_ref().1));
-            let conn_info = ConnInfo { remote };
-            let svc = tower::ServiceExt::map_request(
-                app,
-                move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(peer.clone());
-                    req.extensions_mut().insert(conn_info.clone());
-                    req
-                },
-            );
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder.serve_connection(
-                hyper_util::rt::TokioIo::new(tls),
-                hyper_util::service::TowerToHyperService::new(svc),
-            );
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    tracing::info!("shutting down: closing watches");
-    cancel.cancel();
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(15), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 15 s; closing them");
-    }
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing watches");
+        stop.cancel();
+    });
+    rkube_machinery::https::serve(
+        listener,
+        tls,
+        app,
+        cancel,
+        Duration::from_secs(15),
+        |tls: &rustls::ServerConnection, remote| {
+            let mut ext = axum::http::Extensions::new();
+            ext.insert(PeerIdentity(peer_user(tls)));
+            ext.insert(ConnInfo { remote });
+            ext
+        },
+    )
+    .await;
     // Stop everything that holds the store, so it is closed when run returns.
     for task in [sa_controller, rbac_task, compactor] {
         task.abort();

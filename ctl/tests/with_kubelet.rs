@@ -28,6 +28,17 @@ async fn node(s: &TestServer, name: &str) -> Kubelet {
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // Many kubelets in one process: no health port. A serving certificate of the cluster CA
+    // and its client CA, so that the API server's client certificate authenticates.
+    cfg.serving.healthz_port = None;
+    let (cert, key, ca) = s.kubelet_serving_files(
+        name,
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        &s.dir.path().join(format!("kubelet-{name}-certs")),
+    );
+    cfg.serving.tls_cert_file = Some(cert);
+    cfg.serving.tls_private_key_file = Some(key);
+    cfg.serving.client_ca_file = Some(ca);
     cfg.capacity = Some(Capacity {
         cpu_milli: 4000,
         memory: 8 << 30,
@@ -247,7 +258,7 @@ async fn top_reads_the_kubelets_stats() {
     assert!(!r.ok, "{r:?}");
     assert!(
         r.stderr
-            .contains("Warning: no stats from the kubelet of node n1 at 127.0.0.1:"),
+            .contains("Warning: no stats from the kubelet of node n1: Error from server (InternalError): error trying to reach the kubelet on n1 (127.0.0.1:"),
         "{}",
         r.stderr
     );

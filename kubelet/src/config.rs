@@ -1,5 +1,6 @@
 //! The kubelet's configuration: what the `rkubelet` flags set, plus the tunables tests and
-//! hollow nodes adjust (periods, back-offs, capacity), with Kubernetes' defaults.
+//! hollow nodes adjust (periods, back-offs, capacity), with Kubernetes' defaults — how its
+//! HTTPS port is secured ([`ServingConfig`]) included.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -68,6 +69,57 @@ impl Default for ManagedContainerd {
 /// The default sandbox image (what `rkube-images` builds from catatonit).
 pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.9";
 
+/// How the kubelet's API port is secured (HTTPS, authentication, authorization) and where its
+/// plain health port is — Kubernetes' kubelet flags of the same names.
+#[derive(Clone, Debug)]
+pub struct ServingConfig {
+    /// `--tls-cert-file`: the serving certificate (PEM; a chain may follow), given with
+    /// `tls_private_key_file`. Without them, a self-signed certificate is made and kept in
+    /// `cert_dir`, as Kubernetes' kubelet does.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-private-key-file`: its private key.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// `--cert-dir`: where the self-signed certificate is kept (`kubelet.crt`, `kubelet.key`);
+    /// default: `<data dir>/pki`.
+    pub cert_dir: Option<PathBuf>,
+    /// `--client-ca-file`: clients presenting a certificate of this CA are its subject (CN the
+    /// user, each O a group). Without it, only bearer tokens authenticate.
+    pub client_ca_file: Option<PathBuf>,
+    /// `--anonymous-auth`: requests without credentials are authorized as `system:anonymous`
+    /// instead of refused with 401 (off: Kubernetes' kubelet defaults to on, kubeadm and
+    /// hardening guides turn it off).
+    pub anonymous_auth: bool,
+    /// How long a bearer token's TokenReview answer is reused
+    /// (`--authentication-token-webhook-cache-ttl`).
+    pub authentication_cache_ttl: Duration,
+    /// How long an allowing SubjectAccessReview answer is reused
+    /// (`--authorization-webhook-cache-authorized-ttl`); denials are not cached.
+    pub authorization_cache_ttl: Duration,
+    /// `--healthz-port`: plain-HTTP `/healthz` on 127.0.0.1 (only there: it is unauthenticated);
+    /// `Some(0)` any free port, `None` not served.
+    pub healthz_port: Option<u16>,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            cert_dir: None,
+            client_ca_file: None,
+            anonymous_auth: false,
+            authentication_cache_ttl: Duration::from_secs(120),
+            authorization_cache_ttl: Duration::from_secs(300),
+            healthz_port: Some(DEFAULT_HEALTHZ_PORT),
+        }
+    }
+}
+
+/// The kubelet's API port (HTTPS).
+pub const DEFAULT_PORT: u16 = 10250;
+/// The kubelet's health port (plain HTTP, loopback).
+pub const DEFAULT_HEALTHZ_PORT: u16 = 10248;
+
 /// Node capacity, when not measured from the machine (hollow nodes).
 #[derive(Clone, Debug)]
 pub struct Capacity {
@@ -98,8 +150,10 @@ pub struct Config {
     pub cluster_dns: Vec<IpAddr>,
     /// The cluster domain.
     pub cluster_domain: String,
-    /// Where the kubelet's HTTP server listens (port 0: any free port, reported on the Node).
+    /// Where the kubelet's HTTPS API listens (port 0: any free port, reported on the Node).
     pub listen: SocketAddr,
+    /// How that port is secured, and the health port.
+    pub serving: ServingConfig,
     /// A directory of image tarballs to import at start and when they appear.
     pub images_dir: Option<PathBuf>,
     /// The most pods this node runs.
@@ -152,7 +206,8 @@ impl Config {
             node_ip: None,
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
-            listen: SocketAddr::from(([0, 0, 0, 0], 10250)),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
+            serving: ServingConfig::default(),
             images_dir: None,
             max_pods: 110,
             register_with_taints: Vec::new(),

@@ -1,8 +1,8 @@
 //! rkubelet: the node agent. It registers its Node and keeps its Lease, watches the pods bound
 //! to it, runs them through the container runtime's CRI (containerd — started and supervised
 //! by the kubelet with `--managed-containerd` — or the in-process hollow runtime for scale
-//! tests), reports their status, and serves container logs, metrics and stats on its HTTP
-//! port.
+//! tests), reports their status, and serves container logs, metrics and stats on its HTTPS
+//! port to the clients the API server authenticates and authorizes for it ([`server`]).
 //!
 //! [`Kubelet::start`] starts everything and returns a handle; [`run`] runs until a shutdown
 //! future completes. Pods keep running when the kubelet stops, and a restarted kubelet adopts
@@ -81,6 +81,9 @@ pub enum Error {
     /// The Node could not be registered.
     #[error(transparent)]
     Node(#[from] node::NodeError),
+    /// The serving certificate or client CA is unusable.
+    #[error("kubelet TLS: {0}")]
+    Tls(#[from] server::tls::TlsError),
     /// A directory could not be made.
     #[error("creating {path}: {source}")]
     Dir {
@@ -98,6 +101,7 @@ pub struct Kubelet {
     managed: Option<Arc<containerd::ManagedRuntime>>,
     events_task: Option<tokio::task::JoinHandle<()>>,
     port: u16,
+    healthz_port: Option<u16>,
     /// Dropping the kubelet without `stop` still ends its loops and containerd's supervision
     /// (containerd is then stopped by its supervisor, never restarted).
     _cancel_on_drop: Vec<tokio_util::sync::DropGuard>,
@@ -121,8 +125,8 @@ async fn make_client(config: &Config) -> Result<kube::Client, Error> {
 
 impl Kubelet {
     /// Starts the kubelet: the runtime (managed containerd, a CRI endpoint, or the hollow
-    /// runtime), the images directory import, the HTTP server, Node registration, and the
-    /// status, lease, PLEG and pod loops.
+    /// runtime), the images directory import, the HTTPS API and the health port, Node
+    /// registration, and the status, lease, PLEG and pod loops.
     pub async fn start(config: Config) -> Result<Kubelet, Error> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -130,16 +134,37 @@ impl Kubelet {
                 addr: config.listen,
                 source,
             })?;
-        Self::start_with_listener(config, listener).await
+        // Boxed: the start is a large future, and callers hold it in theirs.
+        Box::pin(Self::start_with_listener(config, listener)).await
     }
 
-    /// Starts the kubelet with its HTTP server on a listener the caller bound (`config.listen`
+    /// Starts the kubelet with its HTTPS API on a listener the caller bound (`config.listen`
     /// is not used) — e.g. one made inside the node's network namespace, or on port 0.
     pub async fn start_with_listener(
         config: Config,
         listener: tokio::net::TcpListener,
     ) -> Result<Kubelet, Error> {
         let client = make_client(&config).await?;
+        let node_ip = match config.node_ip {
+            Some(ip) => ip,
+            None => node::detect_node_ip().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        };
+        let names = server::tls::Names::of_node(
+            &config.node_name,
+            config.hostname.as_deref(),
+            &[node_ip, config.listen.ip()],
+        );
+        let tls = Arc::new(server::tls::server_config(
+            &config.serving,
+            &config.data_dir,
+            &names,
+        )?);
+        if config.serving.client_ca_file.is_none() {
+            tracing::warn!(
+                "no --client-ca-file: only bearer tokens authenticate to the kubelet's API, \
+                 not the API server's client certificate (kubectl logs will fail)"
+            );
+        }
         let metrics = Arc::new(Metrics::default());
         for d in ["pods", "logs", "seccomp"] {
             let path = config.data_dir.join(d);
@@ -204,10 +229,6 @@ impl Kubelet {
                 Some(done)
             }
             _ => None,
-        };
-        let node_ip = match config.node_ip {
-            Some(ip) => ip,
-            None => node::detect_node_ip().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
         };
         let (cpu, memory, storage) = node::capacity(&config);
         let port = listener
@@ -274,17 +295,40 @@ impl Kubelet {
         );
         let mut tasks = Vec::new();
         {
-            let app = server::router(ctx.clone());
-            let cancel = ctx.cancel.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { cancel.cancelled().await })
-                    .await
-                {
-                    tracing::error!(error = %e, "kubelet server failed");
-                }
-            }));
+            let auth = Arc::new(server::auth::ApiAuth::new(
+                ctx.client.clone(),
+                &ctx.config.node_name,
+                &ctx.config.serving,
+            ));
+            let app = server::router(ctx.clone(), auth);
+            tasks.push(tokio::spawn(rkube_machinery::https::serve(
+                listener,
+                tls,
+                app,
+                ctx.cancel.clone(),
+                Duration::from_secs(5),
+                |tls: &rustls::ServerConnection, _| {
+                    let mut ext = axum::http::Extensions::new();
+                    ext.insert(server::auth::PeerUser::of(tls));
+                    ext
+                },
+            )));
         }
+        let healthz_port = match healthz_listener(ctx.config.serving.healthz_port).await {
+            Some(l) => {
+                let port = l.local_addr().map(|a| a.port()).ok();
+                let cancel = ctx.cancel.clone();
+                tasks.push(tokio::spawn(async move {
+                    let serve = axum::serve(l, server::healthz_router())
+                        .with_graceful_shutdown(async move { cancel.cancelled().await });
+                    if let Err(e) = serve.await {
+                        tracing::warn!(error = %e, "the health port failed");
+                    }
+                }));
+                port
+            }
+            None => None,
+        };
         tasks.push(tokio::spawn(node::status_loop(ctx.clone(), port)));
         tasks.push(tokio::spawn(node::lease_loop(ctx.clone())));
         tasks.push(tokio::spawn(node::watch_pod_cidr(
@@ -314,12 +358,18 @@ impl Kubelet {
             managed,
             events_task: Some(events_task),
             port,
+            healthz_port,
         })
     }
 
-    /// The port the HTTP server listens on.
+    /// The port the HTTPS API listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The loopback port plain `/healthz` is served on, if it is.
+    pub fn healthz_port(&self) -> Option<u16> {
+        self.healthz_port
     }
 
     /// The CRI client.
@@ -350,6 +400,19 @@ impl Kubelet {
         drop(self.ctx);
         if let Some(t) = self.events_task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+/// The listener of the health port on 127.0.0.1, if one is wanted and can be bound (a port
+/// in use is a warning, as with Kubernetes' kubelet: the API port is what matters).
+async fn healthz_listener(port: Option<u16>) -> Option<tokio::net::TcpListener> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port?));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "/healthz not served on the health port");
+            None
         }
     }
 }

@@ -44,9 +44,34 @@ struct Args {
     /// The cluster domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// The kubelet's HTTP port (logs, metrics, stats).
-    #[arg(long, default_value_t = 10250)]
+    /// The kubelet's API port (HTTPS: logs, metrics, stats).
+    #[arg(long, default_value_t = config::DEFAULT_PORT)]
     port: u16,
+    /// The address the API port listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
+    /// The serving certificate of the API port (PEM); without it, a self-signed one is made in
+    /// --cert-dir.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Where the self-signed serving certificate is kept [default: DATA_DIR/pki].
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Client certificates of this CA (PEM) authenticate (CN the user, O the groups); bearer
+    /// tokens are checked with the API server (TokenReview) in any case.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Let requests without credentials through as system:anonymous (then authorized like
+    /// any other) instead of answering 401.
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// The loopback port of plain-HTTP /healthz (0: not served).
+    #[arg(long, default_value_t = config::DEFAULT_HEALTHZ_PORT)]
+    healthz_port: u16,
     /// A directory of OCI/docker image tarballs to import at start and when they appear.
     #[arg(long)]
     images_dir: Option<PathBuf>,
@@ -105,7 +130,16 @@ async fn run() -> anyhow::Result<()> {
     cfg.node_ip = args.node_ip;
     cfg.cluster_dns = args.cluster_dns;
     cfg.cluster_domain = args.cluster_domain;
-    cfg.listen = SocketAddr::from(([0, 0, 0, 0], args.port));
+    cfg.listen = SocketAddr::from((args.address, args.port));
+    cfg.serving = config::ServingConfig {
+        tls_cert_file: args.tls_cert_file,
+        tls_private_key_file: args.tls_private_key_file,
+        cert_dir: args.cert_dir,
+        client_ca_file: args.client_ca_file,
+        anonymous_auth: args.anonymous_auth,
+        healthz_port: (args.healthz_port != 0).then_some(args.healthz_port),
+        ..Default::default()
+    };
     cfg.images_dir = args.images_dir;
     cfg.max_pods = args.max_pods;
     cfg.allow_privileged = args.allow_privileged;

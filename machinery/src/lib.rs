@@ -2,9 +2,11 @@
 //! label and field selectors, name and label syntax checks, resource quantities, the schemas of
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
 //! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, protobuf bodies, and
-//! Lease-based leader election, and the shutdown signal and error printing every `main` uses.
+//! Lease-based leader election, the shutdown signal and error printing every `main` uses, and
+//! HTTPS serving with client certificates (the API server's and the kubelet's).
 
 pub mod apply;
+pub mod https;
 pub mod leader;
 pub mod patch;
 pub mod process;

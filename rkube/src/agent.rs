@@ -1,24 +1,57 @@
 //! The server's local agent: the kubelet (with a managed containerd under `DATA/agent/`
 //! unless `--container-runtime-endpoint` names a running one) and, beside it, the proxy —
-//! each with its own identity. At the first start the offline images (pause from catatonit,
-//! busybox from busybox-static) are written into `DATA/agent/images/`, which the kubelet
-//! imports into containerd, so pods run without a registry.
+//! each with its own identity. The kubelet serves its API over HTTPS with a certificate of the
+//! cluster CA for the node's name and IP (`DATA/pki/kubelet-serving.{crt,key}`), which the API
+//! server verifies, and takes client certificates of that CA. At the first start the offline
+//! images (pause from catatonit, busybox from busybox-static) are written into
+//! `DATA/agent/images/`, which the kubelet imports into containerd, so pods run without a
+//! registry.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rkube_kubelet::config::ManagedContainerd;
+use rkube_apiserver::pki::{Pki, PkiError, ServingNames};
+use rkube_kubelet::config::{ManagedContainerd, ServingConfig};
 use rkube_kubelet::{Kubelet, RuntimeMode};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 
+/// The file stem of the kubelet's serving certificate under `DATA/pki/`.
+const KUBELET_SERVING: &str = "kubelet-serving";
+
+/// The kubelet's serving settings: a certificate of the cluster CA for the node's name and IP
+/// (and loopback), kept in `DATA/pki/` and renewed as the API server's is, and the cluster CA
+/// as the CA of its clients' certificates.
+pub fn kubelet_serving(config: &ServerConfig, pki: &Pki) -> Result<ServingConfig, PkiError> {
+    let mut names = ServingNames::default();
+    names.add_name(&config.node_name);
+    names.add_name("localhost");
+    let node_ip = config.node_ip.or_else(rkube_kubelet::node::detect_node_ip);
+    for ip in node_ip.into_iter().chain([IpAddr::from([127, 0, 0, 1])]) {
+        names.add_ip(ip);
+    }
+    let cn = format!("system:node:{}", config.node_name);
+    pki.serving_stored(KUBELET_SERVING, &cn, &names)?;
+    Ok(ServingConfig {
+        tls_cert_file: Some(pki.dir().join(format!("{KUBELET_SERVING}.crt"))),
+        tls_private_key_file: Some(pki.dir().join(format!("{KUBELET_SERVING}.key"))),
+        client_ca_file: Some(pki.dir().join("ca.crt")),
+        ..Default::default()
+    })
+}
+
 /// The kubelet configuration of the server's node.
-pub fn kubelet_config(config: &ServerConfig, kubeconfig: PathBuf) -> rkube_kubelet::Config {
+pub fn kubelet_config(
+    config: &ServerConfig,
+    kubeconfig: PathBuf,
+    serving: ServingConfig,
+) -> rkube_kubelet::Config {
     let layout = config.layout();
     let mut cfg = rkube_kubelet::Config::new(config.node_name.clone(), layout.agent());
     cfg.kubeconfig = Some(kubeconfig);
+    cfg.serving = serving;
     cfg.runtime = match &config.container_runtime_endpoint {
         Some(endpoint) => RuntimeMode::Remote {
             endpoint: endpoint.clone(),

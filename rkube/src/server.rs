@@ -1,8 +1,9 @@
 //! `rkube server`: every component as tasks of one tokio runtime.
 //!
 //! Start: the data directory, the cluster CA and one kubeconfig per component identity, the
-//! node token, the built-in add-ons, then the API server (on `--bind-address:
-//! --https-listen-port`). Once it answers `/readyz`: how to use it is printed, and the
+//! node token, the kubelet's serving certificate, the built-in add-ons, then the API server
+//! (on `--bind-address:--https-listen-port`, verifying kubelets' certificates against the
+//! cluster CA). Once it answers `/readyz`: how to use it is printed, and the
 //! scheduler, controller manager, local agent (kubelet and proxy), cluster DNS and the
 //! manifests applier start, each with its own client. A line is logged when the node is
 //! Ready, with the time since start.
@@ -183,6 +184,10 @@ pub async fn run(
         false => None,
     };
     identity::node_token(&pki, &layout.node_token())?;
+    let kubelet_serving = config
+        .runs(Component::Agent)
+        .then(|| agent::kubelet_serving(&config, &pki))
+        .transpose()?;
     let dns_ip = config.runs(Component::Dns).then_some(config.cluster_dns);
     for f in manifests::install_builtin(&layout.manifests(), dns_ip)? {
         tracing::info!(file = %f.display(), "wrote a built-in add-on");
@@ -200,6 +205,8 @@ pub async fn run(
     api_config.etcd_servers = config.etcd_servers.clone();
     api_config.settings.service_cidr = config.service_cidr;
     api_config.tls_sans = config.tls_sans.clone();
+    // The local kubelet's serving certificate is of the cluster CA: verify it.
+    api_config.kubelet_client.certificate_authority = Some(layout.pki().join("ca.crt"));
     let api_stop = CancellationToken::new();
     let mut api_task = Some(tokio::spawn(rkube_apiserver::server::run(
         api_config,
@@ -263,7 +270,11 @@ pub async fn run(
         );
     }
     if config.runs(Component::Agent) {
-        let cfg = agent::kubelet_config(&config, kubeconfig(identity::kubelet(&config.node_name)));
+        let cfg = agent::kubelet_config(
+            &config,
+            kubeconfig(identity::kubelet(&config.node_name)),
+            kubelet_serving.clone().unwrap_or_default(),
+        );
         sup.spawn("kubelet", agent::run_kubelet(cfg, stop.clone()));
     }
     if config.runs(Component::Proxy) {

@@ -255,28 +255,81 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (u16, axum::http::HeaderMap, bytes::Bytes) {
+        let url = format!("{}{path}", self.url);
+        self.https_request(id, method, &url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// An HTTPS request as `id` to any server whose certificate is of the cluster CA (a
+    /// kubelet's, say): status, headers and body bytes, or why there was no answer.
+    pub async fn https_request(
+        &self,
+        id: &Identity,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(u16, axum::http::HeaderMap, bytes::Bytes), String> {
         use http_body_util::BodyExt;
         let (client, token) = self.raw_client(id).await;
-        let mut req = axum::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.url));
+        let mut req = axum::http::Request::builder().method(method).uri(url);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = client
-            .request(
-                req.body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let req = req
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = client.request(req).await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, bytes)
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, headers, bytes))
+    }
+
+    /// A kubelet's serving certificate from the cluster CA for `node` and `ips`, written with
+    /// its key and the CA into `dir`: what the kubelet's `--tls-cert-file`,
+    /// `--tls-private-key-file` and `--client-ca-file` take (in that order).
+    pub fn kubelet_serving_files(
+        &self,
+        node: &str,
+        ips: &[std::net::IpAddr],
+        dir: &std::path::Path,
+    ) -> (PathBuf, PathBuf, PathBuf) {
+        let pki = self.pki();
+        let names = rkube_apiserver::pki::ServingNames {
+            dns: vec![node.to_string(), "localhost".to_string()],
+            ips: ips.to_vec(),
+        };
+        let cert = pki
+            .issue_serving(&format!("system:node:{node}"), &names)
+            .unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let paths = (
+            dir.join("kubelet-serving.crt"),
+            dir.join("kubelet-serving.key"),
+            dir.join("ca.crt"),
+        );
+        write_text(&paths.0, &cert.cert_pem).unwrap();
+        write_text(&paths.1, &cert.key_pem).unwrap();
+        write_text(&paths.2, pki.ca_pem()).unwrap();
+        paths
     }
 
     /// A plain HTTPS client (HTTP/1.1 and h2) trusting the cluster CA and presenting `id`'s

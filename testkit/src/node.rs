@@ -2,8 +2,8 @@
 //! benchmark: a network namespace standing for the node's machine (a veth pair to the host, the
 //! node's IP inside, a route from the host to the pod CIDR through it), and the kubelet started
 //! in-process with its managed containerd running in that namespace (`nsenter --net`), images
-//! imported from an images directory the offline builder (`rkube-images`) wrote, and its HTTP
-//! server listening on the node's IP inside the namespace — so the API server reaches it as it
+//! imported from an images directory the offline builder (`rkube-images`) wrote, and its HTTPS
+//! API listening on the node's IP inside the namespace — so the API server reaches it as it
 //! would a remote node.
 //!
 //! Everything a node makes is its own: the namespace (bridge, iptables rules, hostPorts), the
@@ -243,7 +243,8 @@ impl NetnsNode {
     }
 
     /// The kubelet configuration of this node: managed containerd in the namespace, the node's
-    /// IP, its images directory and cgroup root; kubelet defaults otherwise.
+    /// IP, its images directory and cgroup root, the health port on any free loopback port;
+    /// kubelet defaults otherwise (a self-signed serving certificate among them).
     pub fn config(&self) -> Config {
         let mut cfg = Config::new(self.name.clone(), self.data_dir());
         cfg.client = Some(self.kubelet_client.clone());
@@ -258,6 +259,8 @@ impl NetnsNode {
         cfg.node_ip = Some(IpAddr::V4(self.node_ip));
         cfg.images_dir = Some(self.images_dir());
         cfg.cgroup_root = self.cgroup_root.clone();
+        // Many nodes share the test's loopback: each its own health port.
+        cfg.serving.healthz_port = Some(0);
         cfg
     }
 
@@ -283,7 +286,7 @@ impl NetnsNode {
     /// Starts the kubelet with `cfg`, gives the Node its pod CIDR (as the controller manager
     /// would) and waits until the Node is Ready.
     pub async fn start_with(&mut self, cfg: Config) -> Result<(), NodeError> {
-        let kubelet = Kubelet::start_with_listener(cfg, self.listener()?).await?;
+        let kubelet = Box::pin(Kubelet::start_with_listener(cfg, self.listener()?)).await?;
         self.kubelet = Some(kubelet);
         let nodes: Api<Node> = Api::all(self.client.clone());
         nodes
@@ -326,7 +329,7 @@ impl NetnsNode {
         self.kubelet.as_ref().expect("kubelet running").cri()
     }
 
-    /// The kubelet's HTTP port.
+    /// The kubelet's HTTPS port (on the node's IP).
     pub fn port(&self) -> u16 {
         self.kubelet.as_ref().expect("kubelet running").port()
     }

@@ -2,7 +2,8 @@
 //! brought back to their defaults when they carry `rbac.authorization.kubernetes.io/autoupdate:
 //! "true"` (as Kubernetes' RBAC bootstrap does): cluster-admin, admin, edit, view, the
 //! discovery and basic-user roles every authenticated user has, and one role per component
-//! identity (kubelets, scheduler, controller manager, proxy, DNS).
+//! identity (kubelets, scheduler, controller manager, proxy, DNS, the API server's kubelet
+//! client).
 
 use serde_json::{Value, json};
 
@@ -161,6 +162,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
     let mut roles = vec![
         ("system:node", node_rules()),
         ("system:node-proxier", node_proxier_rules()),
+        ("system:kubelet-api-admin", kubelet_api_admin_rules()),
         ("system:kube-scheduler", scheduler_rules()),
         ("system:volume-scheduler", volume_scheduler_rules()),
         ("system:kube-controller-manager", controller_manager_rules()),
@@ -279,6 +281,25 @@ fn node_rules() -> Vec<Value> {
             &["create", "delete", "get", "patch", "update"],
         ),
         rule(&["node.k8s.io"], &["runtimeclasses"], READ),
+    ]
+}
+
+/// `system:kubelet-api-admin`: every kubelet API (what the API server's kubelet client —
+/// user `kube-apiserver-kubelet-client` — needs for logs and the node proxy).
+fn kubelet_api_admin_rules() -> Vec<Value> {
+    vec![
+        rule(&[""], &["nodes"], &["get", "list", "watch", "proxy"]),
+        rule(
+            &[""],
+            &[
+                "nodes/proxy",
+                "nodes/metrics",
+                "nodes/spec",
+                "nodes/stats",
+                "nodes/log",
+            ],
+            &["*"],
+        ),
     ]
 }
 
@@ -581,6 +602,11 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str, Vec<Value>)> 
             vec![user("system:kube-proxy")],
         ),
         (
+            "system:kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            vec![user(crate::kubelet::CLIENT_USER)],
+        ),
+        (
             "system:kube-scheduler",
             "system:kube-scheduler",
             vec![user("system:kube-scheduler")],
@@ -724,6 +750,14 @@ mod tests {
             "endpointslices"
         ));
         assert!(!allows("system:node-proxier", "create", "", "pods"));
+        assert!(allows("system:kubelet-api-admin", "get", "", "nodes/proxy"));
+        assert!(allows(
+            "system:kubelet-api-admin",
+            "create",
+            "",
+            "nodes/stats"
+        ));
+        assert!(!allows("system:kubelet-api-admin", "get", "", "pods"));
         assert!(allows(
             "system:kube-scheduler",
             "create",

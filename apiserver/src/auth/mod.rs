@@ -120,29 +120,32 @@ impl Authenticator {
         let Some(bearer) = authorization.and_then(bearer_token) else {
             return Ok(None);
         };
-        if let Some(u) = self.tokens.lookup(bearer) {
-            return Ok(Some(u));
+        self.authenticate_token(api, bearer).await.map(Some)
+    }
+
+    /// The user of a bearer token: a static one, else a ServiceAccount token (also what a
+    /// TokenReview asks).
+    pub async fn authenticate_token(
+        &self,
+        api: &Api,
+        token: &str,
+    ) -> Result<Arc<UserInfo>, AuthnError> {
+        if let Some(u) = self.tokens.lookup(token) {
+            return Ok(u);
         }
-        if serviceaccount::looks_like_jwt(bearer) {
+        if serviceaccount::looks_like_jwt(token) {
             let u = self
                 .service_accounts
-                .verify(api, bearer)
+                .verify(api, token)
                 .await
                 .map_err(|e| AuthnError::InvalidToken(e.to_string()))?;
-            return Ok(Some(Arc::new(u)));
+            return Ok(Arc::new(u));
         }
         Err(AuthnError::InvalidToken("unknown token".into()))
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
+pub use rkube_machinery::https::bearer_token;
 
 /// What a request asks to do, as authorizers see it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -237,11 +240,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bearer_tokens_and_messages() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer "), None);
+    fn users_and_messages() {
         let u = UserInfo::authenticated("jane", "", vec![]);
         assert!(u.in_group(AUTHENTICATED));
         let a = Attributes {

@@ -1,7 +1,8 @@
 //! The authentication and authorization APIs: SelfSubjectAccessReview and SubjectAccessReview
 //! (`kubectl auth can-i`), SelfSubjectRulesReview (`kubectl auth can-i --list`),
-//! SelfSubjectReview (`kubectl auth whoami`); the TokenRequest subresource of ServiceAccounts
-//! (`kubectl create token`) is served by [`crate::auth::serviceaccount`].
+//! SelfSubjectReview (`kubectl auth whoami`), TokenReview (whom a bearer token authenticates:
+//! kubelets authenticate their clients' tokens with it); the TokenRequest subresource of
+//! ServiceAccounts (`kubectl create token`) is served by [`crate::auth::serviceaccount`].
 
 use serde_json::{Value, json};
 
@@ -149,4 +150,41 @@ pub fn self_subject_review(user: &UserInfo) -> Value {
         "metadata": {"creationTimestamp": null},
         "status": {"userInfo": user},
     })
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: whether `spec.token` authenticates, and
+/// as whom (`status.user`); a token that does not is `authenticated: false` with the reason in
+/// `status.error`, as Kubernetes answers.
+pub async fn token_review(st: &AppState, body: Value) -> Result<Value, ApiError> {
+    let token = body["spec"]["token"].as_str().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenReview",
+            "",
+            vec![crate::error::FieldError::required_msg(
+                "spec.token",
+                "token must be specified",
+            )],
+        ));
+    }
+    let status = match st.authn.authenticate_token(&st.api, token).await {
+        Ok(user) => {
+            let mut status = json!({"authenticated": true, "user": &*user});
+            if let Some(aud) = body["spec"]["audiences"]
+                .as_array()
+                .filter(|a| !a.is_empty())
+            {
+                status["audiences"] = Value::Array(aud.clone());
+            }
+            status
+        }
+        Err(e) => json!({"authenticated": false, "user": {}, "error": e.to_string()}),
+    };
+    let mut out = body;
+    out["apiVersion"] = "authentication.k8s.io/v1".into();
+    out["kind"] = "TokenReview".into();
+    out["metadata"]["creationTimestamp"] = Value::Null;
+    out["status"] = status;
+    Ok(out)
 }

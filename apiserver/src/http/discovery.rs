@@ -50,6 +50,7 @@ fn subresource_facts(
         "log" => ("", "v1", "Pod", &["get"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
+        "proxy" => ("", "v1", "NodeProxyOptions", &["get"]),
         _ => (def.group, def.version, def.kind, &["get"]),
     }
 }

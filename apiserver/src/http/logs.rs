@@ -1,6 +1,7 @@
 //! `pods/log`: finds the node running the pod and streams the container log from that node's
-//! kubelet (`GET /containerLogs/<ns>/<pod>/<container>`), passing `follow`, `tailLines`,
-//! `previous`, `timestamps`, `sinceSeconds`, `sinceTime` and `limitBytes` through.
+//! kubelet (`GET /containerLogs/<ns>/<pod>/<container>` over HTTPS, as the API server's kubelet
+//! client — [`crate::kubelet`]), passing `follow`, `tailLines`, `previous`, `timestamps`,
+//! `sinceSeconds`, `sinceTime` and `limitBytes` through.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -8,6 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::request::Query;
 use crate::error::ApiError;
+use crate::kubelet::KubeletClient;
 use crate::registry::Api;
 use crate::resources;
 
@@ -21,7 +23,8 @@ const PASSED: &[&str] = &[
     "limitBytes",
 ];
 
-async fn read<T: serde::de::DeserializeOwned>(
+/// An object of `def`, decoded.
+pub(super) async fn read<T: serde::de::DeserializeOwned>(
     api: &Api,
     def: &'static resources::ResourceDef,
     ns: Option<&str>,
@@ -71,31 +74,14 @@ fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String, ApiError> 
     }
 }
 
-/// The kubelet address of a node: its InternalIP (else ExternalIP, else Hostname) and port.
-fn kubelet_address(node: &Node) -> Option<(String, i32)> {
-    let status = node.status.as_ref()?;
-    let addrs = status.addresses.as_ref()?;
-    let pick = |t: &str| {
-        addrs
-            .iter()
-            .find(|a| a.type_ == t)
-            .map(|a| a.address.clone())
-    };
-    let host = pick("InternalIP")
-        .or_else(|| pick("ExternalIP"))
-        .or_else(|| pick("Hostname"))?;
-    let port = status
-        .daemon_endpoints
-        .as_ref()
-        .and_then(|d| d.kubelet_endpoint.as_ref())
-        .map(|e| e.port)
-        .filter(|p| *p > 0)
-        .unwrap_or(10250);
-    Some((host, port))
-}
-
 /// Streams a container's log from the kubelet of the pod's node.
-pub async fn pod_log(api: &Api, ns: &str, name: &str, q: &Query) -> Result<Response, ApiError> {
+pub async fn pod_log(
+    api: &Api,
+    kubelet: &KubeletClient,
+    ns: &str,
+    name: &str,
+    q: &Query,
+) -> Result<Response, ApiError> {
     let pod: Pod = read(api, &resources::PODS, Some(ns), name).await?;
     let container = pick_container(&pod, name, q)?;
     let node_name = pod
@@ -107,9 +93,6 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, q: &Query) -> Result<Respo
             ApiError::bad_request(format!("pod {name} does not have a host assigned"))
         })?;
     let node: Node = read(api, &resources::NODES, None, &node_name).await?;
-    let (host, port) = kubelet_address(&node).ok_or_else(|| {
-        ApiError::bad_request(format!("node {node_name} has no address for its kubelet"))
-    })?;
     let query = {
         let mut query = form_urlencoded::Serializer::new(String::new());
         for k in PASSED {
@@ -119,25 +102,12 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, q: &Query) -> Result<Respo
         }
         query.finish()
     };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    let url = format!("http://{host}:{port}/containerLogs/{ns}/{name}/{container}?{query}");
-    let uri: axum::http::Uri = url
-        .parse()
-        .map_err(|e| ApiError::internal(format!("bad kubelet URL {url}: {e}")))?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Body>();
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
-        .await
-        .map_err(|_| ApiError::unavailable(format!("the kubelet on {node_name} did not answer")))?
-        .map_err(|e| {
-            ApiError::unavailable(format!(
-                "cannot reach the kubelet on {node_name} ({host}:{port}): {e}"
-            ))
-        })?;
+    let resp = kubelet
+        .get(
+            &node,
+            &format!("/containerLogs/{ns}/{name}/{container}?{query}"),
+        )
+        .await?;
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     if !status.is_success() {
@@ -149,7 +119,13 @@ pub async fn pod_log(api: &Api, ns: &str, name: &str, q: &Query) -> Result<Respo
         return Err(match status.as_u16() {
             404 => ApiError::not_found("", "pods/log", name),
             400 => ApiError::bad_request(text),
-            _ => ApiError::internal(format!("kubelet answered {status}: {text}")),
+            401 | 403 => ApiError::internal(format!(
+                "the kubelet on {node_name} refused the API server ({status}: {text}): {}",
+                crate::kubelet::REFUSED_HINT
+            )),
+            _ => ApiError::internal(format!(
+                "the kubelet on {node_name} answered {status}: {text}"
+            )),
         });
     }
     let content_type = parts

@@ -1,6 +1,6 @@
 //! The HTTP layer: routing of Kubernetes API paths to the registry, request decoding, content
 //! negotiation, the patch types, subresources (status, scale, binding, eviction, log,
-//! finalize), discovery, OpenAPI, health and metrics endpoints.
+//! finalize, token, node proxy), discovery, OpenAPI, health and metrics endpoints.
 
 pub mod auth;
 pub mod discovery;
@@ -9,6 +9,7 @@ pub mod list;
 pub mod logs;
 pub mod metrics;
 pub mod patch;
+pub mod proxy;
 pub mod request;
 pub mod table;
 
@@ -55,6 +56,8 @@ pub struct AppState {
     pub audit: Option<crate::audit::AuditLog>,
     /// In-flight and watch limits.
     pub limits: Arc<guard::Limits>,
+    /// The client of kubelets (`pods/log`, `nodes/proxy`).
+    pub kubelet: crate::kubelet::KubeletClient,
 }
 
 /// The router of every endpoint.
@@ -403,7 +406,7 @@ async fn route(
     (verb, resource, result)
 }
 
-/// The create-only review resources (access reviews, SelfSubjectReview).
+/// The create-only review resources (access reviews, SelfSubjectReview, TokenReview).
 async fn review(
     st: &Arc<AppState>,
     t: &Target,
@@ -428,6 +431,8 @@ async fn review(
         auth::subject_access_review(st, v).await?
     } else if std::ptr::eq(t.def, &crate::resources::SELFSUBJECTRULESREVIEWS) {
         auth::self_subject_rules_review(st, user, v)
+    } else if std::ptr::eq(t.def, &crate::resources::TOKENREVIEWS) {
+        auth::token_review(st, v).await?
     } else {
         auth::self_subject_review(user)
     };
@@ -501,7 +506,18 @@ async fn dispatch(
             (Some(n), Some("scale")) => ("get", scale_get(api, kind.as_ref(), ns, n).await),
             (Some(n), Some("log")) => (
                 "get",
-                logs::pod_log(api, ns.unwrap_or_default(), n, &q).await,
+                logs::pod_log(api, &st.kubelet, ns.unwrap_or_default(), n, &q).await,
+            ),
+            (Some(n), Some("proxy")) => (
+                "get",
+                proxy::node_proxy(
+                    api,
+                    &st.kubelet,
+                    n,
+                    t.proxy_path.as_deref().unwrap_or_default(),
+                    &q,
+                )
+                .await,
             ),
             _ => (
                 "get",

@@ -22,6 +22,9 @@ pub struct Target {
     pub sub: Option<String>,
     /// The legacy `/watch/` path prefix was used.
     pub watch_prefix: bool,
+    /// What follows a `proxy` subresource (`/api/v1/nodes/n1/proxy/stats/summary`:
+    /// `stats/summary`; empty for `…/proxy`).
+    pub proxy_path: Option<String>,
 }
 
 /// A parsed path: discovery of a group-version, or a resource target.
@@ -33,6 +36,26 @@ pub enum PathKind {
     Group(String),
     /// A resource.
     Resource(Target),
+}
+
+/// The name, subresource and proxied path after a resource's path segment; `None` when they
+/// do not form one (more than a subresource, unless it is a `proxy` the resource serves).
+type Tail = (Option<String>, Option<String>, Option<String>);
+
+fn split_tail(def: &ResourceDef, tail: &[&str]) -> Option<Tail> {
+    let own = |s: &&str| Some(s.to_string());
+    match tail {
+        [] => Some((None, None, None)),
+        [name] => Some((own(name), None, None)),
+        [name, sub] if *sub == "proxy" && def.has_sub("proxy") => {
+            Some((own(name), own(sub), Some(String::new())))
+        }
+        [name, sub] => Some((own(name), own(sub), None)),
+        [name, sub, rest @ ..] if *sub == "proxy" && def.has_sub("proxy") => {
+            Some((own(name), own(sub), Some(rest.join("/"))))
+        }
+        _ => None,
+    }
 }
 
 /// Parses an API path; `None` when it is not under `/api` or `/apis`.
@@ -56,28 +79,21 @@ pub fn parse_path(path: &str) -> Result<Option<PathKind>, ApiError> {
     let target = match rest {
         ["namespaces", ns, res, tail @ ..] if find(res).is_some_and(|d| d.namespaced) => {
             let def = find(res).expect("checked");
-            let (name, sub) = match tail {
-                [] => (None, None),
-                [name] => (Some(*name), None),
-                [name, sub] => (Some(*name), Some(*sub)),
-                _ => return Err(ApiError::no_route(path)),
-            };
+            let (name, sub, proxy_path) =
+                split_tail(def, tail).ok_or_else(|| ApiError::no_route(path))?;
             Target {
                 def,
                 namespace: Some((*ns).to_string()),
-                name: name.map(str::to_string),
-                sub: sub.map(str::to_string),
+                name,
+                sub,
                 watch_prefix,
+                proxy_path,
             }
         }
         [res, tail @ ..] => {
             let def = find(res).ok_or_else(|| ApiError::no_route(path))?;
-            let (name, sub) = match tail {
-                [] => (None, None),
-                [name] => (Some(*name), None),
-                [name, sub] => (Some(*name), Some(*sub)),
-                _ => return Err(ApiError::no_route(path)),
-            };
+            let (name, sub, proxy_path) =
+                split_tail(def, tail).ok_or_else(|| ApiError::no_route(path))?;
             if def.namespaced && name.is_some() {
                 // A namespaced object needs its namespace in the path.
                 return Err(ApiError::no_route(path));
@@ -85,9 +101,10 @@ pub fn parse_path(path: &str) -> Result<Option<PathKind>, ApiError> {
             Target {
                 def,
                 namespace: None,
-                name: name.map(str::to_string),
-                sub: sub.map(str::to_string),
+                name,
+                sub,
                 watch_prefix,
+                proxy_path,
             }
         }
         [] => return Err(ApiError::no_route(path)),
@@ -103,23 +120,33 @@ pub fn parse_path(path: &str) -> Result<Option<PathKind>, ApiError> {
     Ok(Some(PathKind::Resource(target)))
 }
 
-/// Query parameters, decoded.
+/// Query parameters, decoded, and the query string as it came (what proxies pass on).
 #[derive(Clone, Debug, Default)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query {
+    params: HashMap<String, String>,
+    raw: String,
+}
 
 impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(
-            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        let raw = raw.unwrap_or_default();
+        Self {
+            params: form_urlencoded::parse(raw.as_bytes())
                 .into_owned()
                 .collect(),
-        )
+            raw: raw.to_string(),
+        }
     }
 
     /// A parameter.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
+        self.params.get(k).map(String::as_str)
+    }
+
+    /// The query string as it came (without `?`).
+    pub fn raw(&self) -> &str {
+        &self.raw
     }
 
     /// A boolean parameter (`1`, `true`).
@@ -323,6 +350,14 @@ mod tests {
         assert!(parse_path("/api/v1/namespaces/ns/pods/a/b/c").is_err());
         assert!(parse_path("/api/v1/namespaces/ns/configmaps/a/status").is_err());
         assert!(parse_path("/healthz").unwrap().is_none());
+        let t = target("/api/v1/nodes/n1/proxy/stats/summary");
+        assert_eq!(t.name.as_deref(), Some("n1"));
+        assert_eq!(t.sub.as_deref(), Some("proxy"));
+        assert_eq!(t.proxy_path.as_deref(), Some("stats/summary"));
+        let t = target("/api/v1/nodes/n1/proxy");
+        assert_eq!(t.proxy_path.as_deref(), Some(""));
+        assert!(parse_path("/api/v1/nodes/n1/status/x").is_err());
+        assert!(parse_path("/api/v1/namespaces/ns/configmaps/a/proxy/x").is_err());
         assert!(matches!(
             parse_path("/apis/apps/v1").unwrap(),
             Some(PathKind::GroupVersion(..))

@@ -1,9 +1,10 @@
 //! `top node|pod`: CPU and memory usage in kubectl's tables. From the `metrics.k8s.io` API
 //! when the server serves one (metrics-server); otherwise — rkube has no metrics API — from
-//! the kubelets' own Summary API (`/stats/summary` on each node's kubelet port, the source
-//! metrics-server reads), reached at the node's address as the API server reaches kubelets
-//! for logs. Nodes whose kubelet cannot be reached show `<unknown>`, as kubectl shows nodes
-//! without metrics.
+//! the kubelets' own Summary API (`/stats/summary`, the source metrics-server reads), read
+//! through the API server's node proxy (`/api/v1/nodes/<node>/proxy/stats/summary`: the API
+//! server authorizes `get` on `nodes/proxy` and reaches the kubelet with its own client
+//! certificate, so the user needs no kubelet credentials). Nodes whose kubelet cannot be
+//! reached show `<unknown>`, as kubectl shows nodes without metrics.
 
 use std::time::Duration;
 
@@ -103,55 +104,16 @@ fn lacks_rates(summary: &Value) -> bool {
         })
 }
 
-/// `host:port` of a node's kubelet (InternalIP, else ExternalIP, else Hostname; the port the
-/// Node reports, else 10250).
-pub fn kubelet_address(node: &Value) -> Option<String> {
-    let st = &node["status"];
-    let addrs = st["addresses"].as_array()?;
-    let pick = |t: &str| {
-        addrs
-            .iter()
-            .find(|a| a["type"] == t)
-            .and_then(|a| a["address"].as_str())
-    };
-    let host = pick("InternalIP")
-        .or_else(|| pick("ExternalIP"))
-        .or_else(|| pick("Hostname"))?;
-    let port = st["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_i64()
-        .filter(|p| *p > 0)
-        .unwrap_or(10250);
-    Some(if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    })
-}
-
-/// A node's kubelet summary (a second sample a second later when rates are missing).
-async fn summary(address: &str) -> std::result::Result<Value, String> {
-    let url: http::Uri = format!("http://{address}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let mut cfg = kube::Config::new(url);
-    cfg.connect_timeout = Some(Duration::from_secs(5));
-    cfg.read_timeout = Some(Duration::from_secs(10));
-    let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
-    let get = || async {
-        let req = http::Request::get("/stats/summary")
-            .body(Vec::new())
-            .map_err(|e| e.to_string())?;
-        client
-            .request::<Value>(req)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    let first = get().await?;
+/// A node's kubelet summary through the API server's node proxy (a second sample a second
+/// later when rates are missing).
+async fn summary(ctx: &Ctx, node: &str) -> Result<Value> {
+    let path = format!("/api/v1/nodes/{node}/proxy/stats/summary");
+    let first = ctx.get_json(&path).await?;
     if !lacks_rates(&first) {
         return Ok(first);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    get().await
+    ctx.get_json(&path).await
 }
 
 /// Runs `top`.
@@ -179,17 +141,14 @@ pub async fn run(ctx: &Ctx, cmd: &TopCommand) -> Result<()> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let s = match kubelet_address(&node) {
-            Some(a) => match summary(&a).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    errln(&format!(
-                        "Warning: no stats from the kubelet of node {name} at {a}: {e}"
-                    ));
-                    None
-                }
-            },
-            None => None,
+        let s = match summary(ctx, &name).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errln(&format!(
+                    "Warning: no stats from the kubelet of node {name}: {e}"
+                ));
+                None
+            }
         };
         summaries.push((node, s));
     }
@@ -392,14 +351,5 @@ mod tests {
             ),
             "n1\t251m\t6%\t3072Mi\t37%\t\n"
         );
-    }
-
-    #[test]
-    fn kubelet_addresses() {
-        let n = json!({"status": {"addresses": [{"type": "Hostname", "address": "h"}, {"type": "InternalIP", "address": "10.0.0.2"}], "daemonEndpoints": {"kubeletEndpoint": {"Port": 11250}}}});
-        assert_eq!(kubelet_address(&n).as_deref(), Some("10.0.0.2:11250"));
-        let n = json!({"status": {"addresses": [{"type": "InternalIP", "address": "fd00::1"}]}});
-        assert_eq!(kubelet_address(&n).as_deref(), Some("[fd00::1]:10250"));
-        assert_eq!(kubelet_address(&json!({})), None);
     }
 }

@@ -400,7 +400,12 @@ async fn real_on(server: &Server, cfg: &Config) -> anyhow::Result<(Phase, Phase,
     let client = kube_client(server).await?;
     let mut node = NetnsNode::new(&client).context("making the node's network namespace")?;
     let started = Instant::now();
-    node.start().await.context("starting rkubelet")?;
+    let mut kubelet = node.config();
+    // The API server's client certificate authenticates to it (it serves a self-signed one).
+    kubelet.serving.client_ca_file = Some(server.ca_file());
+    node.start_with(kubelet)
+        .await
+        .context("starting rkubelet")?;
     eprintln!(
         "node {} Ready (containerd started, images imported) in {:?}",
         node.name,
@@ -475,8 +480,10 @@ fn hollow_node(i: usize) -> String {
     format!("hollow-{i:03}")
 }
 
-/// A hollow kubelet's configuration: the fake runtime, kubelet defaults otherwise.
+/// A hollow kubelet's configuration: the fake runtime, client certificates of `server`'s CA,
+/// kubelet defaults otherwise.
 fn hollow_config(
+    server: &Server,
     client: &kube::Client,
     name: &str,
     dir: &std::path::Path,
@@ -486,6 +493,9 @@ fn hollow_config(
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    // Many kubelets in one process: no health port.
+    cfg.serving.healthz_port = None;
+    cfg.serving.client_ca_file = Some(server.ca_file());
     cfg.capacity = Some(rkube_kubelet::config::Capacity {
         cpu_milli: 4000,
         memory: 8 << 30,
@@ -532,7 +542,7 @@ async fn hollow_on(
     let started = Instant::now();
     for i in 0..cfg.hollow_nodes {
         let name = hollow_node(i);
-        let k = Kubelet::start(hollow_config(&client, &name, &dir.join(&name)))
+        let k = Kubelet::start(hollow_config(server, &client, &name, &dir.join(&name)))
             .await
             .with_context(|| format!("starting hollow kubelet {name}"))?;
         kubelets.push(k);

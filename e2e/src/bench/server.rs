@@ -169,6 +169,11 @@ pub(crate) async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Se
 }
 
 impl Server {
+    /// The cluster CA certificate (PEM file), e.g. for kubelets' `--client-ca-file`.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("pki").join("ca.crt")
+    }
+
     /// A kubeconfig (written into the server's directory) for a user with a client certificate
     /// of the bench CA — a component's identity, e.g. `system:kube-scheduler`.
     pub(crate) fn kubeconfig_for_user(

@@ -1,8 +1,10 @@
-//! The kubelet's integration test harness: an in-process API server (testkit) and real nodes —
+//! The kubelet's integration test harness: an in-process API server (testkit) that verifies
+//! kubelets' serving certificates against the cluster CA, and real nodes —
 //! [`rkube_testkit::node::NetnsNode`]: a network namespace standing for the node's machine, the
 //! kubelet started in-process with its managed containerd running in that namespace and
-//! images from the offline builder — with test settings (short periods and back-offs), plus
-//! helpers to create, wait for and inspect pods.
+//! images from the offline builder, serving HTTPS with a certificate of the cluster CA and
+//! taking client certificates of it — with test settings (short periods and back-offs), plus
+//! helpers to create, wait for and inspect pods and to call a kubelet's API.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -40,10 +42,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts an API server on the embedded store.
+    /// Starts an API server on the embedded store, verifying kubelets' serving certificates
+    /// against the cluster CA (as `rkube server` does).
     pub async fn start() -> Self {
         init_tracing();
-        let api = TestServer::start(Backend::Embedded).await;
+        let api = TestServer::start_with(Backend::Embedded, |c| {
+            c.kubelet_client.certificate_authority = Some(c.data_dir.join("pki").join("ca.crt"));
+        })
+        .await;
         let client = api.client().await;
         Cluster { api, client }
     }
@@ -85,20 +91,59 @@ fn kubectl_command(kubeconfig: &Path, home: &Path, args: &[String]) -> Command {
 }
 
 /// One node ([`NetnsNode`]) with the tests' kubelet settings; failures panic.
-pub struct TestNode(NetnsNode);
+pub struct TestNode {
+    node: NetnsNode,
+    /// The kubelet's serving settings (a certificate of the cluster CA).
+    serving: rkube_kubelet::config::ServingConfig,
+}
 
 impl std::ops::Deref for TestNode {
     type Target = NetnsNode;
 
     fn deref(&self) -> &NetnsNode {
-        &self.0
+        &self.node
     }
 }
 
 impl std::ops::DerefMut for TestNode {
     fn deref_mut(&mut self) -> &mut NetnsNode {
-        &mut self.0
+        &mut self.node
     }
+}
+
+/// The serving settings of a kubelet with a certificate of the cluster CA for `node` at `ip`
+/// (files written under `dir`), taking client certificates of the cluster CA.
+pub fn serving_of_cluster_ca(
+    cluster: &Cluster,
+    node: &str,
+    ip: IpAddr,
+    dir: &Path,
+) -> rkube_kubelet::config::ServingConfig {
+    let (cert, key, ca) = cluster.api.kubelet_serving_files(node, &[ip], dir);
+    rkube_kubelet::config::ServingConfig {
+        tls_cert_file: Some(cert),
+        tls_private_key_file: Some(key),
+        client_ca_file: Some(ca),
+        healthz_port: Some(0),
+        ..Default::default()
+    }
+}
+
+/// A GET of `path` on the kubelet API at `ip`:`port` as `id` (HTTPS, the kubelet's
+/// certificate verified against the cluster CA): status and body.
+pub async fn kubelet_get(
+    cluster: &Cluster,
+    id: &Identity,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let url = format!("https://{ip}:{port}{path}");
+    let (code, _, body) = cluster
+        .api
+        .https_request(id, "GET", &url, &[], vec![])
+        .await?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 impl TestNode {
@@ -110,7 +155,13 @@ impl TestNode {
             NetnsNode::new(&cluster.client).unwrap_or_else(|e| panic!("making a node: {e}"));
         let own = cluster.api.client_as(&Identity::node(&node.name)).await;
         node.set_kubelet_client(own);
-        TestNode(node)
+        let serving = serving_of_cluster_ca(
+            cluster,
+            &node.name,
+            IpAddr::V4(node.node_ip),
+            &node.dir.path().join("serving"),
+        );
+        TestNode { node, serving }
     }
 
     /// A scratch directory for hostPath volumes.
@@ -121,9 +172,11 @@ impl TestNode {
     }
 
     /// The kubelet configuration tests start from: the node's (managed containerd in the
-    /// namespace), with cluster DNS and short periods and back-offs.
+    /// namespace), serving a certificate of the cluster CA and taking client certificates of
+    /// it, with cluster DNS and short periods and back-offs.
     pub fn config(&self) -> Config {
-        let mut cfg = self.0.config();
+        let mut cfg = self.node.config();
+        cfg.serving = self.serving.clone();
         cfg.cluster_dns = vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))];
         cfg.sync_frequency = Duration::from_secs(3);
         cfg.node_status_update_frequency = Duration::from_secs(1);
@@ -134,7 +187,7 @@ impl TestNode {
 
     /// Starts the kubelet with `cfg`, gives the Node its pod CIDR and waits until it is Ready.
     pub async fn start_with(&mut self, cfg: Config) {
-        self.0
+        self.node
             .start_with(cfg)
             .await
             .unwrap_or_else(|e| panic!("starting node {}: {e}", self.name));
@@ -148,7 +201,7 @@ impl TestNode {
 
     /// Deletes the node's pods, waits until its kubelet removed them, stops the kubelet.
     pub async fn shutdown(self) {
-        self.0
+        self.node
             .shutdown()
             .await
             .unwrap_or_else(|e| panic!("shutting the node down: {e}"));

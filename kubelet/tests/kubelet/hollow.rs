@@ -24,6 +24,8 @@ async fn hollow_config(cluster: &Cluster, name: &str, dir: &std::path::Path) -> 
     cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
     cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.node_ip = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // Many kubelets in one process: no health port.
+    cfg.serving.healthz_port = None;
     cfg.capacity = Some(Capacity {
         cpu_milli: 4000,
         memory: 8 << 30,

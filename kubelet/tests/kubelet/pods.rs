@@ -1,8 +1,10 @@
 //! A pod on a real containerd: busybox httpd reachable on its pod IP and its hostPort, env from
 //! a ConfigMap, a Secret and the downward API, configMap and secret volumes (checked with
 //! ExecSync), a ConfigMap update reaching the running pod, readiness toggling the Ready
-//! condition, `kubectl logs` and `kubectl logs -f` through the API server, the kubelet's
-//! `/stats/summary`, `/metrics` and `/healthz`, ClusterFirst DNS, hostname, hosts file and QoS
+//! condition, `kubectl logs` and `kubectl logs -f` through the API server (which verifies the
+//! kubelet's certificate), the kubelet's `/stats/summary` (through the API server's node
+//! proxy), `/metrics` and `/healthz` over HTTPS for authorized users only, plain `/healthz` on
+//! the loopback health port, ClusterFirst DNS, hostname, hosts file and QoS
 //! cgroup, a hostNetwork pod, and graceful deletion running the preStop hook and delivering
 //! SIGTERM before the pod object disappears.
 
@@ -14,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::harness::*;
+use rkube_testkit::apiserver::Identity;
 
 const HOST_PORT: u16 = 30080;
 
@@ -279,18 +282,38 @@ async fn httpd_pod_env_volumes_readiness_logs_and_graceful_deletion() {
     let _ = follow.wait();
     assert!(followed, "kubectl logs -f did not stream tick {want}");
 
-    // The kubelet's own endpoints.
+    // The kubelet's own endpoints: HTTPS (verified against the cluster CA), for authorized
+    // users only; plain /healthz on the loopback health port.
     let kubelet_ip = IpAddr::V4(node.node_ip);
-    let (code, body) = http_get(kubelet_ip, node.port(), "/healthz").await.unwrap();
+    let admin = Identity::Admin;
+    let (code, body) = kubelet_get(&cluster, &admin, kubelet_ip, node.port(), "/healthz")
+        .await
+        .unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
-    let (code, metrics) = http_get(kubelet_ip, node.port(), "/metrics").await.unwrap();
+    let (code, _) = kubelet_get(
+        &cluster,
+        &Identity::Anonymous,
+        kubelet_ip,
+        node.port(),
+        "/healthz",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 401);
+    let healthz = node.kubelet.as_ref().unwrap().healthz_port().unwrap();
+    let (code, body) = http_get(IpAddr::from([127, 0, 0, 1]), healthz, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!((code, body.as_str()), (200, "ok"));
+    let (code, metrics) = kubelet_get(&cluster, &admin, kubelet_ip, node.port(), "/metrics")
+        .await
+        .unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("kubelet_running_pods 1"), "{metrics}");
+    // The stats through the API server's node proxy (its kubelet client certificate).
+    let proxy = format!("/api/v1/nodes/{}/proxy/stats/summary", node.name);
     let summary = eventually("stats for the pod's containers", || async {
-        let (code, body) = http_get(kubelet_ip, node.port(), "/stats/summary")
-            .await
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let (code, _, v) = cluster.api.http("GET", &proxy, &[], vec![]).await;
         let web = v["pods"]
             .as_array()?
             .iter()

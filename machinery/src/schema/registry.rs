@@ -88,6 +88,7 @@ pub(super) fn build() -> Schemas {
         root::<authorization::SubjectAccessReview>(g),
         root::<authorization::SelfSubjectRulesReview>(g),
         root::<authentication::SelfSubjectReview>(g),
+        root::<authentication::TokenReview>(g),
         root::<authentication::TokenRequest>(g),
         root::<meta::Status>(g),
     ];

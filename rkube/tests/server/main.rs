@@ -1,7 +1,9 @@
 //! `rkube server` end to end: the real binary in a network namespace of its own, used with
 //! the real kubectl — the control plane with its identities and manifests directory, the
 //! local agent running pods (real containerd, offline images) that resolve names through the
-//! in-process DNS, clean SIGTERM shutdowns, restarts that keep state, and CLI errors.
+//! in-process DNS, the kubelet's API on HTTPS for authorized clients only (reached through
+//! the API server's node proxy), clean SIGTERM shutdowns, restarts that keep state, and CLI
+//! errors.
 
 mod harness;
 
@@ -392,6 +394,36 @@ fn server_with_agent_runs_pods() {
         stdout(&out).contains(&format!("inet {gateway}/24")),
         "{}",
         stdout(&out)
+    );
+
+    // The kubelet's API: HTTPS with a certificate of the cluster CA for the node's IP, for
+    // authorized clients only (here none: 401); the API server reaches it, verifying that
+    // certificate, for the node proxy; plain /healthz only on the loopback health port.
+    let curl = |args: &[&str]| {
+        let out = Command::new("nsenter")
+            .args(s.netns.enter())
+            .args(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        stdout(&out)
+    };
+    let ca = data.join("pki").join("ca.crt");
+    let ca = ca.to_str().unwrap();
+    assert_eq!(
+        curl(&["--cacert", ca, &format!("https://{NODE_IP}:10250/pods")]),
+        "401"
+    );
+    assert_eq!(curl(&["http://127.0.0.1:10248/healthz"]), "200");
+    assert_eq!(curl(&[&format!("http://{NODE_IP}:10248/healthz")]), "000");
+    let summary = s.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
+    ]);
+    assert!(
+        summary.contains(&format!("\"nodeName\":\"{node}\"")),
+        "{summary}"
     );
 
     // A Deployment and its Service: Running, resolving through 10.96.0.10, and reaching each

@@ -1,8 +1,13 @@
-//! The kubelet's HTTP server (port 10250): `/containerLogs/{namespace}/{pod}/{container}`
-//! (follow, tailLines, previous, timestamps, limitBytes, sinceSeconds, sinceTime — the API
-//! server's `pods/log` proxies here), `/healthz`, `/metrics` (Prometheus text), `/pods` and
-//! `/stats/summary` (CPU and memory of the node, its pods and their containers from CRI
-//! stats, in the kubelet Summary API shape that `kubectl top` and autoscalers read).
+//! The kubelet's API (port 10250), served over HTTPS ([`tls`]) to authenticated and authorized
+//! clients only ([`auth`]): `/containerLogs/{namespace}/{pod}/{container}` (follow, tailLines,
+//! previous, timestamps, limitBytes, sinceSeconds, sinceTime — the API server's `pods/log`
+//! reads here), `/healthz`, `/metrics` (Prometheus text), `/pods` and `/stats/summary` (CPU
+//! and memory of the node, its pods and their containers from CRI stats, in the kubelet
+//! Summary API shape that `kubectl top` and autoscalers read). Plain-HTTP `/healthz` alone is
+//! served on the loopback health port (10248), as Kubernetes' kubelet does.
+
+pub mod auth;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,14 +34,14 @@ struct ServerState {
     cpu: Mutex<HashMap<String, (i64, u64)>>,
 }
 
-/// The router.
-pub fn router(ctx: Arc<Context>) -> axum::Router {
+/// The router of the API port: every request passes [`auth::guard`] first.
+pub fn router(ctx: Arc<Context>, auth: Arc<auth::ApiAuth>) -> axum::Router {
     let state = Arc::new(ServerState {
         ctx,
         cpu: Default::default(),
     });
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/pods", get(pods))
         .route("/stats/summary", get(summary))
@@ -45,6 +50,16 @@ pub fn router(ctx: Arc<Context>) -> axum::Router {
             get(container_logs),
         )
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::guard))
+}
+
+/// The router of the loopback health port: `/healthz` only, without authentication.
+pub fn healthz_router() -> axum::Router {
+    axum::Router::new().route("/healthz", get(healthz))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 fn text(code: StatusCode, msg: impl Into<String>) -> Response {
