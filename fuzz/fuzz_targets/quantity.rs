@@ -1,5 +1,5 @@
 //! Resource quantities (`100m`, `1.5Gi`, `2e3`): a quantity that parses prints canonically as
-//! a string that parses to the same value and prints the same; Kubernetes' serialization and
+//! a string that parses to the same value, and printing that again gives a fixed point; Kubernetes' serialization and
 //! the JSON form parse back to the same value; arithmetic fails cleanly instead of overflowing.
 
 #![no_main]
@@ -19,10 +19,13 @@ fuzz_target!(|data: &[u8]| {
     let again = Quantity::parse(&canonical)
         .unwrap_or_else(|e| panic!("{text:?} is canonically {canonical:?}, which fails: {e}"));
     assert_eq!(again, q, "{text:?} and its canonical {canonical:?} differ");
+    // Not always a fixed point at once, as in Kubernetes: `62.5Ki` prints as `64000` (binary,
+    // not a whole number of Ki), which parses as a decimal quantity printing as `64k`.
+    let stable = again.canonical();
     assert_eq!(
-        again.canonical(),
-        canonical,
-        "canonical form of {text:?} is not stable"
+        Quantity::parse(&stable).map(|q| q.canonical()).as_deref(),
+        Ok(stable.as_str()),
+        "the canonical form of {text:?} does not settle"
     );
 
     let k8s = q.to_k8s_string();

@@ -1,8 +1,8 @@
 //! Strategic merge patches (`application/strategic-merge-patch+json`) with the schema of the
 //! document's kind (its `apiVersion` and `kind`; the Pod's when it names none): a document,
 //! the separator line `---`, then the patch. Results round-trip as JSON; without directives
-//! (`$patch`, `$retainKeys`, …) a patch is idempotent, and without a schema it is a JSON merge
-//! patch.
+//! (`$patch`, `$retainKeys`, …) a patch is idempotent, and without a schema (and without
+//! `null`s in lists) it is a JSON merge patch.
 
 #![no_main]
 
@@ -21,7 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let directives = rkube_fuzz::has_directive(&p);
 
     let without_schema = patch::strategic_merge_patch(&doc, &p, None);
-    if !directives && p.is_object() && (doc.is_object() || doc.is_null()) {
+    // Upstream drops the `null`s of objects in the lists a patch sets (and so does rkube),
+    // where a merge patch keeps them.
+    if !directives
+        && !rkube_fuzz::has_null_in_list(&p)
+        && p.is_object()
+        && (doc.is_object() || doc.is_null())
+    {
         let merged = patch::merge_patch(&doc, &p);
         assert_eq!(
             without_schema.as_ref(),

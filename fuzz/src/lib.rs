@@ -46,6 +46,23 @@ pub fn has_directive(v: &Value) -> bool {
     }
 }
 
+/// Whether `v` has a `null` anywhere inside a list.
+pub fn has_null_in_list(v: &Value) -> bool {
+    fn any_null(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Object(map) => map.values().any(any_null),
+            Value::Array(items) => items.iter().any(any_null),
+            _ => false,
+        }
+    }
+    match v {
+        Value::Object(map) => map.values().any(has_null_in_list),
+        Value::Array(items) => items.iter().any(any_null),
+        _ => false,
+    }
+}
+
 /// Asserts that `v` encodes to JSON that parses again (what the API server stores and reads
 /// back), to the same value up to the precision of floating-point numbers.
 pub fn assert_json_round_trip(v: &Value) {
@@ -113,6 +130,12 @@ mod tests {
     fn directives_are_found_at_any_depth() {
         assert!(has_directive(&json!({"a": [{"$patch": "delete"}]})));
         assert!(!has_directive(&json!({"a": [{"b": "$patch"}]})));
+    }
+
+    #[test]
+    fn nulls_in_lists_are_found() {
+        assert!(has_null_in_list(&json!({"a": [{"b": {"c": null}}]})));
+        assert!(!has_null_in_list(&json!({"a": null, "b": [1]})));
     }
 
     #[test]
