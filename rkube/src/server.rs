@@ -205,6 +205,16 @@ pub async fn run(
     api_config.etcd_servers = config.etcd_servers.clone();
     api_config.settings.service_cidr = config.service_cidr;
     api_config.tls_sans = config.tls_sans.clone();
+    // Pods reach the API server through the `kubernetes` Service at the node's IP — when the
+    // server listens there.
+    api_config.advertise_address = if config.bind_address.is_unspecified() {
+        config
+            .node_ip
+            .or_else(rkube_kubelet::node::detect_node_ip)
+            .filter(|ip| !ip.is_loopback())
+    } else {
+        Some(config.bind_address).filter(|ip| !ip.is_loopback())
+    };
     // The local kubelet's serving certificate is of the cluster CA: verify it.
     api_config.kubelet_client.certificate_authority = Some(layout.pki().join("ca.crt"));
     let api_stop = CancellationToken::new();

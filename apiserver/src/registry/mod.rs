@@ -23,7 +23,7 @@ use crate::error::{ApiError, FieldError};
 use crate::resources::ResourceDef;
 use crate::storage::Storage;
 
-pub use store::{DeleteOptions, KindOps, TypedKind, WriteOptions, Written};
+pub use store::{DeleteOptions, KindOps, Sub, TypedKind, WriteOptions, Written};
 
 /// A Kubernetes object type served by the registry.
 pub trait Object:
@@ -59,6 +59,9 @@ pub struct Settings {
     pub node_ports: std::ops::RangeInclusive<u16>,
     /// DefaultTolerationSeconds for not-ready/unreachable taints.
     pub default_toleration_seconds: i64,
+    /// The Pod Security level of namespaces without a `pod-security.kubernetes.io/enforce`
+    /// (or `warn`) label (`--pod-security-default`).
+    pub pod_security_default: crate::pod_security::Level,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             service_cidr: "10.96.0.0/12".parse().expect("valid default CIDR"),
             node_ports: 30000..=32767,
             default_toleration_seconds: 300,
+            pod_security_default: crate::pod_security::Level::Baseline,
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct Admission<'a, T> {
     pub dry_run: bool,
     /// Who writes (`None` for the server's own writes).
     pub user: Option<&'a crate::auth::UserInfo>,
+    /// `Warning` headers admission adds (creates only).
+    pub warnings: Vec<String>,
 }
 
 /// One column of a server-side table.

@@ -364,7 +364,7 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         opts: &WriteOptions,
         required_name: Option<&str>,
     ) -> Result<Written, ApiError> {
-        let warnings = self.check_body(&mut body, opts)?;
+        let mut warnings = self.check_body(&mut body, opts)?;
         self.place(&mut body, ns)?;
         if self.def.reset_status_on_create
             && let Some(o) = body.as_object_mut()
@@ -409,8 +409,10 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
             old: None,
             dry_run: opts.dry_run,
             user: opts.user.as_deref(),
+            warnings: Vec::new(),
         };
         self.strategy.admit(api, &mut adm).await?;
+        warnings.append(&mut adm.warnings);
         let errs = self.strategy.validate(&obj);
         if !errs.is_empty() {
             self.strategy.release(api, &obj, None).await;
@@ -648,6 +650,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 old: Some(&old),
                 dry_run: opts.dry_run,
                 user: opts.user.as_deref(),
+                warnings: Vec::new(),
             };
             self.strategy.admit(api, &mut adm).await?;
             if let Err(e) = self.track_fields(&mut obj, Some(&old), opts, sub) {

@@ -8,6 +8,7 @@ pub mod pod;
 mod podspec;
 pub mod priority;
 mod rbac;
+pub mod sa_admission;
 mod service;
 mod workloads;
 

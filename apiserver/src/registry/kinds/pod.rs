@@ -1,7 +1,7 @@
 //! Pods: defaults (restartPolicy, DNS policy, grace period, image pull policy, …), admission
-//! (the `default` ServiceAccount, DefaultTolerationSeconds and Priority, see
-//! [`super::priority`]), validation including what an update may change, graceful deletion,
-//! the status on create (Pending + QoS class), field selectors and the READY / STATUS /
+//! (ServiceAccount, see [`super::sa_admission`], DefaultTolerationSeconds, Priority, see
+//! [`super::priority`], and Pod Security, see [`crate::pod_security`]), validation including
+//! what an update may change, graceful deletion, the status on create (Pending + QoS class), field selectors and the READY / STATUS /
 //! RESTARTS / IP / NODE columns.
 
 use async_trait::async_trait;
@@ -9,12 +9,43 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Toleration};
 use rkube_machinery::quantity::parse_quantity;
 use serde_json::Value;
 
-use super::{podspec, priority};
+use super::{podspec, priority, sa_admission};
 use crate::error::{ApiError, FieldError};
 use crate::registry::{Admission, Api, Column, Fields, Operation, Strategy, age, human_age, name};
 
 /// Pod behaviour.
 pub struct PodStrategy;
+
+/// Pod Security admission of a new pod: refused when it violates its namespace's enforced
+/// level, a warning when it violates the warned one.
+async fn pod_security(api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), ApiError> {
+    use crate::pod_security::{forbidden_message, policy, violations};
+    let ns = adm.obj.metadata.namespace.clone().unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> =
+        crate::admission::cached_object(api, &crate::resources::NAMESPACES, None, &ns)
+            .await?
+            .and_then(|v| serde_json::from_value(v["metadata"]["labels"].clone()).ok())
+            .unwrap_or_default();
+    let p = policy(&ns, &labels, api.settings.pod_security_default);
+    let spec = adm.obj.spec.clone().unwrap_or_default();
+    let refused = violations(p.enforce, &adm.obj.metadata, &spec);
+    if !refused.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "pods {:?} is forbidden: {}",
+            adm.obj.metadata.name.as_deref().unwrap_or_default(),
+            forbidden_message(p.enforce, &refused)
+        )));
+    }
+    let warned = violations(p.warn, &adm.obj.metadata, &spec);
+    if !warned.is_empty() {
+        adm.warnings.push(format!(
+            "would violate PodSecurity \"{}:latest\": {}",
+            p.warn,
+            warned.join(", ")
+        ));
+    }
+    Ok(())
+}
 
 /// The QoS class of a pod, as the kubelet and scheduler compute it.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
@@ -225,16 +256,8 @@ impl Strategy<Pod> for PodStrategy {
         if adm.op != Operation::Create {
             return Ok(());
         }
+        sa_admission::admit(api, adm.obj).await?;
         let spec = adm.obj.spec.get_or_insert_with(Default::default);
-        // ServiceAccount admission: the namespace's `default` unless one is named.
-        if spec
-            .service_account_name
-            .as_deref()
-            .is_none_or(str::is_empty)
-        {
-            spec.service_account_name = Some("default".into());
-            spec.service_account = Some("default".into());
-        }
         // DefaultTolerationSeconds.
         let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
         for t in not_ready_tolerations(api.settings.default_toleration_seconds) {
@@ -249,7 +272,8 @@ impl Strategy<Pod> for PodStrategy {
             }
         }
         // Priority: spec.priority and spec.preemptionPolicy from the pod's PriorityClass.
-        priority::admit_pod(api, adm.obj).await
+        priority::admit_pod(api, adm.obj).await?;
+        pod_security(api, adm).await
     }
 
     fn grace_period(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {
