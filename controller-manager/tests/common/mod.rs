@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use rkube_controller_manager::Config;
 use rkube_testkit::apiserver::{Backend, Identity, TestServer};
@@ -308,7 +308,10 @@ impl Kubelet {
         let node = node.map(str::to_string);
         static IP: AtomicU32 = AtomicU32::new(1);
         let task = tokio::spawn(async move {
-            let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+            // Backing off after errors (see the fake scheduler in nodes.rs).
+            let mut events = watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(ev) = events.next().await {
                 let pods = match ev {
                     Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => vec![p],
