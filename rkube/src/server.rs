@@ -235,6 +235,9 @@ pub async fn run(
             cluster_cidr: Some(config.node.cluster_cidr),
             node_cidr_mask_size: NODE_CIDR_MASK,
             service_account_credentials: cm_credentials.take(),
+            // Joining agents' CSRs are signed by the cluster CA (as k3s' server does).
+            cluster_signing_cert_file: Some(layout.pki().join("ca.crt")),
+            cluster_signing_key_file: Some(layout.pki().join("ca.key")),
             ..Default::default()
         };
         let listener = agent::optional_listener(

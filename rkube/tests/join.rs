@@ -1,13 +1,18 @@
-//! Join tokens and server trust against the real API server (in-process, HTTPS, RBAC): the
-//! server's node token and `rkube token`'s operations on bootstrap token Secrets, and the
-//! pinned-CA handshake an agent makes before it sends its token — with the API server's own
-//! serving chain, and with chains made to be wrong (another CA, no CA, another name).
+//! Join tokens and server trust against the real API server (in-process, HTTPS, RBAC, the
+//! bootstrap token authenticator and the CSR API): the server's node token and `rkube
+//! token`'s operations on bootstrap token Secrets, the pinned-CA handshake an agent makes
+//! before it sends its token — with the API server's own serving chain, and with chains made
+//! to be wrong (another CA, no CA, another name) —, and joins that must fail (a revoked token,
+//! CSRs nobody approves) without writing anything.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use rkube::config::Layout;
+use rkube::join::{Join, JoinError};
 use rkube::token::{self, JoinToken, TokenError};
 use rkube::trust::{TrustError, discover_ca};
 use rkube_apiserver::pki::{Pki, ServingNames};
@@ -191,4 +196,78 @@ async fn a_chain_without_the_ca_or_for_another_name_is_refused() {
     let (url, task) = tls_server(&pki, &ours, true).await;
     assert!(discover_ca(&url, &hash).await.is_ok());
     task.abort();
+}
+
+fn join<'a>(server: &'a TestServer, token: &'a JoinToken, timeout: Duration) -> Join<'a> {
+    Join {
+        server: &server.url,
+        token,
+        node_name: "node-x",
+        node_ip: "127.0.0.1".parse().unwrap(),
+        timeout,
+    }
+}
+
+/// A token whose Secret was deleted (revoked) is refused with the 401 explained; nothing is
+/// written.
+#[tokio::test]
+async fn a_revoked_token_cannot_join_and_nothing_is_written() {
+    let server = TestServer::start(Backend::Embedded).await;
+    let client = server.client().await;
+    let ca_hash = token::ca_hash(&server.pki().ca_der().unwrap());
+    let t = token::create(&client, "", None).await.unwrap();
+    token::delete(&client, &t.id).await.unwrap();
+    let revoked = JoinToken { ca_hash, token: t };
+    let data = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&data.path().join("data"));
+    let e = join(&server, &revoked, Duration::from_secs(30))
+        .credentials(&layout)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JoinError::Unauthorized), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("401 Unauthorized") && text.contains("rkube token delete"),
+        "{text}"
+    );
+    assert!(!layout.root.exists());
+}
+
+/// Without anyone to approve them (no controller manager here), the CSRs wait, and the agent
+/// gives up naming the CSR and how to approve it; nothing is written. The CSR is there for
+/// `kubectl get csr`, requested by the bootstrap token's user.
+#[tokio::test]
+async fn an_unapproved_csr_times_out_naming_it() {
+    let server = TestServer::start(Backend::Embedded).await;
+    let client = server.client().await;
+    let ca_hash = token::ca_hash(&server.pki().ca_der().unwrap());
+    let t = token::create(&client, "", None).await.unwrap();
+    let id = t.id.clone();
+    let valid = JoinToken { ca_hash, token: t };
+    let data = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&data.path().join("data"));
+    let e = join(&server, &valid, Duration::from_secs(2))
+        .credentials(&layout)
+        .await
+        .unwrap_err();
+    let JoinError::Timeout { csr, state, .. } = &e else {
+        panic!("{e}");
+    };
+    assert_eq!(*state, "not approved");
+    assert!(
+        csr.starts_with("node-client-node-x-") || csr.starts_with("kube-proxy-node-x-"),
+        "{csr}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("kubectl certificate approve {csr}")),
+        "{text}"
+    );
+    assert!(!layout.root.exists());
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let got = csrs.get(csr).await.unwrap();
+    assert_eq!(
+        got.spec.username.as_deref(),
+        Some(format!("system:bootstrap:{id}").as_str())
+    );
 }
