@@ -141,14 +141,17 @@ fn client_address(addr: SocketAddr) -> String {
     }
 }
 
-/// The rustls server configuration: our serving certificate, client certificates of our CA
-/// accepted (not required), h2 and HTTP/1.1.
+/// The rustls server configuration: our serving certificate followed by the cluster CA (the
+/// usual serving chain; a joining agent checks that CA against the hash its token names before
+/// it trusts the server), client certificates of our CA accepted (not required), h2 and
+/// HTTP/1.1.
 fn tls_config(pki: &Pki, names: &ServingNames) -> Result<rustls::ServerConfig, ServerError> {
     use rkube_machinery::https;
     let serving = pki.serving(names)?;
-    let chain = https::parse_certs(&serving.cert_pem, "apiserver.crt")?;
+    let mut chain = https::parse_certs(&serving.cert_pem, "apiserver.crt")?;
     let key = https::parse_key(&serving.key_pem, "apiserver.key")?;
     let ca = https::parse_certs(pki.ca_pem(), "ca.crt")?;
+    chain.extend(ca.iter().cloned());
     Ok(https::server_config(chain, key, Some(&ca))?)
 }
 

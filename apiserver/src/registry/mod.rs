@@ -129,6 +129,8 @@ pub enum Operation {
 pub struct Admission<'a, T> {
     /// Create or update.
     pub op: Operation,
+    /// What an update writes (`Main` for creates).
+    pub sub: store::Sub,
     /// The object being written (mutable: admission may set defaults).
     pub obj: &'a mut T,
     /// The stored object, for updates.
@@ -221,6 +223,10 @@ pub trait Strategy<T: Object>: Send + Sync + 'static {
     /// Completes an update from the stored object, before defaulting and validation: what an
     /// update may leave out and keeps (a pod's admission-set priority).
     fn prepare_update(&self, _obj: &mut T, _old: &T) {}
+
+    /// Narrows an update of `sub` (after [`Strategy::prepare_update`]) to what that
+    /// subresource may change, e.g. only the conditions through a CSR's `approval`.
+    fn prepare_subresource_update(&self, _sub: store::Sub, _obj: &mut T, _old: &T) {}
 
     /// Validates an object (metadata is validated by the framework).
     fn validate(&self, _obj: &T) -> Vec<FieldError> {

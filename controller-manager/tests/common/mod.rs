@@ -60,6 +60,11 @@ impl Cluster {
 
     /// Starts both with adjusted controller settings.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_for(|_, c| adjust(c)).await
+    }
+
+    /// Starts both with controller settings adjusted knowing the server (e.g. its CA files).
+    pub async fn start_for(adjust: impl FnOnce(&TestServer, &mut Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,7 +75,7 @@ impl Cluster {
         let server = TestServer::start(Backend::Embedded).await;
         let client = server.client().await;
         let mut config = test_config();
-        adjust(&mut config);
+        adjust(&server, &mut config);
         let manager_client = manager_client(&server, &mut config).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let manager = tokio::spawn(rkube_controller_manager::run(

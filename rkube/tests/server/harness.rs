@@ -1,9 +1,11 @@
 //! The real `rkube` binary run as users run it, for the integration tests: in a network
-//! namespace of its own (so its API server on 127.0.0.1:6443, its health ports, the bridge,
-//! the nftables table and the pods' network are the test's alone and nothing of the host's
+//! namespace of its own (so its API server on :6443, its health ports, the bridge, the
+//! nftables table and the pods' network are the test's alone and nothing of the host's
 //! network changes), with a temporary data directory and its own pod cgroup root. kubectl runs
 //! in that namespace too. The namespace has a veth pair of its own (`eth0` 10.99.0.2/24 with
-//! the default route, so the node IP is detected as on a machine).
+//! the default route, so the node IP is detected as on a machine). For more nodes,
+//! [`Netns::pair`] makes two such machines on one link (the server's and an agent's, each
+//! `eth0`), and [`Server::agent`] runs `rkube agent` in the second.
 //!
 //! The data directory is a tmpfs of its own: the kubelet reports DiskPressure (and the node
 //! is tainted) when less than 10% of the data directory's filesystem is free, which a busy
@@ -24,6 +26,9 @@ pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The node IP inside every test namespace.
 pub const NODE_IP: &str = "10.99.0.2";
+
+/// The agent's node IP in the second namespace of a [`Netns::pair`].
+pub const AGENT_IP: &str = "10.99.0.3";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -55,29 +60,56 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates it: loopback up, a veth pair inside it, `eth0` with [`NODE_IP`] and the default
-    /// route.
-    pub fn new() -> Arc<Netns> {
+    /// An empty namespace with its loopback up.
+    fn bare() -> Arc<Netns> {
         let name = format!("rks{}", unique());
         ip(&["netns", "add", &name]);
         let ns = Arc::new(Netns { name: name.clone() });
         ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
+        ns
+    }
+
+    /// `eth0` up with `addr`/24 and the default route.
+    fn configure_eth0(&self, addr: &str) {
+        let name = &self.name;
         ip(&[
             "-n",
-            &name,
+            name,
             "addr",
             "add",
-            &format!("{NODE_IP}/24"),
+            &format!("{addr}/24"),
             "dev",
             "eth0",
         ]);
-        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", name, "link", "set", "eth0", "up"]);
+        ip(&["-n", name, "route", "add", "default", "dev", "eth0"]);
+    }
+
+    /// Creates it: loopback up, a veth pair inside it, `eth0` with [`NODE_IP`] and the default
+    /// route.
+    pub fn new() -> Arc<Netns> {
+        let ns = Netns::bare();
+        let name = ns.name.clone();
+        ip(&[
+            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
         ip(&["-n", &name, "link", "set", "eth1", "up"]);
-        ip(&["-n", &name, "route", "add", "default", "dev", "eth0"]);
+        ns.configure_eth0(NODE_IP);
         ns
+    }
+
+    /// Two machines on one link: a veth pair from the first (`eth0` [`NODE_IP`]) to the
+    /// second (`eth0` [`AGENT_IP`]), each with its default route on it.
+    pub fn pair() -> (Arc<Netns>, Arc<Netns>) {
+        let a = Netns::bare();
+        let b = Netns::bare();
+        ip(&[
+            "-n", &a.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            &b.name,
+        ]);
+        a.configure_eth0(NODE_IP);
+        b.configure_eth0(AGENT_IP);
+        (a, b)
     }
 
     /// `nsenter` arguments that run a command in the namespace.
@@ -148,7 +180,7 @@ impl Drop for Etcd {
     }
 }
 
-/// A `rkube server` process and its data directory.
+/// A `rkube server` (or `rkube agent`) process and its data directory.
 pub struct Server {
     /// Holds the data directory, logs and kubectl's home.
     pub dir: tempfile::TempDir,
@@ -171,6 +203,19 @@ pub fn binary() -> &'static str {
 impl Server {
     /// Starts `rkube server` with a fresh data directory and `extra` flags.
     pub fn start(netns: Arc<Netns>, extra: &[&str]) -> Server {
+        Server::start_command(netns, "server", extra)
+    }
+
+    /// Starts `rkube agent --server URL --token TOKEN` with a fresh data directory and `extra`
+    /// flags.
+    pub fn agent(netns: Arc<Netns>, url: &str, token: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--server", url, "--token", token];
+        args.extend_from_slice(extra);
+        Server::start_command(netns, "agent", &args)
+    }
+
+    /// Starts `rkube <command> --data-dir … --node-name … --cgroup-root … <extra>`.
+    fn start_command(netns: Arc<Netns>, command: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
@@ -185,7 +230,7 @@ impl Server {
         let tag = unique();
         let cgroup_root = format!("/rkube-server-test-{tag}");
         let mut args: Vec<String> = vec![
-            "server".into(),
+            command.into(),
             "--data-dir".into(),
             data.display().to_string(),
             "--node-name".into(),
@@ -252,11 +297,15 @@ impl Server {
                 return line.to_string();
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("rkube server exited ({status}) before logging {needle:?}:\n{log}");
+                panic!(
+                    "rkube {} exited ({status}) before logging {needle:?}:\n{log}",
+                    self.args[0]
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "no {needle:?} in the server's output:\n{log}"
+                "no {needle:?} in the output of rkube {}:\n{log}",
+                self.args[0]
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -280,7 +329,7 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                panic!("rkube server did not stop:\n{}", self.log());
+                panic!("rkube {} did not stop:\n{}", self.args[0], self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

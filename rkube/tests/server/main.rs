@@ -5,6 +5,8 @@
 //! the API server's node proxy), clean SIGTERM shutdowns, restarts that keep state, and CLI
 //! errors.
 
+// Shared with the agent tests, which use other parts of it.
+#[allow(dead_code)]
 mod harness;
 
 use std::os::unix::fs::PermissionsExt;
@@ -141,10 +143,25 @@ fn control_plane_identities_manifests_and_restart() {
     );
     assert_eq!(mode(&admin), 0o600);
     let token = std::fs::read_to_string(data.join("node-token")).unwrap();
-    assert!(
-        token.starts_with("K10") && token.contains("::server:"),
-        "{token}"
+    let join = rkube::token::JoinToken::parse(&token).unwrap();
+    let ca = std::fs::read(data.join("pki/ca.crt")).unwrap();
+    assert_eq!(
+        join.ca_hash,
+        rkube::token::hex(&<sha2::Sha256 as sha2::Digest>::digest(&ca))
     );
+    // Its bootstrap token Secret is in the store (no expiry); `rkube token list` shows it.
+    let secret = jsonpath(
+        &s,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{}", join.token.id),
+        ],
+        "{.type}",
+    );
+    assert_eq!(secret.as_deref(), Some("bootstrap.kubernetes.io/token"));
     assert_eq!(mode(&data.join("node-token")), 0o600);
 
     let ns = s.kubectl_ok(&["get", "ns", "-o", "name"]);
@@ -580,11 +597,18 @@ fn bad_flags_are_clear_errors() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!data.exists());
 
-    let out = Command::new(binary()).arg("agent").output().unwrap();
+    let out = Command::new(binary())
+        .arg("agent")
+        .env_remove("RKUBE_URL")
+        .env_remove("RKUBE_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("unrecognized subcommand 'agent'"),
-        "{}",
-        stderr(&out)
+        err.contains("the following required arguments were not provided")
+            && err.contains("--server <SERVER>")
+            && err.contains("--token <TOKEN>"),
+        "{err}"
     );
 }
