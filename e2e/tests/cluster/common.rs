@@ -9,7 +9,7 @@ use rkube_e2e::cluster::{Cluster, ClusterSpec};
 
 /// The agents of every scenario's cluster (besides the server, whose node then takes no
 /// workloads).
-pub const AGENTS: usize = 0;
+pub const AGENTS: usize = 2;
 
 /// The cluster most scenarios run on.
 pub fn spec() -> ClusterSpec {
