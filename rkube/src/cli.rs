@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ipnet::Ipv4Net;
@@ -118,9 +119,26 @@ pub struct ServerArgs {
     /// The range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: Ipv4Net,
+    /// How long a node may go without a heartbeat before the controller manager marks it
+    /// NotReady (Unknown) and taints it (kube-controller-manager's flag; e.g. 40s, 1m).
+    #[arg(long, default_value = "40s", value_parser = duration)]
+    pub node_monitor_grace_period: Duration,
+    /// Seconds pods stay on a not-ready node (tainted `node.kubernetes.io/not-ready:NoExecute`)
+    /// before they are evicted, unless they tolerate it themselves (kube-apiserver's
+    /// DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: u32,
+    /// Seconds pods stay on an unreachable node (`node.kubernetes.io/unreachable:NoExecute`)
+    /// before they are evicted, unless they tolerate it themselves.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: u32,
     /// This machine's node.
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    rkube_controller_manager::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl ServerArgs {
@@ -139,6 +157,10 @@ impl ServerArgs {
         c.https_listen_port = self.https_listen_port;
         c.tls_sans = self.tls_san;
         c.service_cidr = self.service_cidr;
+        c.node_monitor_grace_period = self.node_monitor_grace_period;
+        c.default_not_ready_toleration_seconds = self.default_not_ready_toleration_seconds.into();
+        c.default_unreachable_toleration_seconds =
+            self.default_unreachable_toleration_seconds.into();
         c.validate()?;
         Ok(c)
     }
@@ -266,11 +288,19 @@ mod tests {
             "zone=a",
             "--node-taint",
             "gpu=yes:NoSchedule",
+            "--node-monitor-grace-period",
+            "20s",
+            "--default-not-ready-toleration-seconds",
+            "5",
+            "--default-unreachable-toleration-seconds=7",
         ])
         .unwrap()
         .into_config()
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/rk"));
+        assert_eq!(c.node_monitor_grace_period, Duration::from_secs(20));
+        assert_eq!(c.default_not_ready_toleration_seconds, 5);
+        assert_eq!(c.default_unreachable_toleration_seconds, 7);
         assert_eq!(
             c.disabled.iter().copied().collect::<Vec<_>>(),
             [Component::Scheduler, Component::Dns, Component::Proxy]
@@ -288,6 +318,10 @@ mod tests {
             .unwrap();
         assert_eq!(d.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(d.disabled.is_empty());
+        // Kubernetes' defaults.
+        assert_eq!(d.node_monitor_grace_period, Duration::from_secs(40));
+        assert_eq!(d.default_not_ready_toleration_seconds, 300);
+        assert_eq!(d.default_unreachable_toleration_seconds, 300);
         // Agents must reach the API server: every address by default.
         assert_eq!(d.listen_addr().to_string(), "0.0.0.0:6443");
     }

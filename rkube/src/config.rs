@@ -168,6 +168,12 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     /// How often `DATA/manifests/` is checked for changes.
     pub manifests_poll: Duration,
+    /// How long a node may go without a heartbeat before it is marked NotReady.
+    pub node_monitor_grace_period: Duration,
+    /// Seconds pods tolerate a not-ready node by default.
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node by default.
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// The node CIDR size the controller manager hands out.
@@ -187,6 +193,9 @@ impl ServerConfig {
             service_cidr: Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).expect("prefix"),
             node: NodeConfig::new(node_name),
             manifests_poll: Duration::from_secs(2),
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 

@@ -179,6 +179,10 @@ pub async fn run(
     let mut api_config = rkube_apiserver::server::Config::new(&config.data_dir);
     api_config.etcd_servers = config.etcd_servers.clone();
     api_config.settings.service_cidr = config.service_cidr;
+    api_config.settings.default_not_ready_toleration_seconds =
+        config.default_not_ready_toleration_seconds;
+    api_config.settings.default_unreachable_toleration_seconds =
+        config.default_unreachable_toleration_seconds;
     api_config.tls_sans = config.tls_sans.clone();
     // Agents reach the API server at the node's IP: the serving certificate names it.
     if let Some(ip) = node_ip {
@@ -245,6 +249,7 @@ pub async fn run(
             // Joining agents' CSRs are signed by the cluster CA (as k3s' server does).
             cluster_signing_cert_file: Some(layout.pki().join("ca.crt")),
             cluster_signing_key_file: Some(layout.pki().join("ca.key")),
+            node_monitor_grace_period: config.node_monitor_grace_period,
             ..Default::default()
         };
         let listener = agent::optional_listener(

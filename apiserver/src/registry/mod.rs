@@ -57,8 +57,12 @@ pub struct Settings {
     pub service_cidr: ipnet::Ipv4Net,
     /// `--service-node-port-range`.
     pub node_ports: std::ops::RangeInclusive<u16>,
-    /// DefaultTolerationSeconds for not-ready/unreachable taints.
-    pub default_toleration_seconds: i64,
+    /// `--default-not-ready-toleration-seconds`: how long pods tolerate the
+    /// `node.kubernetes.io/not-ready:NoExecute` taint (DefaultTolerationSeconds admission).
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds`: how long pods tolerate the
+    /// `node.kubernetes.io/unreachable:NoExecute` taint.
+    pub default_unreachable_toleration_seconds: i64,
     /// The Pod Security level of namespaces without a `pod-security.kubernetes.io/enforce`
     /// (or `warn`) label (`--pod-security-default`).
     pub pod_security_default: crate::pod_security::Level,
@@ -69,7 +73,8 @@ impl Default for Settings {
         Self {
             service_cidr: "10.96.0.0/12".parse().expect("valid default CIDR"),
             node_ports: 30000..=32767,
-            default_toleration_seconds: 300,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
             pod_security_default: crate::pod_security::Level::Baseline,
         }
     }

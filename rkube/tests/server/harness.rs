@@ -18,8 +18,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use rkube_testkit::host::{self, Tmpfs};
 
 /// How long the tests wait for anything involving real containers.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -30,43 +31,32 @@ pub const NODE_IP: &str = "10.99.0.2";
 /// The agent's node IP in the second namespace of a [`Netns::pair`].
 pub const AGENT_IP: &str = "10.99.0.3";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 fn unique() -> String {
-    format!(
-        "{}x{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    host::unique_tag()
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = host::run("ip", args) {
+        panic!("{e}");
+    }
 }
 
 /// A network namespace standing for the server's machine.
 pub struct Netns {
     /// Its name under /run/netns.
     pub name: String,
+    /// The namespace, deleted on drop.
+    _ns: host::Netns,
 }
 
 impl Netns {
     /// An empty namespace with its loopback up.
     fn bare() -> Arc<Netns> {
-        let name = format!("rks{}", unique());
-        ip(&["netns", "add", &name]);
-        let ns = Arc::new(Netns { name: name.clone() });
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ns
+        let ns = host::Netns::create(format!("rks{}", unique())).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Netns {
+            name: ns.name().to_string(),
+            _ns: ns,
+        })
     }
 
     /// `eth0` up with `addr`/24 and the default route.
@@ -115,14 +105,6 @@ impl Netns {
     /// `nsenter` arguments that run a command in the namespace.
     pub fn enter(&self) -> [String; 2] {
         [format!("--net=/run/netns/{}", self.name), "--".into()]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 
@@ -193,6 +175,8 @@ pub struct Server {
     starts: u32,
     /// When the current process was spawned.
     pub spawned: Instant,
+    /// The data directory's tmpfs.
+    data: Option<Tmpfs>,
 }
 
 /// The binary under test.
@@ -218,15 +202,7 @@ impl Server {
     fn start_command(netns: Arc<Netns>, command: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        nix::mount::mount(
-            Some("tmpfs"),
-            &data,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1g,mode=0700"),
-        )
-        .expect("mounting a tmpfs for the data directory");
+        let tmpfs = Tmpfs::mount(&data, "1g").unwrap_or_else(|e| panic!("{e}"));
         let tag = unique();
         let cgroup_root = format!("/rkube-server-test-{tag}");
         let mut args: Vec<String> = vec![
@@ -247,6 +223,7 @@ impl Server {
             child: None,
             starts: 0,
             spawned: Instant::now(),
+            data: Some(tmpfs),
         };
         s.spawn();
         s
@@ -398,38 +375,7 @@ impl Server {
     /// Pids of processes whose command line mentions the data directory (the server,
     /// containerd, shims).
     pub fn processes(&self) -> Vec<(i32, String)> {
-        let data = self.data().display().to_string();
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(&data) {
-                out.push((pid, text));
-            }
-        }
-        out
-    }
-}
-
-fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-/// Every pid in the cgroup tree `dir`.
-fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            cgroup_pids(&e.path(), out);
-        }
+        host::processes_mentioning(&self.data().display().to_string())
     }
 }
 
@@ -439,45 +385,12 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for (pid, _) in self.processes() {
-            kill(pid);
-        }
-        let rel = self.cgroup_root.trim_start_matches('/').to_string();
-        let mut pids = Vec::new();
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            cgroup_pids(&h.path().join(&rel), &mut pids);
-        }
-        for pid in pids {
-            kill(pid);
-        }
-        // Mounts under the data directory (pod volumes, sandbox netns files), deepest first,
-        // and the data directory's tmpfs last.
-        let data = self.data().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&data))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
-        for _ in 0..50 {
-            rkube_kubelet::cgroups::remove_root(&self.cgroup_root);
-            let gone = std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .all(|h| !h.path().join(&rel).exists());
-            if gone {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // The server, containerd and shims (by command line), then containers (by cgroup),
+        // then the mounts under the data directory (pod volumes, sandbox netns files) and its
+        // tmpfs, then the cgroups.
+        host::kill_mentioning(&self.data().display().to_string());
+        host::kill_cgroup(&self.cgroup_root);
+        self.data.take();
+        host::remove_cgroups(&self.cgroup_root);
     }
 }
