@@ -630,7 +630,8 @@ fn in_cluster_client_from_a_pod(s: &Server) {
         .unwrap_or_else(|| panic!("{logs}"));
     assert!(listed.split(',').any(|p| p == "in-cluster"), "{logs}");
     assert!(logs.contains("IN-CLUSTER create refused: 403"), "{logs}");
-    s.kubectl_ok(&["delete", "pod", "in-cluster", "--wait=false"]);
+    // Gone for good (the kubelet has removed its sandbox) before the server is stopped.
+    s.kubectl_ok(&["delete", "pod", "in-cluster", "--timeout=120s"]);
 }
 
 /// Not a test of its own: [`in_cluster_client_from_a_pod`] runs it inside a pod. It lists the
