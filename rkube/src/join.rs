@@ -35,12 +35,12 @@ use crate::config::Layout;
 use crate::token::{JoinToken, ca_hash, hex};
 use crate::trust::TrustError;
 
-/// The signer of kubelets' client certificates.
-pub const SIGNER_KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
-/// The signer of kubelets' serving certificates.
-pub const SIGNER_KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
-/// The signer of other API clients' certificates.
-pub const SIGNER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+use rkube_machinery::certificates::{
+    self as certs, CertificateError, KUBE_APISERVER_CLIENT as SIGNER_CLIENT,
+    KUBE_APISERVER_CLIENT_KUBELET as SIGNER_KUBELET_CLIENT,
+    KUBELET_SERVING as SIGNER_KUBELET_SERVING, KeyPair,
+};
+
 /// The proxy's user.
 pub const PROXY_USER: &str = "system:kube-proxy";
 /// A stored certificate is replaced when it expires within this time.
@@ -121,7 +121,7 @@ pub enum JoinError {
     },
     /// A key or request could not be made.
     #[error("generating a key and certificate request: {0}")]
-    Key(#[from] rcgen::Error),
+    Key(#[from] CertificateError),
     /// A kubeconfig could not be loaded.
     #[error("client configuration: {0}")]
     Kubeconfig(String),
@@ -216,28 +216,16 @@ impl CertRequest {
     }
 
     /// A new key and the PEM certificate request for it.
-    fn csr(&self) -> Result<(rcgen::KeyPair, String), JoinError> {
-        let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::default();
-        let mut dn = rcgen::DistinguishedName::new();
-        dn.push(rcgen::DnType::CommonName, self.cn.as_str());
-        for o in &self.orgs {
-            dn.push(rcgen::DnType::OrganizationName, o.as_str());
-        }
-        params.distinguished_name = dn;
-        if let Some(names) = &self.names {
-            for d in &names.dns {
-                params
-                    .subject_alt_names
-                    .push(rcgen::SanType::DnsName(d.as_str().try_into()?));
-            }
-            for ip in &names.ips {
-                params
-                    .subject_alt_names
-                    .push(rcgen::SanType::IpAddress(*ip));
-            }
-        }
-        let pem = params.serialize_request(&key)?.pem()?;
+    fn csr(&self) -> Result<(KeyPair, String), JoinError> {
+        let key = KeyPair::generate().map_err(|source| CertificateError::Rcgen {
+            what: "a key".into(),
+            source,
+        })?;
+        let (dns, ips) = match &self.names {
+            Some(n) => (n.dns.clone(), n.ips.clone()),
+            None => Default::default(),
+        };
+        let pem = certs::request_pem(&key, &self.cn, &self.orgs, &dns, &ips)?;
         Ok((key, pem))
     }
 }

@@ -5,6 +5,7 @@
 //! to be wrong (another CA, no CA, another name) —, and joins that must fail (a revoked token,
 //! CSRs nobody approves) without writing anything.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use rkube::join::{Join, JoinError};
 use rkube::token::{self, JoinToken, TokenError};
 use rkube::trust::{TrustError, discover_ca};
 use rkube_apiserver::pki::{Pki, ServingNames};
-use rkube_testkit::apiserver::{Backend, TestServer};
+use rkube_testkit::apiserver::{Backend, Identity, TestServer};
 
 fn secret_value(s: &Secret, key: &str) -> String {
     String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
@@ -270,4 +271,170 @@ async fn an_unapproved_csr_times_out_naming_it() {
         got.spec.username.as_deref(),
         Some(format!("system:bootstrap:{id}").as_str())
     );
+}
+
+/// The controller manager (its CSR approving and signing controllers with the server's CA)
+/// running against `server`, as `rkube server` runs it.
+async fn controller_manager(
+    server: &TestServer,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), rkube_controller_manager::Error>>,
+) {
+    let own = server.config_as(&Identity::controller_manager()).await;
+    let pki = server.dir.path().join("pki");
+    let config = rkube_controller_manager::Config {
+        service_account_credentials: Some(own.clone()),
+        cluster_signing_cert_file: Some(pki.join("ca.crt")),
+        cluster_signing_key_file: Some(pki.join("ca.key")),
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(own).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(rkube_controller_manager::run(
+        config,
+        client,
+        None,
+        stop.clone().cancelled_owned(),
+    ));
+    (stop, task)
+}
+
+/// `(signer, requester)` of every CSR, sorted.
+async fn csrs(client: &kube::Client) -> Vec<(String, String)> {
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let mut out: Vec<(String, String)> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| (c.spec.signer_name, c.spec.username.unwrap_or_default()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A whole join in-process with the real controller manager signing: three certificates
+/// (two asked for with the bootstrap token, the serving one by the node), files owner-only;
+/// at the next start they are reused without the server's help — the token may even be
+/// revoked by then; a new node IP makes the node ask for a serving certificate for it, and
+/// keeps its client certificates.
+#[tokio::test]
+async fn a_join_is_kept_and_the_serving_certificate_follows_the_node_ip() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(Backend::Embedded).await;
+    let (stop, manager) = controller_manager(&server).await;
+    let client = server.client().await;
+    let ca = server.pki().ca_der().unwrap();
+    let t = token::create(&client, "", None).await.unwrap();
+    let bootstrap_user = format!("system:bootstrap:{}", t.id);
+    let jt = JoinToken {
+        ca_hash: token::ca_hash(&ca),
+        token: t,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&data.path().join("data"));
+    let first = join(&server, &jt, Duration::from_secs(60))
+        .credentials(&layout)
+        .await
+        .unwrap();
+    let subject = |pem: &str| {
+        let der = rkube_apiserver::pki::pem_der(pem, Path::new("cert")).unwrap();
+        rkube_apiserver::pki::subject_of(&der).unwrap()
+    };
+    assert_eq!(
+        subject(&first.kubelet.cert_pem).common_name,
+        "system:node:node-x"
+    );
+    assert_eq!(
+        subject(&first.kubelet.cert_pem).organizations,
+        ["system:nodes"]
+    );
+    assert_eq!(
+        subject(&first.proxy.cert_pem).common_name,
+        "system:kube-proxy"
+    );
+    assert_eq!(
+        subject(&first.serving.cert_pem).common_name,
+        "system:node:node-x"
+    );
+    assert_eq!(
+        csrs(&client).await,
+        [
+            (
+                "kubernetes.io/kube-apiserver-client".into(),
+                bootstrap_user.clone()
+            ),
+            (
+                "kubernetes.io/kube-apiserver-client-kubelet".into(),
+                bootstrap_user.clone()
+            ),
+            (
+                "kubernetes.io/kubelet-serving".into(),
+                "system:node:node-x".into()
+            ),
+        ]
+    );
+    let agent = layout.agent();
+    for f in [
+        "pki/ca.crt",
+        "pki/kubelet-client.key",
+        "pki/proxy.crt",
+        "kubelet.kubeconfig",
+    ] {
+        let mode = std::fs::metadata(agent.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    // The kubelet's kubeconfig works: it is the node.
+    let node = rkube::server::client_from(&agent.join("kubelet.kubeconfig"))
+        .await
+        .unwrap();
+    let review = node
+        .request_text(
+            http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .header("content-type", "application/json")
+                .body(
+                    br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#
+                        .to_vec(),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        review.contains("\"username\":\"system:node:node-x\""),
+        "{review}"
+    );
+
+    // Reused: no new CSR, even with the token revoked.
+    token::delete(&client, &jt.token.id).await.unwrap();
+    let again = join(&server, &jt, Duration::from_secs(60))
+        .credentials(&layout)
+        .await
+        .unwrap();
+    assert_eq!(again.kubelet.cert_pem, first.kubelet.cert_pem);
+    assert_eq!(again.serving.cert_pem, first.serving.cert_pem);
+    assert_eq!(csrs(&client).await.len(), 3);
+
+    // A new node IP: a new serving certificate, asked for by the node.
+    let mut moved = join(&server, &jt, Duration::from_secs(60));
+    moved.node_ip = "127.0.0.2".parse().unwrap();
+    let third = moved.credentials(&layout).await.unwrap();
+    assert_eq!(third.kubelet.cert_pem, first.kubelet.cert_pem);
+    assert_eq!(third.proxy.cert_pem, first.proxy.cert_pem);
+    assert_ne!(third.serving.cert_pem, first.serving.cert_pem);
+    let all = csrs(&client).await;
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        all.iter()
+            .filter(|(s, u)| s == "kubernetes.io/kubelet-serving" && u == "system:node:node-x")
+            .count(),
+        2
+    );
+    stop.cancel();
+    manager.await.unwrap().unwrap();
 }

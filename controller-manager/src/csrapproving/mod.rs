@@ -40,6 +40,8 @@ const NODES: &str = "system:nodes";
 const BOOTSTRAPPERS: &str = "system:bootstrappers";
 /// The proxy's user.
 const PROXY_USER: &str = "system:kube-proxy";
+/// How soon a recognized request whose requester was not allowed is reviewed again.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a request was recognized as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,7 +245,8 @@ pub async fn reconcile(
         if !ok {
             tracing::info!(csr = %name, permission = sub, requester = ?csr_obj.spec.username,
                 "recognized, but the subject access review was not approved; left pending");
-            return Ok(Action::await_change());
+            // Asked again later, as Kubernetes requeues it: a binding may be added meanwhile.
+            return Ok(Action::requeue(RECHECK));
         }
     }
     let mut approved = (*csr_obj).clone();

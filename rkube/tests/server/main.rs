@@ -1,9 +1,9 @@
 //! `rkube server` end to end: the real binary in a network namespace of its own, used with
-//! the real kubectl — the control plane with its identities and manifests directory, the
-//! local agent running pods (real containerd, offline images) that resolve names through the
-//! in-process DNS, the kubelet's API on HTTPS for authorized clients only (reached through
-//! the API server's node proxy), clean SIGTERM shutdowns, restarts that keep state, and CLI
-//! errors.
+//! the real kubectl — the control plane with its identities, manifests directory and CSR
+//! signing, the local agent running pods (real containerd, offline images) that resolve names
+//! through the in-process DNS, the kubelet's API on HTTPS for authorized clients only (reached
+//! through the API server's node proxy), clean SIGTERM shutdowns, restarts that keep state,
+//! and CLI errors.
 
 // Shared with the agent tests, which use other parts of it.
 #[allow(dead_code)]
@@ -243,6 +243,27 @@ fn control_plane_identities_manifests_and_restart() {
         )?;
         (pods.split_whitespace().count() == 2 && out.contains("0/0 nodes are available"))
             .then_some(())
+    });
+
+    // The controller manager signs approved CSRs with the cluster CA.
+    let key = rkube_machinery::certificates::KeyPair::generate().unwrap();
+    let pem = rkube_machinery::certificates::request_pem(&key, "jane", &[], &[], &[]).unwrap();
+    let request = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    let f = s.dir.path().join("csr.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: jane\nspec:\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  request: {request}\n"
+        ),
+    )
+    .unwrap();
+    s.kubectl_ok(&["create", "-f", f.to_str().unwrap()]);
+    s.kubectl_ok(&["certificate", "approve", "jane"]);
+    s.eventually("jane's CSR signed", |s| {
+        jsonpath(s, &["get", "csr", "jane"], "{.status.certificate}").filter(|c| !c.is_empty())
     });
 
     let ca_before = std::fs::read(data.join("pki/ca.crt")).unwrap();
