@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 /// Where the programs are.
 #[derive(Clone, Debug)]
@@ -92,51 +91,84 @@ fn build(dir: &Path) {
     assert!(status.success(), "cargo build -p rkube -p rkube-ctl failed");
 }
 
-/// The newest modification time of the Rust sources, manifests and protos under `dir` that
-/// the binaries are built from (not tests, benchmarks, examples, this crate or the testkit).
-fn newest_source(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        let Ok(kind) = e.file_type() else { continue };
-        let t = if kind.is_dir() {
-            // What the binaries are not built from.
-            let skip = [
-                "target", ".git", "tests", "benches", "examples", "e2e", "testkit",
-            ];
-            if path
-                .file_name()
-                .is_some_and(|n| skip.iter().any(|s| n == *s))
-            {
-                continue;
+/// The files `binary` was built from: the dep-info file cargo writes next to it
+/// (`target/debug/rkube.d`: `TARGET: DEP DEP …`, spaces in paths escaped).
+fn built_from(binary: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(binary.with_extension("d")) else {
+        return Vec::new();
+    };
+    let Some((_, deps)) = text.split_once(": ") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = deps.trim().chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            // An escaped space belongs to the path; an escaped line end continues the list.
+            '\\' => match chars.next() {
+                Some('\n') | None => {}
+                Some(c) => cur.push(c),
+            },
+            ' ' | '\n' => {
+                if !cur.is_empty() {
+                    out.push(PathBuf::from(std::mem::take(&mut cur)));
+                }
             }
-            newest_source(&path)
-        } else if path
-            .extension()
-            .is_some_and(|x| x == "rs" || x == "toml" || x == "proto")
-        {
-            e.metadata().and_then(|m| m.modified()).ok()
-        } else {
-            None
-        };
-        newest = newest.max(t);
+            _ => cur.push(ch),
+        }
     }
-    newest
+    if !cur.is_empty() {
+        out.push(PathBuf::from(cur));
+    }
+    out
 }
 
-/// Says so when `binary` is older than the workspace's sources (`cargo test -p rkube-e2e`
-/// alone does not rebuild it): the tests then run yesterday's code.
+/// Says so when a file `binary` was built from changed since (`cargo test -p rkube-e2e`
+/// alone does not rebuild it): the tests then run older code.
 fn warn_if_stale(binary: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
-    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok();
-    let newest = workspace.and_then(newest_source);
-    if let (Some(built), Some(newest)) = (built, newest)
-        && newest > built
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(binary) else {
+        return;
+    };
+    if let Some(newer) = built_from(binary)
+        .into_iter()
+        .find(|d| modified(d).is_some_and(|t| t > built))
     {
         eprintln!(
-            "WARNING: {} is older than the workspace's sources; run `cargo build -p rkube -p \
-             rkube-ctl` (cargo test --workspace does) to test the current code",
-            binary.display()
+            "WARNING: {} is older than {}; run `cargo build -p rkube -p rkube-ctl` (cargo \
+             test --workspace does) to test the current code",
+            binary.display(),
+            newer.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("tool");
+        std::fs::write(&bin, "").unwrap();
+        std::fs::write(
+            dir.path().join("tool.d"),
+            format!(
+                "{}: /src/a.rs /src/with\\ space.rs \\\n /src/b.rs\n",
+                bin.display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            built_from(&bin),
+            [
+                PathBuf::from("/src/a.rs"),
+                PathBuf::from("/src/with space.rs"),
+                PathBuf::from("/src/b.rs"),
+            ]
+        );
+        assert!(built_from(&dir.path().join("missing")).is_empty());
     }
 }

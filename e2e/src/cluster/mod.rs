@@ -242,19 +242,13 @@ impl Cluster {
         if spec.etcd {
             args.extend(["--etcd-servers".into(), "http://127.0.0.1:2379".into()]);
         }
+        // With agents, workloads go to them (the server's defaults serve agents: the API
+        // server on every address, its certificate naming the node IP).
         if spec.agents > 0 {
-            args.extend(
-                [
-                    "--bind-address",
-                    "0.0.0.0",
-                    "--tls-san",
-                    &ip,
-                    "--node-taint",
-                    "node-role.kubernetes.io/control-plane:NoSchedule",
-                ]
-                .iter()
-                .map(|s| s.to_string()),
-            );
+            args.extend([
+                "--node-taint".to_string(),
+                "node-role.kubernetes.io/control-plane:NoSchedule".to_string(),
+            ]);
         }
         args.extend(spec.server_args.iter().cloned());
         let rkube = cluster.binaries.rkube.clone();

@@ -1,7 +1,8 @@
 //! Scenario 8: the whole server restarted (SIGTERM, then started again on its data, embedded
 //! store) — the cluster's state is intact (the same objects, uids, ClusterIP, data), the
-//! running pods are untouched (same containers, no restarts), the Service still answers, and
-//! the control plane works on (a scale-up after the restart).
+//! running pods are untouched (same containers, no restarts) — the agents' and one on the
+//! server's own node, which the restarted server's kubelet adopts —, the Service still
+//! answers, and the control plane works on (a scale-up after the restart).
 
 use std::collections::BTreeMap;
 
@@ -67,6 +68,22 @@ spec:
   ports:
   - port: 80
     targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: on-server
+  namespace: keep
+spec:
+  nodeName: server
+  terminationGracePeriodSeconds: 1
+  tolerations:
+  - key: node-role.kubernetes.io/control-plane
+    operator: Exists
+  containers:
+  - name: c
+    image: busybox:1.35
+    command: ["sleep", "3600"]
 "#;
 
 /// Pod name → (uid, first container's ID, restart count).
@@ -100,6 +117,11 @@ fn server_restart_keeps_state_and_running_pods() {
     c.apply(APP);
     let pods = common::rolled_out(&c, "keep", "web", 2);
     let before = identities(&pods);
+    let on_server = |c: &Cluster| -> Option<Pod> {
+        let p: Pod = c.get(&["pod", "-n", "keep", "on-server"])?;
+        common::running_ready(&p).then_some(p)
+    };
+    let server_pod = identities(&[c.eventually("on-server Running", on_server)]);
     let names: Vec<String> = pods.iter().map(name).collect();
     common::wait_endpoints(&c, "keep", "web", &names);
     let svc: Service = c.get(&["service", "-n", "keep", "web"]).unwrap();
@@ -110,14 +132,20 @@ fn server_restart_keeps_state_and_running_pods() {
 
     let t = std::time::Instant::now();
     c.restart_server();
-    c.eventually("every node Ready again", |c| {
+    let api = t.elapsed();
+    // Its kubelet runs again (and adopts the pod on its node).
+    c.server.wait_log("kubelet started");
+    c.eventually("every node Ready", |c| {
         let ready = c.ready_nodes();
         c.node_names()
             .iter()
             .all(|n| ready.contains(n))
             .then_some(())
     });
-    eprintln!("TIMING server restart → nodes Ready: {:.2?}", t.elapsed());
+    eprintln!(
+        "TIMING server restart: API serving again {api:.2?} after SIGTERM, kubelet started {:.2?}",
+        t.elapsed()
+    );
 
     // The same objects.
     let svc2: Service = c.get(&["service", "-n", "keep", "web"]).unwrap();
@@ -139,6 +167,15 @@ fn server_restart_keeps_state_and_running_pods() {
     // The same pods, containers and restart counts, Running and Ready.
     let pods2 = common::rolled_out(&c, "keep", "web", 2);
     assert_eq!(identities(&pods2), before);
+    let adopted = c.eventually("on-server Running again", on_server);
+    assert_eq!(identities(&[adopted]), server_pod);
+    // The restarted kubelet manages it: deleted, its container is stopped and it is gone.
+    c.kubectl_ok(&["delete", "pod", "-n", "keep", "on-server", "--wait=false"]);
+    c.eventually("on-server removed by the server's kubelet", |c| {
+        c.get::<Pod>(&["pod", "-n", "keep", "on-server"])
+            .is_none()
+            .then_some(())
+    });
     common::wait_endpoints(&c, "keep", "web", &names);
     let log = ask(&c, "after");
     assert!(!log.contains("FAIL"), "{log}");

@@ -119,11 +119,31 @@ fn web_app(c: &Cluster, first: &str) {
     c.kubectl_ok(&["delete", "pod", "client", "--wait=false"]);
 }
 
-/// Scenario 1: on the embedded store, applied with rkubectl first.
+/// Scenario 1: on the embedded store, applied with rkubectl first. Then the README's other
+/// example, the whole `manifests/examples/` directory with kubectl: the `demo` namespace's web
+/// server serves its ConfigMap through its Service.
 #[test]
 fn web_service_reached_by_ip_and_name_on_every_replica() {
     let c = Cluster::start(common::spec());
     web_app(&c, "rkubectl");
+
+    let examples = web_yaml().parent().expect("examples").to_path_buf();
+    c.kubectl_ok(&["apply", "-f", examples.to_str().expect("a UTF-8 path")]);
+    let pods = common::rolled_out(&c, "demo", "web", 2);
+    let names: Vec<String> = pods.iter().map(name).collect();
+    common::wait_endpoints(&c, "demo", "web", &names);
+    let run = c.run_pod(
+        "demo",
+        "client",
+        None,
+        &common::requests("got", "web", 80, 3),
+    );
+    assert_eq!(
+        answers(&run.log, "got").into_iter().collect::<Vec<_>>(),
+        [("<h1>rkube</h1>".to_string(), 3)],
+        "{}",
+        run.log
+    );
 }
 
 /// Scenario 9: scenario 1 with the API server on a real etcd (started on the server's
