@@ -10,42 +10,59 @@ use crate::registry::Api;
 use crate::resources::{self, ResourceDef};
 use crate::storage::{ListOptions, ReadAt};
 
-/// Refuses creates in a namespace that does not exist or is being deleted.
-pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Result<(), ApiError> {
-    if std::ptr::eq(def, &resources::NAMESPACES) {
-        return Ok(());
-    }
-    let key = resources::NAMESPACES.key(None, ns);
-    // The watch cache answers almost always; a namespace created a moment ago may not be in it
-    // yet, so a miss is confirmed with a consistent read.
-    let cached = if api.recently_deleted(ns) {
-        None
-    } else {
-        api.store
-            .list(
-                &key,
-                ListOptions {
-                    read_at: ReadAt::NotOlderThan(0),
-                    limit: Some(1),
-                    ..Default::default()
-                },
-            )
-            .await
-            .ok()
-            .and_then(|l| l.items.into_iter().find(|kv| kv.key == key))
-    };
+/// An object as stored, read from the watch cache when it has it (admission reads these on
+/// every create, so they must be cheap), else with a consistent read: one created a moment
+/// ago may not be in the cache yet. `None` when it does not exist.
+pub async fn cached_object(
+    api: &Api,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    let key = def.key(ns, name);
+    let cached = api
+        .store
+        .list(
+            &key,
+            ListOptions {
+                read_at: ReadAt::NotOlderThan(0),
+                limit: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .ok()
+        .and_then(|l| l.items.into_iter().find(|kv| kv.key == key));
     let found = match cached {
         Some(kv) => Some(kv),
         None => api
             .store
             .get(&key)
             .await
-            .map_err(|e| ApiError::from_storage(e, "", "namespaces", ns))?,
+            .map_err(|e| ApiError::from_storage(e, def.group, def.resource, name))?,
     };
-    let Some(kv) = found else {
+    Ok(found.map(|kv| serde_json::from_slice(&kv.value).unwrap_or_default()))
+}
+
+/// Refuses creates in a namespace that does not exist or is being deleted.
+pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Result<(), ApiError> {
+    if std::ptr::eq(def, &resources::NAMESPACES) {
+        return Ok(());
+    }
+    let found = if api.recently_deleted(ns) {
+        // Confirmed with a consistent read.
+        let key = resources::NAMESPACES.key(None, ns);
+        api.store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_storage(e, "", "namespaces", ns))?
+            .map(|kv| serde_json::from_slice::<Value>(&kv.value).unwrap_or_default())
+    } else {
+        cached_object(api, &resources::NAMESPACES, None, ns).await?
+    };
+    let Some(v) = found else {
         return Err(ApiError::not_found("", "namespaces", ns));
     };
-    let v: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
     let terminating = v["status"]["phase"] == "Terminating"
         || v["metadata"]
             .get("deletionTimestamp")

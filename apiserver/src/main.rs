@@ -66,6 +66,10 @@ struct Args {
     /// not verified (kubelets serve self-signed certificates by default).
     #[arg(long)]
     kubelet_certificate_authority: Option<PathBuf>,
+    /// The address pods reach this server at (the `kubernetes` Service's endpoint); default:
+    /// the --listen address unless it is loopback or 0.0.0.0.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// etcd client URLs (comma-separated); the embedded store is used when absent.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
@@ -75,9 +79,18 @@ struct Args {
     /// The range of NodePorts, e.g. 30000-32767.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
-    /// Seconds pods tolerate a not-ready or unreachable node (DefaultTolerationSeconds).
+    /// Seconds pods tolerate the node.kubernetes.io/not-ready:NoExecute taint unless they
+    /// tolerate it themselves (DefaultTolerationSeconds admission).
     #[arg(long, default_value_t = 300)]
-    default_toleration_seconds: i64,
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate the node.kubernetes.io/unreachable:NoExecute taint unless they
+    /// tolerate it themselves (DefaultTolerationSeconds admission).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    /// The Pod Security level (privileged, baseline, restricted) enforced in namespaces
+    /// without a `pod-security.kubernetes.io/enforce` label.
+    #[arg(long, default_value = "baseline")]
+    pod_security_default: rkube_apiserver::pod_security::Level,
     /// How often storage history is compacted, in seconds.
     #[arg(long, default_value_t = 300)]
     compaction_interval_seconds: u64,
@@ -188,10 +201,15 @@ async fn main() -> anyhow::Result<()> {
         client_key: args.kubelet_client_key,
         certificate_authority: args.kubelet_certificate_authority,
     };
+    config.advertise_address = args.advertise_address;
     config.etcd_servers = args.etcd_servers;
     config.settings.service_cidr = args.service_cluster_ip_range;
     config.settings.node_ports = parse_port_range(&args.service_node_port_range)?;
-    config.settings.default_toleration_seconds = args.default_toleration_seconds;
+    config.settings.default_not_ready_toleration_seconds =
+        args.default_not_ready_toleration_seconds;
+    config.settings.default_unreachable_toleration_seconds =
+        args.default_unreachable_toleration_seconds;
+    config.settings.pod_security_default = args.pod_security_default;
     config.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
     let listener = tokio::net::TcpListener::bind(args.listen)

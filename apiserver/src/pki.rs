@@ -229,23 +229,15 @@ fn ca_params() -> CertificateParams {
     p
 }
 
-/// The OID of the organization attribute, for a second O (rcgen keys subject attributes by
-/// type, so the second one goes in as a custom type with the same OID).
-const OID_O_ARCS: &[u64] = &[2, 5, 4, 10];
-
-fn leaf_params(cn: &str, orgs: &[String], validity: Duration) -> CertificateParams {
+fn leaf_params(
+    cn: &str,
+    orgs: &[String],
+    validity: Duration,
+) -> Result<CertificateParams, PkiError> {
+    use rkube_machinery::certificates as certs;
     let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    for (i, o) in orgs.iter().enumerate() {
-        let ty = if i == 0 {
-            DnType::OrganizationName
-        } else {
-            DnType::CustomDnType(OID_O_ARCS.to_vec())
-        };
-        dn.push(ty, o.as_str());
-    }
-    p.distinguished_name = dn;
+    p.distinguished_name =
+        certs::subject(cn, orgs).map_err(|_| PkiError::TooManyGroups(orgs.len()))?;
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -254,11 +246,8 @@ fn leaf_params(cn: &str, orgs: &[String], validity: Duration) -> CertificatePara
     let start = now() - time::Duration::minutes(5);
     p.not_before = start;
     p.not_after = start + validity;
-    let mut serial = [0u8; 16];
-    rand::Rng::fill(&mut rand::rng(), &mut serial);
-    serial[0] &= 0x7f;
-    p.serial_number = Some(serial.to_vec().into());
-    p
+    p.serial_number = Some(certs::random_serial());
+    Ok(p)
 }
 
 impl Pki {
@@ -344,14 +333,14 @@ impl Pki {
         if groups.len() > 2 {
             return Err(PkiError::TooManyGroups(groups.len()));
         }
-        let mut p = leaf_params(user, groups, validity);
+        let mut p = leaf_params(user, groups, validity)?;
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(p, &format!("a client certificate for {user}"))
     }
 
     /// Issues a serving certificate for `names` (not stored).
     pub fn issue_serving(&self, cn: &str, names: &ServingNames) -> Result<IssuedCert, PkiError> {
-        let mut p = leaf_params(cn, &[], LEAF_VALIDITY);
+        let mut p = leaf_params(cn, &[], LEAF_VALIDITY)?;
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         for d in &names.dns {
             let name = d

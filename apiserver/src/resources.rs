@@ -21,7 +21,7 @@ pub struct ResourceDef {
     /// `kubectl get all`.
     pub categories: &'static [&'static str],
     /// Subresources served (`status`, `scale`, `binding`, `log`, `eviction`, `finalize`,
-    /// `token`, `proxy`).
+    /// `token`, `proxy`, `approval`).
     pub subresources: &'static [&'static str],
     /// Clear `status` on create (most kinds: status is written by controllers).
     pub reset_status_on_create: bool,
@@ -350,6 +350,23 @@ pub static EVENTS_V1: ResourceDef = ResourceDef {
     ..def("events.k8s.io", "events", "event", "Event", true, "events")
 };
 
+/// CertificateSigningRequests (cluster-scoped): requests for certificates of a signer, approved
+/// through `approval` and signed through `status`.
+pub static CERTIFICATESIGNINGREQUESTS: ResourceDef = ResourceDef {
+    short_names: &["csr"],
+    subresources: &["status", "approval"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    ..def(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        "CertificateSigningRequest",
+        false,
+        "certificates.k8s.io/certificatesigningrequests",
+    )
+};
+
 /// Roles.
 pub static ROLES: ResourceDef = def(
     "rbac.authorization.k8s.io",
@@ -470,6 +487,7 @@ pub static ALL: &[&ResourceDef] = &[
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,
     &EVENTS_V1,
+    &CERTIFICATESIGNINGREQUESTS,
     &ROLES,
     &ROLEBINDINGS,
     &CLUSTERROLES,

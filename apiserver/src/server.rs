@@ -59,6 +59,10 @@ pub struct Config {
     /// How kubelets are reached (`--kubelet-client-certificate`, `--kubelet-client-key`,
     /// `--kubelet-certificate-authority`).
     pub kubelet_client: crate::kubelet::KubeletClientConfig,
+    /// The address pods and other nodes reach this server at (`--advertise-address`): the
+    /// `kubernetes` Service's endpoint. `None`: the listener's address unless it is loopback
+    /// or unspecified.
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -76,6 +80,7 @@ impl Config {
             max_requests_inflight: 400,
             max_watches_per_user: 1000,
             kubelet_client: Default::default(),
+            advertise_address: None,
         }
     }
 }
@@ -141,14 +146,17 @@ fn client_address(addr: SocketAddr) -> String {
     }
 }
 
-/// The rustls server configuration: our serving certificate, client certificates of our CA
-/// accepted (not required), h2 and HTTP/1.1.
+/// The rustls server configuration: our serving certificate followed by the cluster CA (the
+/// usual serving chain; a joining agent checks that CA against the hash its token names before
+/// it trusts the server), client certificates of our CA accepted (not required), h2 and
+/// HTTP/1.1.
 fn tls_config(pki: &Pki, names: &ServingNames) -> Result<rustls::ServerConfig, ServerError> {
     use rkube_machinery::https;
     let serving = pki.serving(names)?;
-    let chain = https::parse_certs(&serving.cert_pem, "apiserver.crt")?;
+    let mut chain = https::parse_certs(&serving.cert_pem, "apiserver.crt")?;
     let key = https::parse_key(&serving.key_pem, "apiserver.key")?;
     let ca = https::parse_certs(pki.ca_pem(), "ca.crt")?;
+    chain.extend(ca.iter().cloned());
     Ok(https::server_config(chain, key, Some(&ca))?)
 }
 
@@ -190,7 +198,10 @@ pub async fn run(
         .hosts()
         .next()
         .map(std::net::IpAddr::V4);
-    let names = ServingNames::standard(addr.ip(), service_ip, &config.tls_sans);
+    let advertise = crate::master_service::advertise_address(config.advertise_address, addr);
+    let mut sans = config.tls_sans.clone();
+    sans.extend(advertise.map(|a| a.ip().to_string()));
+    let names = ServingNames::standard(addr.ip(), service_ip, &sans);
     let tls = Arc::new(tls_config(&pki, &names)?);
     let admin = pki.admin()?;
     let kubelet = crate::kubelet::KubeletClient::new(&config.kubelet_client, &pki)?;
@@ -238,7 +249,11 @@ pub async fn run(
     });
     crate::bootstrap::ensure_system_state(&api).await?;
     crate::auth::defaults::ensure(&api).await?;
-    let sa_controller = crate::bootstrap::spawn_service_account_controller(api.clone());
+    let ns_controller = crate::bootstrap::spawn_namespace_defaults_controller(
+        api.clone(),
+        pki.ca_pem().to_string(),
+    );
+    let master_service = crate::master_service::spawn(api.clone(), advertise, addr.port());
 
     let client_addr = client_address(addr);
     let server_url = format!("https://{client_addr}");
@@ -317,7 +332,7 @@ pub async fn run(
     )
     .await;
     // Stop everything that holds the store, so it is closed when run returns.
-    for task in [sa_controller, rbac_task, compactor] {
+    for task in [ns_controller, master_service, rbac_task, compactor] {
         task.abort();
         let _ = task.await;
     }

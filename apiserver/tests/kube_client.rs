@@ -36,6 +36,17 @@ async fn api_roundtrip(backend: Backend) {
     let client = s.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
+    // Every namespace has the cluster CA, published by the API server (for in-cluster clients).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let root_ca = loop {
+        if let Some(c) = cms.get_opt("kube-root-ca.crt").await.unwrap() {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no kube-root-ca.crt");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(root_ca.data.unwrap()["ca.crt"], s.pki().ca_pem());
+
     // create / get / list
     let created = cms
         .create(&PostParams::default(), &cm("a", &[("k", "v")]))
@@ -59,7 +70,7 @@ async fn api_roundtrip(backend: Backend) {
             .unwrap();
     }
     let all = cms.list(&ListParams::default()).await.unwrap();
-    assert_eq!(all.items.len(), 6);
+    assert_eq!(all.items.len(), 7);
 
     // Pagination: pages of 2 joined by continue tokens.
     let mut names = Vec::new();
@@ -75,11 +86,19 @@ async fn api_roundtrip(backend: Backend) {
             None => break,
         }
     }
-    assert_eq!(pages, 3);
+    assert_eq!(pages, 4);
     names.sort();
     assert_eq!(
         names,
-        ["a", "page-0", "page-1", "page-2", "page-3", "page-4"]
+        [
+            "a",
+            "kube-root-ca.crt",
+            "page-0",
+            "page-1",
+            "page-2",
+            "page-3",
+            "page-4"
+        ]
     );
 
     // Label selectors.
@@ -99,7 +118,7 @@ async fn api_roundtrip(backend: Backend) {
         .list(&ListParams::default().labels("sel!=yes"))
         .await
         .unwrap();
-    assert_eq!(not.items.len(), 5);
+    assert_eq!(not.items.len(), 6);
     let by_name = cms
         .list(&ListParams::default().fields("metadata.name=a"))
         .await

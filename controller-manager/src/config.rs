@@ -16,6 +16,8 @@ pub const CONTROLLERS: &[&str] = &[
     "taint-eviction-controller",
     "node-ipam-controller",
     "serviceaccount-controller",
+    "csrapproving-controller",
+    "csrsigning-controller",
 ];
 
 /// Why a setting is invalid.
@@ -27,6 +29,9 @@ pub enum ConfigError {
     /// A duration could not be parsed.
     #[error("invalid duration {0:?}: use a number with a unit, e.g. 40s, 5m, 1h30m, 500ms")]
     Duration(String),
+    /// Only one of the signing CA's certificate and key is given.
+    #[error("--cluster-signing-cert-file and --cluster-signing-key-file go together")]
+    SigningFiles,
     /// The node CIDR mask does not fit the cluster CIDR.
     #[error(
         "--node-cidr-mask-size {mask} must be at least the cluster CIDR's prefix {prefix} and at most 30"
@@ -85,6 +90,14 @@ pub struct Config {
     /// their credentials are not used). `None`: every controller uses the controller manager's
     /// client.
     pub service_account_credentials: Option<kube::Config>,
+    /// `--cluster-signing-cert-file`: the CA certificate (PEM) the csrsigning controller signs
+    /// the `kubernetes.io/*` signers' requests with; it runs only with this and the key.
+    pub cluster_signing_cert_file: Option<std::path::PathBuf>,
+    /// `--cluster-signing-key-file`: that CA's private key (PEM).
+    pub cluster_signing_key_file: Option<std::path::PathBuf>,
+    /// `--cluster-signing-duration`: the longest validity of a signed certificate (and the
+    /// validity of those whose request names none).
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for Config {
@@ -113,6 +126,9 @@ impl Default for Config {
             concurrent_namespace_syncs: 10,
             burst_replicas: 500,
             service_account_credentials: None,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(8760 * 3600),
         }
     }
 }
@@ -155,6 +171,9 @@ impl Config {
                 return Err(ConfigError::UnknownController(name.to_string()));
             }
         }
+        if self.cluster_signing_cert_file.is_some() != self.cluster_signing_key_file.is_some() {
+            return Err(ConfigError::SigningFiles);
+        }
         if let Some(cidr) = self.cluster_cidr
             && (self.node_cidr_mask_size < cidr.prefix_len() || self.node_cidr_mask_size > 30)
         {
@@ -167,12 +186,17 @@ impl Config {
     }
 
     /// Whether a controller runs: named explicitly (or disabled with `-name`), else on with `*`.
-    /// Node IPAM also needs `--cluster-cidr`.
+    /// Node IPAM also needs `--cluster-cidr`, CSR signing the signing CA's files.
     pub fn enabled(&self, controller: &str) -> bool {
         let Some(want) = canonical(controller) else {
             return false;
         };
         if want == "node-ipam-controller" && self.cluster_cidr.is_none() {
+            return false;
+        }
+        if want == "csrsigning-controller"
+            && (self.cluster_signing_cert_file.is_none() || self.cluster_signing_key_file.is_none())
+        {
             return false;
         }
         let mut star = false;
@@ -256,6 +280,14 @@ mod tests {
         c.controllers = vec!["*".into()];
         c.node_cidr_mask_size = 8;
         assert!(c.validate().is_err());
+        c.node_cidr_mask_size = 24;
+        assert!(c.enabled("csrapproving"));
+        assert!(!c.enabled("csrsigning"), "signing needs the CA's files");
+        c.cluster_signing_cert_file = Some("ca.crt".into());
+        assert_eq!(c.validate(), Err(ConfigError::SigningFiles));
+        c.cluster_signing_key_file = Some("ca.key".into());
+        assert!(c.validate().is_ok());
+        assert!(c.enabled("csrsigning-controller"));
     }
 
     #[test]

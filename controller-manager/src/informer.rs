@@ -389,6 +389,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
         }
         use k8s_openapi::api::{
             apps::v1::{Deployment, ReplicaSet},
+            certificates::v1::CertificateSigningRequest,
             coordination::v1::Lease,
             core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount},
             discovery::v1::EndpointSlice,
@@ -404,6 +405,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             Node,
             Lease,
             ServiceAccount,
+            CertificateSigningRequest,
         );
         tracing::error!("informer of an unregistered kind was not started");
     })

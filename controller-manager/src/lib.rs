@@ -1,6 +1,7 @@
 //! rkube's controller manager: the control loops that turn desired state into actual state —
 //! ReplicaSets, Deployments, Endpoints and EndpointSlices, the garbage collector, namespace
-//! deletion, node health and pod eviction, node pod CIDRs and default ServiceAccounts.
+//! deletion, node health and pod eviction, node pod CIDRs, default ServiceAccounts, and the
+//! approval and signing of CertificateSigningRequests.
 //!
 //! Every controller is a `kube::runtime` controller (or, where Kubernetes runs a periodic loop
 //! or a graph, a loop of its own) over shared informers ([`informer`]): it reads only from the
@@ -12,6 +13,9 @@ pub mod clock;
 pub mod config;
 pub mod controller_ref;
 pub mod credentials;
+pub mod csr;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -93,6 +97,10 @@ pub enum Error {
     /// Another instance took the lease: the controllers stopped.
     #[error("leader election lost")]
     LostLeadership,
+    /// The signing CA (`--cluster-signing-cert-file`, `--cluster-signing-key-file`) is
+    /// unusable.
+    #[error("the cluster signing CA: {0}")]
+    SigningCa(#[from] rkube_machinery::certificates::CertificateError),
     /// The health/metrics endpoint failed.
     #[error("serving health and metrics: {0}")]
     Serve(#[source] std::io::Error),
@@ -108,6 +116,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     config.validate()?;
+    // The signing CA is read once at start: a bad file is an error now, not at the first CSR.
+    let signing_ca = match (
+        &config.cluster_signing_cert_file,
+        &config.cluster_signing_key_file,
+    ) {
+        (Some(cert), Some(key)) if config.enabled("csrsigning") => Some(
+            rkube_machinery::certificates::CertificateAuthority::load(cert, key)?,
+        ),
+        _ => None,
+    };
     let metrics = Metrics::new();
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown: Shutdown = shutdown.boxed().shared();
@@ -194,7 +212,7 @@ pub async fn run(
         config: config.clone(),
         stop: stop.clone(),
     };
-    let controllers = start_controllers(&shared);
+    let controllers = start_controllers(&shared, signing_ca);
     informers.start(stop.clone());
     tokio::select! {
         () = informers.wait_synced() => {}
@@ -238,6 +256,8 @@ const ACCOUNTS: &[(&str, &str)] = &[
     ("taint-eviction", nodelifecycle::ACCOUNT),
     ("node-ipam", nodeipam::ACCOUNT),
     ("serviceaccount", serviceaccount::ACCOUNT),
+    ("csrapproving", csr::ACCOUNT),
+    ("csrsigning", csr::ACCOUNT),
 ];
 
 /// The ServiceAccounts of the enabled controllers.
@@ -252,8 +272,12 @@ fn controller_accounts(config: &Config) -> Vec<&'static str> {
     out
 }
 
-/// Builds every enabled controller (subscribing to the informers they need).
-fn start_controllers(shared: &Shared) -> Vec<BoxFuture<'static, ()>> {
+/// Builds every enabled controller (subscribing to the informers they need); csrsigning signs
+/// with `signing_ca`.
+fn start_controllers(
+    shared: &Shared,
+    signing_ca: Option<rkube_machinery::certificates::CertificateAuthority>,
+) -> Vec<BoxFuture<'static, ()>> {
     let c = &shared.config;
     let mut futs = Vec::new();
     if c.enabled("replicaset") {
@@ -282,6 +306,15 @@ fn start_controllers(shared: &Shared) -> Vec<BoxFuture<'static, ()>> {
     }
     if c.enabled("serviceaccount") {
         futs.push(serviceaccount::start(shared));
+    }
+    if c.enabled("csrapproving") {
+        futs.push(csrapproving::start(shared));
+    }
+    match signing_ca {
+        Some(ca) => futs.push(csrsigning::start(shared, ca)),
+        None => tracing::info!(
+            "csrsigning-controller not running: no --cluster-signing-cert-file and --cluster-signing-key-file"
+        ),
     }
     futs
 }

@@ -18,7 +18,7 @@ use rkube_machinery::process::shutdown_signal;
 #[command(
     name = "rkube-controller-manager",
     version,
-    about = "rkube's controller manager: ReplicaSet, Deployment, Endpoints/EndpointSlice, garbage collector, namespace, node lifecycle and IPAM, ServiceAccount controllers"
+    about = "rkube's controller manager: ReplicaSet, Deployment, Endpoints/EndpointSlice, garbage collector, namespace, node lifecycle and IPAM, ServiceAccount, CSR approving and signing controllers"
 )]
 struct Args {
     /// Kubeconfig of the API server (e.g. rkube-data/admin.kubeconfig).
@@ -78,6 +78,16 @@ struct Args {
     /// identity (`system:kube-controller-manager`) needs only its role.
     #[arg(long)]
     use_service_account_credentials: bool,
+    /// The CA certificate (PEM) that signs the approved CertificateSigningRequests of the
+    /// kubernetes.io signers; without it (and the key) they are not signed.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --cluster-signing-cert-file.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// The longest validity of a signed certificate (and that of requests naming none).
+    #[arg(long, default_value = "8760h", value_parser = duration)]
+    cluster_signing_duration: Duration,
     /// Address of /healthz, /readyz and /metrics (plain HTTP: loopback only).
     #[arg(long, default_value = "127.0.0.1:10257")]
     listen: SocketAddr,
@@ -117,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
         concurrent_endpoint_syncs: args.concurrent_endpoint_syncs.max(1),
         concurrent_gc_syncs: args.concurrent_gc_syncs.max(1),
         concurrent_namespace_syncs: args.concurrent_namespace_syncs.max(1),
+        cluster_signing_cert_file: args.cluster_signing_cert_file,
+        cluster_signing_key_file: args.cluster_signing_key_file,
+        cluster_signing_duration: args.cluster_signing_duration,
         ..Config::default()
     };
     config.validate()?;

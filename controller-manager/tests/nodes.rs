@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 const T: Duration = Duration::from_secs(30);
@@ -115,7 +115,11 @@ fn scheduler(c: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pods: Api<Pod> = Api::namespaced(c.clone(), &ns);
         let nodes: Api<Node> = Api::all(c.clone());
-        let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+        // Backing off after errors: once the API server is gone at the end of the test, an
+        // unpaced retry loop would never yield and keep the runtime from shutting down.
+        let mut events = watcher(pods.clone(), watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = events.next().await {
             let pod = match ev {
                 Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,

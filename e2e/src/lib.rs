@@ -1,3 +1,5 @@
-//! rkube's whole-cluster test harness and benchmarks (`rkube-bench`).
+//! rkube's whole-cluster test harness ([`cluster`]: real `rkube server` and `rkube agent`
+//! machines in network namespaces, used with the real kubectl) and benchmarks (`rkube-bench`).
 
 pub mod bench;
+pub mod cluster;

@@ -3,11 +3,15 @@
 //! account), `resourceFieldRef` (limits and requests with divisors, node allocatable when
 //! unset), `configMapKeyRef` and `secretKeyRef` (honouring `optional`). A missing reference
 //! is a [`EnvError`], which the pod worker turns into `CreateContainerConfigError`. Command
-//! and args are expanded with the same rules.
+//! and args are expanded with the same rules. Service environment variables
+//! ([`crate::service_env`]) come first, overridden by anything the container sets.
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use rkube_machinery::quantity::parse_quantity;
 
 /// Why an environment could not be built.
@@ -59,22 +63,113 @@ pub enum EnvError {
     },
 }
 
-/// Where ConfigMaps and Secrets come from (the API server, or a map in tests).
+/// A ServiceAccount token for a pod (a `serviceAccountToken` projection).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenFor {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The ServiceAccount.
+    pub service_account: String,
+    /// The pod the token is bound to.
+    pub pod_name: String,
+    /// Its uid.
+    pub pod_uid: String,
+    /// The audience, if not the API server's.
+    pub audience: Option<String>,
+    /// The lifetime asked for.
+    pub expiration_seconds: i64,
+}
+
+/// Where ConfigMaps, Secrets, Services and ServiceAccount tokens come from (the API server, or
+/// maps in tests).
 #[async_trait::async_trait]
 pub trait Objects: Send + Sync {
     /// A ConfigMap; `Ok(None)` when it does not exist.
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, EnvError>;
     /// A Secret; `Ok(None)` when it does not exist.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, EnvError>;
+    /// The Services of a namespace.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, EnvError>;
+    /// A ServiceAccount token bound to the pod (the same one until 80% of its life has passed).
+    async fn service_account_token(&self, req: &TokenFor) -> Result<String, EnvError>;
 }
 
-/// Reads ConfigMaps and Secrets from the API server.
-pub struct ApiObjects(pub kube::Client);
+/// A token and when it is to be replaced.
+#[derive(Clone)]
+struct CachedToken {
+    token: String,
+    refresh_at: SystemTime,
+}
+
+/// Reads ConfigMaps, Secrets and Services from the API server and requests tokens from it
+/// (TokenRequest), keeping each token until 80% of its lifetime has passed (at most 24 h), as
+/// the kubelet's token manager does; tokens an hour past that (their pods are gone) are
+/// dropped.
+pub struct ApiObjects {
+    client: kube::Client,
+    tokens: Mutex<HashMap<TokenFor, CachedToken>>,
+}
+
+impl ApiObjects {
+    /// Objects of the API server `client` talks to.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn request_token(&self, req: &TokenFor) -> Result<CachedToken, EnvError> {
+        let err = |message: String| EnvError::Api {
+            kind: "serviceaccount token",
+            namespace: req.namespace.clone(),
+            name: req.service_account.clone(),
+            message,
+        };
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": req.audience.iter().collect::<Vec<_>>(),
+                "expirationSeconds": req.expiration_seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                   "name": req.pod_name, "uid": req.pod_uid},
+            },
+        });
+        let url = format!(
+            "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+            req.namespace, req.service_account
+        );
+        let request = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&body).map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+        let answer: serde_json::Value = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let token = answer["status"]["token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| err("the TokenRequest's answer has no token".into()))?
+            .to_string();
+        let now = SystemTime::now();
+        let expires = answer["status"]["expirationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(SystemTime::from)
+            .unwrap_or(now + Duration::from_secs(req.expiration_seconds.max(0) as u64));
+        let life = expires.duration_since(now).unwrap_or_default();
+        let refresh_at = now + (life * 4 / 5).min(Duration::from_secs(24 * 3600));
+        Ok(CachedToken { token, refresh_at })
+    }
+}
 
 #[async_trait::async_trait]
 impl Objects for ApiObjects {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, EnvError> {
-        kube::Api::<ConfigMap>::namespaced(self.0.clone(), namespace)
+        kube::Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
             .map_err(|e| EnvError::Api {
@@ -86,7 +181,7 @@ impl Objects for ApiObjects {
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, EnvError> {
-        kube::Api::<Secret>::namespaced(self.0.clone(), namespace)
+        kube::Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
             .map_err(|e| EnvError::Api {
@@ -96,6 +191,66 @@ impl Objects for ApiObjects {
                 message: e.to_string(),
             })
     }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, EnvError> {
+        kube::Api::<Service>::namespaced(self.client.clone(), namespace)
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| EnvError::Api {
+                kind: "services",
+                namespace: namespace.into(),
+                name: String::new(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn service_account_token(&self, req: &TokenFor) -> Result<String, EnvError> {
+        let cached = self.tokens.lock().ok().and_then(|t| t.get(req).cloned());
+        if let Some(c) = cached
+            && SystemTime::now() < c.refresh_at
+        {
+            return Ok(c.token);
+        }
+        let fresh = self.request_token(req).await?;
+        if let Ok(mut t) = self.tokens.lock() {
+            // Tokens of pods that are gone are not asked for again: drop those long due.
+            let now = SystemTime::now();
+            t.retain(|_, c| {
+                now.duration_since(c.refresh_at).unwrap_or_default() < Duration::from_secs(3600)
+            });
+            t.insert(req.clone(), fresh.clone());
+        }
+        Ok(fresh.token)
+    }
+}
+
+/// The service environment of `pod`: its namespace's Services unless `enableServiceLinks` is
+/// false, and the `kubernetes` Service always.
+pub async fn service_links(
+    pod: &Pod,
+    objects: &dyn Objects,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut services = Vec::new();
+    if links {
+        services = objects.services(&ns).await?;
+    }
+    if !links || ns != "default" {
+        services.extend(
+            objects
+                .services("default")
+                .await?
+                .into_iter()
+                .filter(|s| s.metadata.name.as_deref() == Some("kubernetes")),
+        );
+    }
+    Ok(crate::service_env::service_env(&services))
 }
 
 /// ConfigMap data and binaryData (as text) merged.
@@ -300,6 +455,9 @@ pub async fn resolve(
     };
     let mut cm_cache: HashMap<String, Option<ConfigMap>> = HashMap::new();
     let mut secret_cache: HashMap<String, Option<Secret>> = HashMap::new();
+    for (k, v) in service_links(pod, objects).await? {
+        set(&mut order, &mut vars, k, v);
+    }
 
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
@@ -469,6 +627,7 @@ pub(crate) mod tests {
     pub struct MapObjects {
         pub config_maps: Mutex<HashMap<String, ConfigMap>>,
         pub secrets: Mutex<HashMap<String, Secret>>,
+        pub services: Mutex<Vec<Service>>,
     }
 
     #[async_trait::async_trait]
@@ -488,6 +647,22 @@ pub(crate) mod tests {
                 .unwrap()
                 .get(&format!("{ns}/{name}"))
                 .cloned())
+        }
+        async fn services(&self, ns: &str) -> Result<Vec<Service>, EnvError> {
+            Ok(self
+                .services
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+                .cloned()
+                .collect())
+        }
+        async fn service_account_token(&self, req: &TokenFor) -> Result<String, EnvError> {
+            Ok(format!(
+                "token-of-{}/{}-for-{}",
+                req.namespace, req.service_account, req.pod_name
+            ))
         }
     }
 

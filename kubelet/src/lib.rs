@@ -31,6 +31,7 @@ pub mod qos;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;
+pub mod service_env;
 pub mod status;
 pub mod util;
 pub mod volumes;
@@ -236,7 +237,7 @@ impl Kubelet {
             .map(|a| a.port())
             .unwrap_or(config.listen.port());
         let (events, events_task) = Events::start(client.clone(), &config.node_name);
-        let objects: Arc<dyn env::Objects> = Arc::new(env::ApiObjects(client.clone()));
+        let objects: Arc<dyn env::Objects> = Arc::new(env::ApiObjects::new(client.clone()));
         let sandbox_ctx = sandbox::SandboxContext {
             cluster_dns: config.cluster_dns.clone(),
             cluster_domain: config.cluster_domain.clone(),

@@ -448,7 +448,8 @@ async fn scenarios(mode: Mode) {
     assert!(health["lastUpdated"].as_str().is_some());
     let (status, text) = http(proxy.health, "/metrics").await;
     assert_eq!(status, 200);
-    assert!(text.contains("rkube_proxy_services 1\n"), "{text}");
+    // `web` and the API server's own `kubernetes` Service (a ClusterIP without endpoints here).
+    assert!(text.contains("rkube_proxy_services 2\n"), "{text}");
     assert!(text.contains("rkube_proxy_sync_duration_seconds_count"));
     assert!(proxy.metrics.last_sync().is_some());
 

@@ -1,4 +1,5 @@
-//! What `rkube server` runs and where: the settings its flags set ([`ServerConfig`]), the
+//! What `rkube server` and `rkube agent` run and where: the settings their flags set
+//! ([`ServerConfig`], [`AgentConfig`], and the node settings both share, [`NodeConfig`]), the
 //! components that can be disabled ([`Component`]) and the layout of the data directory
 //! ([`Layout`]).
 
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Taint;
+
+use crate::token::JoinToken;
 
 /// Why the settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,60 @@ impl Component {
     }
 }
 
+/// What a node runs with — the settings `rkube server`'s local agent and `rkube agent` share
+/// (same flags, same meaning).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This machine's node name.
+    pub node_name: String,
+    /// The node's InternalIP; `None`: detected (on a server the address of the default
+    /// route's interface, on an agent the address it reaches its server from).
+    pub node_ip: Option<IpAddr>,
+    /// The pod network; every node gets a /24 of it (the proxy masquerades ClusterIP clients
+    /// outside it).
+    pub cluster_cidr: Ipv4Net,
+    /// The kube-dns Service's ClusterIP, pods' nameserver.
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster domain.
+    pub cluster_domain: String,
+    /// Extra labels of the node.
+    pub node_labels: BTreeMap<String, String>,
+    /// Taints the node registers with.
+    pub node_taints: Vec<Taint>,
+    /// The cgroup pods' QoS cgroups go under.
+    pub cgroup_root: String,
+    /// A running CRI runtime to use instead of the managed containerd.
+    pub container_runtime_endpoint: Option<String>,
+}
+
+impl NodeConfig {
+    /// Defaults for a node named `node_name`.
+    pub fn new(node_name: impl Into<String>) -> Self {
+        NodeConfig {
+            node_name: node_name.into(),
+            node_ip: None,
+            cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("prefix"),
+            cluster_dns: Ipv4Addr::new(10, 96, 0, 10),
+            cluster_domain: "cluster.local".into(),
+            node_labels: BTreeMap::new(),
+            node_taints: Vec::new(),
+            cgroup_root: "/kubepods".into(),
+            container_runtime_endpoint: None,
+        }
+    }
+
+    /// Checks what a node alone can check: its name and the pod network's size.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster_cidr.trunc().prefix_len() >= NODE_CIDR_MASK {
+            return Err(ConfigError::ClusterCidrTooSmall(self.cluster_cidr));
+        }
+        if !valid_node_name(&self.node_name) {
+            return Err(ConfigError::NodeName(self.node_name.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// Everything `rkube server` needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -105,54 +162,40 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// Components not to run.
     pub disabled: BTreeSet<Component>,
-    /// This machine's node name.
-    pub node_name: String,
-    /// The node's InternalIP; `None`: the address of the default route's interface.
-    pub node_ip: Option<IpAddr>,
-    /// The pod network; every node gets a /24 of it.
-    pub cluster_cidr: Ipv4Net,
     /// The range Service ClusterIPs come from.
     pub service_cidr: Ipv4Net,
-    /// The kube-dns Service's ClusterIP, pods' nameserver.
-    pub cluster_dns: Ipv4Addr,
-    /// The cluster domain.
-    pub cluster_domain: String,
-    /// Extra labels of the node.
-    pub node_labels: BTreeMap<String, String>,
-    /// Taints the node registers with.
-    pub node_taints: Vec<Taint>,
-    /// The cgroup pods' QoS cgroups go under.
-    pub cgroup_root: String,
-    /// A running CRI runtime to use instead of the managed containerd.
-    pub container_runtime_endpoint: Option<String>,
+    /// The server's own node (its local agent).
+    pub node: NodeConfig,
     /// How often `DATA/manifests/` is checked for changes.
     pub manifests_poll: Duration,
+    /// How long a node may go without a heartbeat before it is marked NotReady.
+    pub node_monitor_grace_period: Duration,
+    /// Seconds pods tolerate a not-ready node by default.
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate an unreachable node by default.
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// The node CIDR size the controller manager hands out.
 pub const NODE_CIDR_MASK: u8 = 24;
 
 impl ServerConfig {
-    /// Defaults for `data_dir` (made absolute) with the given node name.
+    /// Defaults for `data_dir` (made absolute) with the given node name; the API server on
+    /// every address (`0.0.0.0`: agents must reach it; TLS and authentication are always on).
     pub fn new(data_dir: impl AsRef<Path>, node_name: impl Into<String>) -> Self {
         ServerConfig {
             data_dir: absolute(data_dir.as_ref()),
             etcd_servers: Vec::new(),
-            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             https_listen_port: 6443,
             tls_sans: Vec::new(),
             disabled: BTreeSet::new(),
-            node_name: node_name.into(),
-            node_ip: None,
-            cluster_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).expect("prefix"),
             service_cidr: Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).expect("prefix"),
-            cluster_dns: Ipv4Addr::new(10, 96, 0, 10),
-            cluster_domain: "cluster.local".into(),
-            node_labels: BTreeMap::new(),
-            node_taints: Vec::new(),
-            cgroup_root: "/kubepods".into(),
-            container_runtime_endpoint: None,
+            node: NodeConfig::new(node_name),
             manifests_poll: Duration::from_secs(2),
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
         }
     }
 
@@ -172,30 +215,25 @@ impl ServerConfig {
             return Err(ConfigError::Port);
         }
         let svc = self.service_cidr.trunc();
-        let dns_ok = svc.contains(&self.cluster_dns)
-            && svc.hosts().next() != Some(self.cluster_dns)
-            && self.cluster_dns != svc.broadcast()
-            && self.cluster_dns != svc.network();
+        let dns = self.node.cluster_dns;
+        let dns_ok = svc.contains(&dns)
+            && svc.hosts().next() != Some(dns)
+            && dns != svc.broadcast()
+            && dns != svc.network();
         if !dns_ok {
             return Err(ConfigError::DnsOutsideServices {
-                dns: self.cluster_dns,
+                dns,
                 cidr: self.service_cidr,
             });
         }
-        let pods = self.cluster_cidr.trunc();
+        let pods = self.node.cluster_cidr.trunc();
         if pods.contains(&svc) || svc.contains(&pods) {
             return Err(ConfigError::Overlap {
-                pods: self.cluster_cidr,
+                pods: self.node.cluster_cidr,
                 services: self.service_cidr,
             });
         }
-        if pods.prefix_len() >= NODE_CIDR_MASK {
-            return Err(ConfigError::ClusterCidrTooSmall(self.cluster_cidr));
-        }
-        if !valid_node_name(&self.node_name) {
-            return Err(ConfigError::NodeName(self.node_name.clone()));
-        }
-        Ok(())
+        self.node.validate()
     }
 
     /// Where the API server listens.
@@ -212,6 +250,44 @@ impl ServerConfig {
             IpAddr::V6(ip) => format!("[{ip}]"),
         };
         format!("https://{host}:{}", self.https_listen_port)
+    }
+
+    /// The data directory's layout.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.data_dir)
+    }
+}
+
+/// Everything `rkube agent` needs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The data directory (absolute); the agent keeps everything under `DATA/agent/`.
+    pub data_dir: PathBuf,
+    /// The server's URL (`https://SERVER:6443`).
+    pub server: String,
+    /// The join token.
+    pub token: JoinToken,
+    /// The node's settings.
+    pub node: NodeConfig,
+    /// How long joining waits for the server to answer and for each certificate to be signed.
+    pub join_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults for `data_dir` (made absolute), `server`, `token` and the node `node_name`.
+    pub fn new(
+        data_dir: impl AsRef<Path>,
+        server: impl Into<String>,
+        token: JoinToken,
+        node_name: impl Into<String>,
+    ) -> Self {
+        AgentConfig {
+            data_dir: absolute(data_dir.as_ref()),
+            server: server.into(),
+            token,
+            node: NodeConfig::new(node_name),
+            join_timeout: Duration::from_secs(300),
+        }
     }
 
     /// The data directory's layout.
@@ -304,6 +380,17 @@ impl Layout {
     pub fn images(&self) -> PathBuf {
         self.agent().join("images")
     }
+
+    /// A joined agent's certificates (`DATA/agent/pki`): the cluster CA, the kubelet's client
+    /// and serving certificates, the proxy's client certificate.
+    pub fn agent_pki(&self) -> PathBuf {
+        self.agent().join("pki")
+    }
+
+    /// A joined agent's kubeconfig of one identity (`DATA/agent/<name>.kubeconfig`).
+    pub fn agent_kubeconfig(&self, name: &str) -> PathBuf {
+        self.agent().join(format!("{name}.kubeconfig"))
+    }
 }
 
 #[cfg(test)]
@@ -314,18 +401,18 @@ mod tests {
     fn validation_names_the_flag() {
         let mut c = ServerConfig::new("/d", "node-1");
         c.validate().unwrap();
-        c.cluster_dns = Ipv4Addr::new(10, 200, 0, 10);
+        c.node.cluster_dns = Ipv4Addr::new(10, 200, 0, 10);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("--cluster-dns 10.200.0.10"), "{e}");
-        c.cluster_dns = Ipv4Addr::new(10, 96, 0, 1);
+        c.node.cluster_dns = Ipv4Addr::new(10, 96, 0, 1);
         assert!(c.validate().is_err());
-        c.cluster_dns = Ipv4Addr::new(10, 96, 0, 10);
-        c.cluster_cidr = "10.96.0.0/16".parse().unwrap();
+        c.node.cluster_dns = Ipv4Addr::new(10, 96, 0, 10);
+        c.node.cluster_cidr = "10.96.0.0/16".parse().unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("overlap"));
-        c.cluster_cidr = "10.244.0.0/24".parse().unwrap();
+        c.node.cluster_cidr = "10.244.0.0/24".parse().unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("too small"));
-        c.cluster_cidr = "10.244.0.0/16".parse().unwrap();
-        c.node_name = "My_Host".into();
+        c.node.cluster_cidr = "10.244.0.0/16".parse().unwrap();
+        c.node.node_name = "My_Host".into();
         assert!(
             c.validate()
                 .unwrap_err()

@@ -6,14 +6,11 @@
 //! of Services, EndpointSlices, Namespaces and Pods, as upstream CoreDNS' `system:coredns`), and
 //! the server itself (`rkube-server` in `system:masters`: readiness, manifests, the DNS
 //! endpoints). Certificates are kept in `DATA/pki/` and reused while valid.
-//!
-//! Also the node token (`DATA/node-token`), in k3s' format `K10<sha256 of the CA>::server:<secret>`.
 
 use std::path::{Path, PathBuf};
 
 use rkube_apiserver::kubeconfig::{Credentials, render, write_text};
 use rkube_apiserver::pki::{Pki, PkiError};
-use sha2::Digest;
 
 use crate::config::{Component, Layout, ServerConfig};
 
@@ -115,7 +112,7 @@ pub fn needed(config: &ServerConfig) -> Vec<Identity> {
         out.push(dns());
     }
     if config.runs(Component::Agent) {
-        out.push(kubelet(&config.node_name));
+        out.push(kubelet(&config.node.node_name));
     }
     if config.runs(Component::Proxy) {
         out.push(proxy());
@@ -164,37 +161,6 @@ pub fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The node token for this CA: kept from `path` when it names the same CA, else its secret
-/// kept with the new CA's hash, else a new one; written (0600) when it changed.
-pub fn node_token(pki: &Pki, path: &Path) -> Result<String, IdentityError> {
-    let ca_hash = hex(&sha2::Sha256::digest(pki.ca_pem().as_bytes()));
-    let existing = std::fs::read_to_string(path).ok();
-    let secret = existing
-        .as_deref()
-        .and_then(|t| t.trim().split_once("::server:"))
-        .map(|(_, s)| s.to_string())
-        .filter(|s| s.len() >= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .unwrap_or_else(|| {
-            let mut b = [0u8; 16];
-            rand::Rng::fill(&mut rand::rng(), &mut b);
-            hex(&b)
-        });
-    let token = format!("K10{ca_hash}::server:{secret}");
-    if existing.as_deref().map(str::trim) != Some(token.as_str()) {
-        rkube_apiserver::pki::write_private(path, &format!("{token}\n")).map_err(|e| {
-            IdentityError::Write {
-                path: path.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
-    }
-    Ok(token)
 }
 
 #[cfg(test)]
@@ -251,28 +217,6 @@ mod tests {
             !users
                 .iter()
                 .any(|u| u.starts_with("system:node:") || u.contains("dns"))
-        );
-    }
-
-    #[test]
-    fn node_token_is_stable_and_follows_the_ca() {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::load_or_create(&dir.path().join("pki")).unwrap();
-        let path = dir.path().join("node-token");
-        let t1 = node_token(&pki, &path).unwrap();
-        assert!(t1.starts_with("K10") && t1.contains("::server:"), "{t1}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), t1);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(node_token(&pki, &path).unwrap(), t1);
-        let other = Pki::load_or_create(&dir.path().join("pki2")).unwrap();
-        let t2 = node_token(&other, &path).unwrap();
-        assert_ne!(t1, t2);
-        assert_eq!(
-            t1.split_once("::").unwrap().1,
-            t2.split_once("::").unwrap().1
         );
     }
 }

@@ -6,22 +6,32 @@
 //! at start and on change, and stops cleanly on SIGTERM or Ctrl-C; a restart picks up the
 //! stored state and adopts the running pods.
 //!
-//! [`run`] takes a [`ServerConfig`] (see [`cli`] for the flags) and a shutdown future; the
-//! `rkube` binary is a thin wrapper around them.
+//! `rkube agent --server URL --token TOKEN` makes another machine a node of that cluster: it
+//! checks the server against the CA the token names ([`trust`]), turns the token into
+//! certificates ([`join`]) and runs the same agent as the server's ([`agent`]); pods of
+//! different nodes reach each other over host-gw routes the proxies keep. `rkube token`
+//! creates, lists and revokes join tokens ([`token`]).
+//!
+//! [`run`] takes a [`ServerConfig`] (see [`cli`] for the flags) and a shutdown future,
+//! [`agent::run`] an [`AgentConfig`]; the `rkube` binary is a thin wrapper around them.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod identity;
+pub mod join;
 pub mod manifests;
 pub mod server;
+pub mod supervise;
+pub mod token;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use config::{Component, ServerConfig};
+pub use config::{AgentConfig, Component, NodeConfig, ServerConfig};
 pub use server::run;
 
 /// A component's error.
@@ -39,6 +49,17 @@ pub enum Error {
     /// A component identity could not be written.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    /// A join token could not be made, read or used.
+    #[error(transparent)]
+    Token(#[from] token::TokenError),
+    /// The agent could not join.
+    #[error("joining {server}: {source}")]
+    Join {
+        /// The server's URL.
+        server: String,
+        /// The cause.
+        source: join::JoinError,
+    },
     /// The built-in add-ons could not be written.
     #[error(transparent)]
     Manifests(#[from] manifests::ManifestError),

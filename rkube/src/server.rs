@@ -1,12 +1,14 @@
 //! `rkube server`: every component as tasks of one tokio runtime.
 //!
 //! Start: the data directory, the cluster CA and one kubeconfig per component identity, the
-//! node token, the kubelet's serving certificate, the built-in add-ons, then the API server
-//! (on `--bind-address:--https-listen-port`, verifying kubelets' certificates against the
-//! cluster CA). Once it answers `/readyz`: how to use it is printed, and the
-//! scheduler, controller manager, local agent (kubelet and proxy), cluster DNS and the
-//! manifests applier start, each with its own client. A line is logged when the node is
-//! Ready, with the time since start.
+//! kubelet's serving certificate, the built-in add-ons, then the API server (on
+//! `--bind-address:--https-listen-port` — every address by default, its certificate naming
+//! the node's IP too, so agents reach it; verifying kubelets' certificates against the
+//! cluster CA). Once it answers `/readyz`: the node token (`DATA/node-token`, a bootstrap
+//! token agents join with, see [`crate::token`]) is made or kept, how to use the server is
+//! printed, and the scheduler, controller manager, local agent (kubelet and proxy, the same
+//! code path as `rkube agent`'s), cluster DNS and the manifests applier start, each with its
+//! own client. A line is logged when the node is Ready, with the time since start.
 //!
 //! A component that fails stops the server (with its error); the shutdown future (SIGTERM,
 //! Ctrl-C) stops it cleanly: the components first (the kubelet stops its containerd; pods
@@ -18,9 +20,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +28,7 @@ use crate::config::{Component, NODE_CIDR_MASK, ServerConfig};
 use crate::dns::Placement;
 use crate::identity;
 use crate::manifests;
+use crate::supervise::{Supervisor, log_stop_reason};
 use crate::{BoxError, Error};
 
 /// How long the API server may take to answer `/readyz` at start (etcd may be slow to come).
@@ -78,48 +78,6 @@ async fn wait_ready(client: &kube::Client) -> Result<(), Error> {
     }
 }
 
-/// The components' tasks: each reports its end on a channel.
-struct Supervisor {
-    tx: mpsc::UnboundedSender<(&'static str, Result<(), BoxError>)>,
-    handles: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
-}
-
-impl Supervisor {
-    fn spawn<F, E>(&mut self, name: &'static str, fut: F)
-    where
-        F: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<BoxError>,
-    {
-        let tx = self.tx.clone();
-        let handle = tokio::spawn(async move {
-            let r = fut.await.map_err(Into::into);
-            let _ = tx.send((name, r));
-        });
-        self.handles.push((name, handle));
-    }
-}
-
-/// Logs once the node is Ready, with the time since `started`.
-async fn log_node_ready(client: kube::Client, node: String, started: Instant) {
-    let nodes: Api<Node> = Api::all(client);
-    loop {
-        if let Ok(Some(n)) = nodes.get_opt(&node).await {
-            let ready = n
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready {
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(node = %node, "node is Ready, {secs:.2}s after start");
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The resolvers of `/etc/resolv.conf`, for names outside the cluster.
 fn upstreams() -> Vec<SocketAddr> {
     match std::fs::read_to_string("/etc/resolv.conf") {
@@ -136,11 +94,12 @@ fn usage(config: &ServerConfig, started: Instant) -> String {
     let mut text = format!(
         "\nrkube server is up ({:.1}s): API {}, data in {}\n\n  \
          export KUBECONFIG={}\n  kubectl get nodes\n\n\
-         Node token: {} (for `rkube agent`, which cannot join yet)\n",
+         Join more nodes: rkube agent --server https://SERVER:{} --token $(cat {})\n",
         started.elapsed().as_secs_f64(),
         config.local_server_url(),
         layout.root.display(),
         layout.admin_kubeconfig().display(),
+        config.https_listen_port,
         layout.node_token().display(),
     );
     text.push_str(&format!(
@@ -174,7 +133,7 @@ pub async fn run(
     // containerd) running behind an early return.
     let mut clients: HashMap<&'static str, kube::Client> = HashMap::new();
     for (file, path) in &kubeconfigs {
-        if *file != identity::kubelet(&config.node_name).file {
+        if *file != identity::kubelet(&config.node.node_name).file {
             clients.insert(file, client_from(path).await?);
         }
     }
@@ -183,18 +142,34 @@ pub async fn run(
         true => Some(config_from(&kubeconfig(identity::controller_manager())).await?),
         false => None,
     };
-    identity::node_token(&pki, &layout.node_token())?;
-    let kubelet_serving = config
-        .runs(Component::Agent)
-        .then(|| agent::kubelet_serving(&config, &pki))
-        .transpose()?;
-    let dns_ip = config.runs(Component::Dns).then_some(config.cluster_dns);
+    let node_ip = config
+        .node
+        .node_ip
+        .or_else(rkube_kubelet::node::detect_node_ip);
+    let local_agent = match config.runs(Component::Agent) {
+        true => {
+            let mut node = config.node.clone();
+            node.node_ip = node_ip;
+            Some(agent::NodeAgent {
+                serving: agent::kubelet_serving(&config, &pki)?,
+                node,
+                dir: layout.agent(),
+                kubelet_kubeconfig: kubeconfig(identity::kubelet(&config.node.node_name)),
+                proxy: config
+                    .runs(Component::Proxy)
+                    .then(|| client_of(identity::proxy())),
+            })
+        }
+        false => None,
+    };
+    let dns_ip = config
+        .runs(Component::Dns)
+        .then_some(config.node.cluster_dns);
     for f in manifests::install_builtin(&layout.manifests(), dns_ip)? {
         tracing::info!(file = %f.display(), "wrote a built-in add-on");
     }
-    if config.runs(Component::Agent) {
-        let images = layout.images();
-        let _ = tokio::task::spawn_blocking(move || agent::seed_images(&images)).await;
+    if let Some(a) = &local_agent {
+        a.prepare().await;
     }
 
     let addr = config.listen_addr();
@@ -204,7 +179,22 @@ pub async fn run(
     let mut api_config = rkube_apiserver::server::Config::new(&config.data_dir);
     api_config.etcd_servers = config.etcd_servers.clone();
     api_config.settings.service_cidr = config.service_cidr;
+    api_config.settings.default_not_ready_toleration_seconds =
+        config.default_not_ready_toleration_seconds;
+    api_config.settings.default_unreachable_toleration_seconds =
+        config.default_unreachable_toleration_seconds;
     api_config.tls_sans = config.tls_sans.clone();
+    // Agents reach the API server at the node's IP: the serving certificate names it.
+    if let Some(ip) = node_ip {
+        api_config.tls_sans.push(ip.to_string());
+    }
+    // Pods reach the API server through the `kubernetes` Service at the node's IP — when the
+    // server listens there.
+    api_config.advertise_address = if config.bind_address.is_unspecified() {
+        node_ip.filter(|ip| !ip.is_loopback())
+    } else {
+        Some(config.bind_address).filter(|ip| !ip.is_loopback())
+    };
     // The local kubelet's serving certificate is of the cluster CA: verify it.
     api_config.kubelet_client.certificate_authority = Some(layout.pki().join("ca.crt"));
     let api_stop = CancellationToken::new();
@@ -229,23 +219,37 @@ pub async fn run(
             return Ok(());
         }
     }
+    // The join token: its bootstrap token Secret is kept in the store.
+    let ca_der = pki.ca_der()?;
+    let token_path = layout.node_token();
+    let token = tokio::select! {
+        r = crate::token::ensure_node_token(&server, &ca_der, &token_path) => r,
+        r = api_task.as_mut().expect("running") => return Err(api_outcome(r)),
+    };
+    if let Err(e) = token {
+        api_stop.cancel();
+        if let Some(t) = api_task.take() {
+            api_result(t.await)?;
+        }
+        return Err(e.into());
+    }
     tracing::info!(url = %url, took = ?started.elapsed(), "API server ready");
     eprintln!("{}", usage(&config, started));
 
-    let stop = CancellationToken::new();
-    let (tx, mut ended) = mpsc::unbounded_channel();
-    let mut sup = Supervisor {
-        tx,
-        handles: Vec::new(),
-    };
+    let mut sup = Supervisor::new();
+    let stop = sup.stop_token();
     if config.runs(Component::ControllerManager) {
         let client = client_of(identity::controller_manager());
         // Each controller writes as its own ServiceAccount (`--use-service-account-credentials`):
         // the manager's role, as in Kubernetes, only reads.
         let cm = rkube_controller_manager::Config {
-            cluster_cidr: Some(config.cluster_cidr),
+            cluster_cidr: Some(config.node.cluster_cidr),
             node_cidr_mask_size: NODE_CIDR_MASK,
             service_account_credentials: cm_credentials.take(),
+            // Joining agents' CSRs are signed by the cluster CA (as k3s' server does).
+            cluster_signing_cert_file: Some(layout.pki().join("ca.crt")),
+            cluster_signing_key_file: Some(layout.pki().join("ca.key")),
+            node_monitor_grace_period: config.node_monitor_grace_period,
             ..Default::default()
         };
         let listener = agent::optional_listener(
@@ -269,31 +273,16 @@ pub async fn run(
             rkube_scheduler::run(opts, stop.clone().cancelled_owned()),
         );
     }
-    if config.runs(Component::Agent) {
-        let cfg = agent::kubelet_config(
-            &config,
-            kubeconfig(identity::kubelet(&config.node_name)),
-            kubelet_serving.clone().unwrap_or_default(),
-        );
-        sup.spawn("kubelet", agent::run_kubelet(cfg, stop.clone()));
-    }
-    if config.runs(Component::Proxy) {
-        let client = client_of(identity::proxy());
-        let health =
-            agent::optional_listener("proxy", SocketAddr::from((Ipv4Addr::LOCALHOST, 10256))).await;
-        let cfg = agent::proxy_config(&config, client, health);
-        sup.spawn(
-            "proxy",
-            rkube_proxy::run(cfg, stop.clone().cancelled_owned()),
-        );
+    if let Some(a) = local_agent {
+        a.spawn(&mut sup).await;
     }
     if config.runs(Component::Dns) {
         let placement = Placement {
             server: server.clone(),
             dns_client: client_of(identity::dns()),
-            node_name: config.node_name.clone(),
+            node_name: config.node.node_name.clone(),
             config: rkube_dns::Config {
-                cluster_domain: config.cluster_domain.clone(),
+                cluster_domain: config.node.cluster_domain.clone(),
                 upstreams: upstreams(),
                 ..Default::default()
             },
@@ -311,46 +300,26 @@ pub async fn run(
         Ok::<(), BoxError>(())
     });
     let ready_log = config.runs(Component::Agent).then(|| {
-        tokio::spawn(log_node_ready(
+        tokio::spawn(agent::log_node_ready(
             server.clone(),
-            config.node_name.clone(),
+            config.node.node_name.clone(),
             started,
         ))
     });
 
     let failure = tokio::select! {
         () = &mut shutdown => None,
-        Some((name, r)) = ended.recv() => Some((name, r)),
+        Some(ended) = sup.ended() => Some(ended),
         r = api_task.as_mut().expect("running") => {
             api_task = None;
             Some(("apiserver", Err(Box::new(api_outcome(r)) as BoxError)))
         }
     };
-    match &failure {
-        None => tracing::info!("shutting down"),
-        Some((name, Ok(()))) => {
-            tracing::error!(component = name, "stopped unexpectedly; shutting down")
-        }
-        Some((name, Err(e))) => {
-            tracing::error!(component = name, error = %e, "failed; shutting down")
-        }
-    }
+    log_stop_reason(failure.as_ref());
     if let Some(t) = ready_log {
         t.abort();
     }
-    stop.cancel();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    for (name, handle) in sup.handles {
-        match tokio::time::timeout_at(deadline, handle).await {
-            Ok(_) => tracing::debug!(component = name, "stopped"),
-            Err(_) => tracing::warn!(component = name, "did not stop in time"),
-        }
-    }
-    while let Ok((name, r)) = ended.try_recv() {
-        if let Err(e) = r {
-            tracing::warn!(component = name, error = %e, "error while stopping");
-        }
-    }
+    sup.stop(STOP_TIMEOUT).await;
     api_stop.cancel();
     if let Some(t) = api_task.take() {
         api_result(t.await)?;

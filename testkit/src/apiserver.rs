@@ -33,6 +33,15 @@ pub enum Identity {
     Node(String),
     /// A bearer token (e.g. of a `--token-auth-file` user).
     Token(String),
+    /// A client certificate obtained elsewhere (e.g. signed through a CertificateSigningRequest).
+    Certificate {
+        /// The user it names (for the kubeconfig's user entry).
+        name: String,
+        /// The certificate (PEM).
+        cert_pem: String,
+        /// Its private key (PEM).
+        key_pem: String,
+    },
     /// A ServiceAccount token (TokenRequest; the ServiceAccount must exist).
     ServiceAccount {
         /// Its namespace.
@@ -96,6 +105,7 @@ impl Identity {
             Identity::User { name, .. } => format!("user-{name}"),
             Identity::Node(n) => format!("node-{n}"),
             Identity::Token(t) => format!("token-{}", t.len()),
+            Identity::Certificate { name, .. } => format!("cert-{name}"),
             Identity::ServiceAccount { namespace, name } => format!("sa-{namespace}-{name}"),
         };
         let safe: String = raw
@@ -445,6 +455,17 @@ impl TestServer {
                 (name, creds)
             }
             Identity::Token(t) => ("token-user".to_string(), Credentials::Token(t.clone())),
+            Identity::Certificate {
+                name,
+                cert_pem,
+                key_pem,
+            } => (
+                name.clone(),
+                Credentials::Certificate {
+                    cert_pem: cert_pem.clone(),
+                    key_pem: key_pem.clone(),
+                },
+            ),
             Identity::ServiceAccount { namespace, name } => {
                 let token = self.service_account_token(namespace, name, None).await;
                 (

@@ -30,6 +30,8 @@ use rkube_kubelet::cri::Cri;
 use rkube_kubelet::{Config, Kubelet, RuntimeMode};
 use tokio::time::Instant;
 
+use crate::host;
+
 /// How long anything that needs a real container to happen is waited for.
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -393,70 +395,18 @@ fn release_slot(slot: u8) {
     }
 }
 
-/// Every pid in the cgroup tree `dir`.
-fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                cgroup_pids(&e.path(), out);
-            }
-        }
-    }
-}
-
-fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
 impl Drop for NetnsNode {
     fn drop(&mut self) {
         // A kubelet dropped without `stop` (a failed test) ends its loops and containerd's
         // supervision, so nothing restarts what is killed below.
         drop(self.kubelet.take());
         let data = self.dir.path().to_string_lossy().into_owned();
-        // containerd and its shims (their command lines name the socket under the data dir).
-        if let Ok(rd) = std::fs::read_dir("/proc") {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&data) {
-                    kill(pid);
-                }
-            }
-        }
-        // Containers left behind (a test that failed half-way).
-        let mut pids = Vec::new();
-        let rel = self.cgroup_root.trim_start_matches('/');
-        cgroup_pids(&Path::new("/sys/fs/cgroup").join(rel), &mut pids);
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            cgroup_pids(&h.path().join(rel), &mut pids);
-        }
-        for pid in &pids {
-            kill(*pid);
-        }
-        // Mounts under the temp dir (pod volumes, sandbox netns files), deepest first.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&data))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        // containerd and its shims (their command lines name the socket under the data dir),
+        // then containers left behind (a test that failed half-way), then the mounts under the
+        // temp dir (pod volumes, sandbox netns files).
+        host::kill_mentioning(&data);
+        host::kill_cgroup(&self.cgroup_root);
+        host::unmount_under(self.dir.path());
         // What killed shims and skipped network teardowns leave on the host: the shims'
         // sockets (named by the hash of containerd's address, namespace and task id) and
         // libcni's result cache entries of the sandboxes.
@@ -484,18 +434,7 @@ impl Drop for NetnsNode {
         let _ = run("ip", &["link", "del", &self.host_if]);
         let _ = run("ip", &["netns", "del", &self.netns]);
         // The cgroups go once their processes are gone.
-        for _ in 0..50 {
-            rkube_kubelet::cgroups::remove_root(&self.cgroup_root);
-            let gone = std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .all(|h| !h.path().join(rel).exists());
-            if gone {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        host::remove_cgroups(&self.cgroup_root);
         release_slot(self.slot);
     }
 }

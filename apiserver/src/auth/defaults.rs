@@ -3,7 +3,8 @@
 //! "true"` (as Kubernetes' RBAC bootstrap does): cluster-admin, admin, edit, view, the
 //! discovery and basic-user roles every authenticated user has, and one role per component
 //! identity (kubelets, scheduler, controller manager, proxy, DNS, the API server's kubelet
-//! client).
+//! client), and what joining nodes need: bootstrap tokens (group `system:bootstrappers`) may
+//! request certificates and have node client certificates approved, nodes have theirs renewed.
 
 use serde_json::{Value, json};
 
@@ -169,6 +170,7 @@ pub fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
         ("system:kube-dns", dns_rules()),
     ];
     roles.extend(controller_roles());
+    roles.extend(certificate_roles());
     let mut all = vec![
         (
             "cluster-admin",
@@ -430,6 +432,64 @@ fn dns_rules() -> Vec<Value> {
     ]
 }
 
+const CERTIFICATES: &str = "certificates.k8s.io";
+
+/// The certificates.k8s.io roles of Kubernetes' bootstrap policy: requesting certificates
+/// (`system:node-bootstrapper`), having them approved automatically by the csrapproving
+/// controller (`…:nodeclient` for a new node's client certificate, `…:selfnodeclient` for a
+/// node renewing its own), and approving by signer.
+fn certificate_roles() -> Vec<(&'static str, Vec<Value>)> {
+    let approver = |signer: &'static str| {
+        vec![
+            rule(&[CERTIFICATES], &["certificatesigningrequests"], READ),
+            rule(
+                &[CERTIFICATES],
+                &["certificatesigningrequests/approval"],
+                &["update"],
+            ),
+            named(&[CERTIFICATES], &["signers"], &["approve"], &[signer]),
+        ]
+    };
+    vec![
+        (
+            "system:node-bootstrapper",
+            vec![rule(
+                &[CERTIFICATES],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+            )],
+        ),
+        (
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![rule(
+                &[CERTIFICATES],
+                &["certificatesigningrequests/nodeclient"],
+                &["create"],
+            )],
+        ),
+        (
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![rule(
+                &[CERTIFICATES],
+                &["certificatesigningrequests/selfnodeclient"],
+                &["create"],
+            )],
+        ),
+        (
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            approver(rkube_machinery::certificates::KUBE_APISERVER_CLIENT),
+        ),
+        (
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            approver(rkube_machinery::certificates::KUBE_APISERVER_CLIENT_KUBELET),
+        ),
+        (
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            approver(rkube_machinery::certificates::KUBELET_SERVING),
+        ),
+    ]
+}
+
 /// `system:controller:<account>`: the role of each controller rkube's controller manager runs,
 /// bound to its ServiceAccount `kube-system/<account>` (what it acts as with
 /// `--use-service-account-credentials`).
@@ -439,6 +499,53 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
         rules
     };
     vec![
+        (
+            // csrapproving and csrsigning. Kubernetes' role approves only kubelet client
+            // certificates; rkube's approver also approves kubelet serving certificates and
+            // the proxy's client certificate (see the controller).
+            "system:controller:certificate-controller",
+            with_events(vec![
+                rule(
+                    &[CERTIFICATES],
+                    &["certificatesigningrequests"],
+                    &["get", "list", "watch", "delete"],
+                ),
+                rule(
+                    &[CERTIFICATES],
+                    &[
+                        "certificatesigningrequests/status",
+                        "certificatesigningrequests/approval",
+                    ],
+                    &["update"],
+                ),
+                named(
+                    &[CERTIFICATES],
+                    &["signers"],
+                    &["approve"],
+                    &[
+                        rkube_machinery::certificates::KUBE_APISERVER_CLIENT_KUBELET,
+                        rkube_machinery::certificates::KUBELET_SERVING,
+                        rkube_machinery::certificates::KUBE_APISERVER_CLIENT,
+                    ],
+                ),
+                named(
+                    &[CERTIFICATES],
+                    &["signers"],
+                    &["sign"],
+                    &[
+                        rkube_machinery::certificates::LEGACY_UNKNOWN,
+                        rkube_machinery::certificates::KUBE_APISERVER_CLIENT,
+                        rkube_machinery::certificates::KUBE_APISERVER_CLIENT_KUBELET,
+                        rkube_machinery::certificates::KUBELET_SERVING,
+                    ],
+                ),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
+            ]),
+        ),
         (
             "system:controller:deployment-controller",
             with_events(vec![
@@ -627,6 +734,25 @@ pub fn cluster_role_bindings() -> Vec<(&'static str, &'static str, Vec<Value>)> 
             vec![service_account("kube-system", "kube-dns")],
         ),
     ];
+    // Joining nodes (kubeadm's bindings): bootstrap tokens request certificates and have node
+    // client certificates approved; nodes have their own renewed.
+    bindings.extend([
+        (
+            "rkube:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            vec![group(super::bootstraptoken::GROUP)],
+        ),
+        (
+            "rkube:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group(super::bootstraptoken::GROUP)],
+        ),
+        (
+            "rkube:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![group(super::NODES)],
+        ),
+    ]);
     // Each controller's role to its ServiceAccount.
     for (name, _) in controller_roles() {
         let account = name.trim_start_matches("system:controller:");
@@ -789,6 +915,36 @@ mod tests {
             "create",
             "apps",
             "replicasets"
+        ));
+        assert!(allows(
+            "system:node-bootstrapper",
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests"
+        ));
+        assert!(!allows(
+            "system:node-bootstrapper",
+            "update",
+            "certificates.k8s.io",
+            "certificatesigningrequests/approval"
+        ));
+        assert!(allows(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests/nodeclient"
+        ));
+        assert!(allows(
+            "system:controller:certificate-controller",
+            "update",
+            "certificates.k8s.io",
+            "certificatesigningrequests/approval"
+        ));
+        assert!(allows(
+            "system:node",
+            "create",
+            "certificates.k8s.io",
+            "certificatesigningrequests"
         ));
         let bindings = cluster_role_bindings();
         let roles: Vec<&str> = cluster_roles().iter().map(|(n, _)| *n).collect();

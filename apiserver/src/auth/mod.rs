@@ -1,7 +1,9 @@
 //! Authentication and authorization: who a request comes from ([`UserInfo`], from an x509
-//! client certificate, a static token, or a ServiceAccount token) and whether it may do what it
-//! asks ([`Attributes`] checked by the [`node`] authorizer, then [`rbac`]).
+//! client certificate, a static token, a bootstrap token, or a ServiceAccount token) and
+//! whether it may do what it asks ([`Attributes`] checked by the [`node`] authorizer, then
+//! [`rbac`]).
 
+pub mod bootstraptoken;
 pub mod defaults;
 pub mod node;
 pub mod rbac;
@@ -96,7 +98,7 @@ pub enum AuthnError {
 }
 
 /// The authenticators in the order Kubernetes tries them: client certificate, static token,
-/// ServiceAccount token.
+/// bootstrap token, ServiceAccount token.
 pub struct Authenticator {
     /// `--token-auth-file` users.
     pub tokens: tokens::TokenFile,
@@ -123,8 +125,8 @@ impl Authenticator {
         self.authenticate_token(api, bearer).await.map(Some)
     }
 
-    /// The user of a bearer token: a static one, else a ServiceAccount token (also what a
-    /// TokenReview asks).
+    /// The user of a bearer token: a static one, else a bootstrap token, else a ServiceAccount
+    /// token (also what a TokenReview asks).
     pub async fn authenticate_token(
         &self,
         api: &Api,
@@ -132,6 +134,12 @@ impl Authenticator {
     ) -> Result<Arc<UserInfo>, AuthnError> {
         if let Some(u) = self.tokens.lookup(token) {
             return Ok(u);
+        }
+        if let Some((id, secret)) = bootstraptoken::parse(token) {
+            return bootstraptoken::authenticate(api, id, secret)
+                .await
+                .map(Arc::new)
+                .map_err(|e| AuthnError::InvalidToken(e.to_string()));
         }
         if serviceaccount::looks_like_jwt(token) {
             let u = self

@@ -15,7 +15,6 @@ use super::UserInfo;
 use crate::error::{ApiError, FieldError};
 use crate::registry::Api;
 use crate::resources;
-use crate::storage::{ListOptions, ReadAt};
 
 /// The issuer and the audience of the tokens this server issues.
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -358,33 +357,12 @@ async fn stored_uid(
     ns: &str,
     name: &str,
 ) -> Result<Option<String>, SaTokenError> {
-    let key = def.key(Some(ns), name);
-    let cached = api
-        .store
-        .list(
-            &key,
-            ListOptions {
-                read_at: ReadAt::NotOlderThan(0),
-                limit: Some(1),
-                ..Default::default()
-            },
-        )
+    let Some(v) = crate::admission::cached_object(api, def, Some(ns), name)
         .await
-        .ok()
-        .and_then(|l| l.items.into_iter().find(|kv| kv.key == key));
-    let found = match cached {
-        Some(kv) => Some(kv),
-        None => api
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| SaTokenError::Lookup(e.to_string()))?,
-    };
-    let Some(kv) = found else {
+        .map_err(|e| SaTokenError::Lookup(e.message.clone()))?
+    else {
         return Ok(None);
     };
-    let v: Value =
-        serde_json::from_slice(&kv.value).map_err(|e| SaTokenError::Lookup(e.to_string()))?;
     let deleting = v["metadata"]
         .get("deletionTimestamp")
         .is_some_and(|t| !t.is_null());

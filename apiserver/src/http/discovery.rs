@@ -38,7 +38,7 @@ fn subresource_facts(
     &'static [&'static str],
 ) {
     match sub {
-        "status" => (
+        "status" | "approval" => (
             def.group,
             def.version,
             def.kind,

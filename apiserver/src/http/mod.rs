@@ -1,6 +1,6 @@
 //! The HTTP layer: routing of Kubernetes API paths to the registry, request decoding, content
 //! negotiation, the patch types, subresources (status, scale, binding, eviction, log,
-//! finalize, token, node proxy), discovery, OpenAPI, health and metrics endpoints.
+//! finalize, token, node proxy, approval), discovery, OpenAPI, health and metrics endpoints.
 
 pub mod auth;
 pub mod discovery;
@@ -495,7 +495,7 @@ async fn dispatch(
                 "watch",
                 list::watch(api.clone(), kind, t, q, output, st.shutdown.clone()).await,
             ),
-            (Some(n), None | Some("status")) => (
+            (Some(n), None | Some("status") | Some("approval")) => (
                 "get",
                 async {
                     let body = kind.get(api, ns, n).await?;
@@ -618,6 +618,7 @@ async fn dispatch(
                             None => Sub::Main,
                             Some("status") => Sub::Status,
                             Some("finalize") => Sub::Finalize,
+                            Some("approval") => Sub::Approval,
                             Some(_) => {
                                 return Err(ApiError::method_not_supported(t.def.resource, "PUT"));
                             }
@@ -651,8 +652,12 @@ async fn dispatch(
                         let f = |cur: &Value| p.apply_to(cur, None, &opts);
                         scale_update(api, kind.as_ref(), ns, n, &opts, &f).await
                     }
-                    None | Some("status") => {
-                        let which = if sub == Some("status") { Sub::Status } else { Sub::Main };
+                    None | Some("status") | Some("approval") => {
+                        let which = match sub {
+                            Some("status") => Sub::Status,
+                            Some("approval") => Sub::Approval,
+                            _ => Sub::Main,
+                        };
                         let def = t.def;
                         let f = |cur: &Value| p.apply_to(cur, Some(def), &opts);
                         let mut attempts = 0;

@@ -23,7 +23,7 @@ use crate::error::{ApiError, FieldError};
 use crate::resources::ResourceDef;
 use crate::storage::Storage;
 
-pub use store::{DeleteOptions, KindOps, TypedKind, WriteOptions, Written};
+pub use store::{DeleteOptions, KindOps, Sub, TypedKind, WriteOptions, Written};
 
 /// A Kubernetes object type served by the registry.
 pub trait Object:
@@ -57,8 +57,15 @@ pub struct Settings {
     pub service_cidr: ipnet::Ipv4Net,
     /// `--service-node-port-range`.
     pub node_ports: std::ops::RangeInclusive<u16>,
-    /// DefaultTolerationSeconds for not-ready/unreachable taints.
-    pub default_toleration_seconds: i64,
+    /// `--default-not-ready-toleration-seconds`: how long pods tolerate the
+    /// `node.kubernetes.io/not-ready:NoExecute` taint (DefaultTolerationSeconds admission).
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds`: how long pods tolerate the
+    /// `node.kubernetes.io/unreachable:NoExecute` taint.
+    pub default_unreachable_toleration_seconds: i64,
+    /// The Pod Security level of namespaces without a `pod-security.kubernetes.io/enforce`
+    /// (or `warn`) label (`--pod-security-default`).
+    pub pod_security_default: crate::pod_security::Level,
 }
 
 impl Default for Settings {
@@ -66,7 +73,9 @@ impl Default for Settings {
         Self {
             service_cidr: "10.96.0.0/12".parse().expect("valid default CIDR"),
             node_ports: 30000..=32767,
-            default_toleration_seconds: 300,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
+            pod_security_default: crate::pod_security::Level::Baseline,
         }
     }
 }
@@ -124,6 +133,8 @@ pub enum Operation {
 pub struct Admission<'a, T> {
     /// Create or update.
     pub op: Operation,
+    /// What an update writes (`Main` for creates).
+    pub sub: store::Sub,
     /// The object being written (mutable: admission may set defaults).
     pub obj: &'a mut T,
     /// The stored object, for updates.
@@ -132,6 +143,8 @@ pub struct Admission<'a, T> {
     pub dry_run: bool,
     /// Who writes (`None` for the server's own writes).
     pub user: Option<&'a crate::auth::UserInfo>,
+    /// `Warning` headers admission adds (creates only).
+    pub warnings: Vec<String>,
 }
 
 /// One column of a server-side table.
@@ -216,6 +229,10 @@ pub trait Strategy<T: Object>: Send + Sync + 'static {
     /// Completes an update from the stored object, before defaulting and validation: what an
     /// update may leave out and keeps (a pod's admission-set priority).
     fn prepare_update(&self, _obj: &mut T, _old: &T) {}
+
+    /// Narrows an update of `sub` (after [`Strategy::prepare_update`]) to what that
+    /// subresource may change, e.g. only the conditions through a CSR's `approval`.
+    fn prepare_subresource_update(&self, _sub: store::Sub, _obj: &mut T, _old: &T) {}
 
     /// Validates an object (metadata is validated by the framework).
     fn validate(&self, _obj: &T) -> Vec<FieldError> {

@@ -97,6 +97,22 @@ pub enum Sub {
     Finalize,
     /// A pod's binding to a node: like `Main`, but setting what an update may not (nodeName).
     Binding,
+    /// A CertificateSigningRequest's `approval`: like `Status` (the stored object with the
+    /// request's status), narrowed to the conditions by the kind's strategy.
+    Approval,
+}
+
+impl Sub {
+    /// The subresource's name in managedFields and messages (`None` for the object itself).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Sub::Main => None,
+            Sub::Status => Some("status"),
+            Sub::Finalize => Some("finalize"),
+            Sub::Binding => Some("binding"),
+            Sub::Approval => Some("approval"),
+        }
+    }
 }
 
 /// Computes the desired object from the stored one (`Value::Null` when there is none).
@@ -323,7 +339,9 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         let m = rkube_machinery::apply::Manager {
             name: &manager,
             api_version: &api_version,
-            subresource: (sub == Sub::Status).then_some("status"),
+            subresource: matches!(sub, Sub::Status | Sub::Approval)
+                .then(|| sub.name())
+                .flatten(),
             time: &time,
         };
         let schema = rkube_machinery::schema::Schemas::builtin().for_kind(
@@ -364,7 +382,7 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         opts: &WriteOptions,
         required_name: Option<&str>,
     ) -> Result<Written, ApiError> {
-        let warnings = self.check_body(&mut body, opts)?;
+        let mut warnings = self.check_body(&mut body, opts)?;
         self.place(&mut body, ns)?;
         if self.def.reset_status_on_create
             && let Some(o) = body.as_object_mut()
@@ -405,12 +423,15 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         }
         let mut adm = Admission {
             op: Operation::Create,
+            sub: Sub::Main,
             obj: &mut obj,
             old: None,
             dry_run: opts.dry_run,
             user: opts.user.as_deref(),
+            warnings: Vec::new(),
         };
         self.strategy.admit(api, &mut adm).await?;
+        warnings.append(&mut adm.warnings);
         let errs = self.strategy.validate(&obj);
         if !errs.is_empty() {
             self.strategy.release(api, &obj, None).await;
@@ -607,7 +628,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                     }
                     d
                 }
-                Sub::Status => {
+                Sub::Status | Sub::Approval => {
                     let mut d = current.clone();
                     match desired.get("status") {
                         Some(s) => d["status"] = s.clone(),
@@ -634,6 +655,8 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             let old: T = self.decode_value(current)?;
             meta::keep_for_update(obj.metadata_mut(), old.metadata(), self.def);
             self.strategy.prepare_update(&mut obj, &old);
+            self.strategy
+                .prepare_subresource_update(sub, &mut obj, &old);
             self.strategy.defaults(&mut obj);
             if self.def.has_generation && Self::spec_changed(&obj, &old)? {
                 obj.metadata_mut().generation = Some(old.metadata().generation.unwrap_or(0) + 1);
@@ -644,10 +667,12 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
             }
             let mut adm = Admission {
                 op: Operation::Update,
+                sub,
                 obj: &mut obj,
                 old: Some(&old),
                 dry_run: opts.dry_run,
                 user: opts.user.as_deref(),
+                warnings: Vec::new(),
             };
             self.strategy.admit(api, &mut adm).await?;
             if let Err(e) = self.track_fields(&mut obj, Some(&old), opts, sub) {

@@ -19,13 +19,15 @@ use kube::{Api, Client};
 use crate::Shared;
 use crate::events::Recorder;
 use crate::informer::Change;
-use crate::runner::{Wiring, is_not_found};
+use crate::runner::{Wiring, is_conflict, is_not_found};
 use cidrset::CidrSet;
 
 /// The controller's name.
 pub const NAME: &str = "node-ipam-controller";
 /// The ServiceAccount (in kube-system) it acts as with `--use-service-account-credentials`.
 pub const ACCOUNT: &str = "node-controller";
+/// How many times a write that conflicts with another is retried on a fresh read.
+const CIDR_UPDATE_RETRIES: u32 = 3;
 
 /// What a reconcile needs.
 pub struct Ctx {
@@ -88,36 +90,59 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> 
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": node.metadata.resource_version},
-        "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]},
-    });
     let api: Api<Node> = Api::all(ctx.client.clone());
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(node = %name, cidr = %cidr, "assigned pod CIDR");
-            Ok(Action::await_change())
-        }
-        Err(e) => {
-            let _ = ctx.cidrs.lock().expect("cidrs").release(&cidr);
-            if is_not_found(&e) {
+    let mut resource_version = node.metadata.resource_version.clone();
+    let mut conflicts = 0;
+    let failed = loop {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": resource_version},
+            "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]},
+        });
+        let e = match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(node = %name, cidr = %cidr, "assigned pod CIDR");
                 return Ok(Action::await_change());
             }
-            ctx.recorder.warning(
-                &*node,
-                "CIDRAssignmentFailed",
-                format!("Node {name} failed to update podCIDR: {e}"),
-            );
-            Err(Error {
-                node: name,
-                cidr: cidr.to_string(),
-                source: e,
-            })
+            Err(e) => e,
+        };
+        // A node is written to often right after it registers (its kubelet reports its
+        // status): on a conflict, read it again and retry with the same subnet, as
+        // Kubernetes' allocator does (cidrUpdateRetries), rather than give the subnet up.
+        if !is_conflict(&e) || conflicts == CIDR_UPDATE_RETRIES {
+            break e;
         }
+        conflicts += 1;
+        match api.get_opt(&name).await {
+            Ok(Some(fresh))
+                if pod_cidr(&fresh).is_none() && fresh.metadata.deletion_timestamp.is_none() =>
+            {
+                resource_version = fresh.metadata.resource_version;
+            }
+            // Gone, being deleted, or given a CIDR meanwhile: ours is not needed.
+            Ok(_) => {
+                let _ = ctx.cidrs.lock().expect("cidrs").release(&cidr);
+                return Ok(Action::await_change());
+            }
+            Err(e) => break e,
+        }
+    };
+    let _ = ctx.cidrs.lock().expect("cidrs").release(&cidr);
+    if is_not_found(&failed) {
+        return Ok(Action::await_change());
     }
+    ctx.recorder.warning(
+        &*node,
+        "CIDRAssignmentFailed",
+        format!("Node {name} failed to update podCIDR: {failed}"),
+    );
+    Err(Error {
+        node: name,
+        cidr: cidr.to_string(),
+        source: failed,
+    })
 }
 
 /// Builds the controller (one reconcile at a time).
@@ -198,6 +223,31 @@ mod tests {
         fake.clear_requests();
         reconcile(Arc::new(a), ctx.clone()).await.unwrap();
         assert!(fake.requests().is_empty());
+        // A node changed since the informer saw it (its kubelet wrote its status): the same
+        // subnet is written on a fresh read, with no failure event.
+        fake.insert("v1/nodes", &node("d", None));
+        let stale: Node = fake.get("v1/nodes", "", "d").unwrap();
+        let mut newer = stale.clone();
+        newer.metadata.labels = Some([("ready".to_string(), "yes".to_string())].into());
+        fake.insert("v1/nodes", &newer);
+        reconcile(Arc::new(stale), ctx.clone()).await.unwrap();
+        let d: Node = fake.get("v1/nodes", "", "d").unwrap();
+        assert_eq!(
+            d.spec.as_ref().unwrap().pod_cidr.as_deref(),
+            Some("10.244.3.0/24")
+        );
+        assert_eq!(d.metadata.labels.unwrap()["ready"], "yes");
+        assert!(
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|e| e.reason != "CIDRAssignmentFailed"),
+            "{:?}",
+            events.lock().unwrap()
+        );
+        assert_eq!(fake.count("PATCH", "/nodes/d"), 2);
+
         // Exhaustion is reported as Kubernetes does.
         let tiny = Arc::new(Ctx {
             client: fake.client(),

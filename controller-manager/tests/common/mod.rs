@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use rkube_controller_manager::Config;
 use rkube_testkit::apiserver::{Backend, Identity, TestServer};
@@ -60,6 +60,11 @@ impl Cluster {
 
     /// Starts both with adjusted controller settings.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_for(|_, c| adjust(c)).await
+    }
+
+    /// Starts both with controller settings adjusted knowing the server (e.g. its CA files).
+    pub async fn start_for(adjust: impl FnOnce(&TestServer, &mut Config)) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,7 +75,7 @@ impl Cluster {
         let server = TestServer::start(Backend::Embedded).await;
         let client = server.client().await;
         let mut config = test_config();
-        adjust(&mut config);
+        adjust(&server, &mut config);
         let manager_client = manager_client(&server, &mut config).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let manager = tokio::spawn(rkube_controller_manager::run(
@@ -303,7 +308,10 @@ impl Kubelet {
         let node = node.map(str::to_string);
         static IP: AtomicU32 = AtomicU32::new(1);
         let task = tokio::spawn(async move {
-            let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+            // Backing off after errors (see the fake scheduler in nodes.rs).
+            let mut events = watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .boxed();
             while let Some(ev) = events.next().await {
                 let pods = match ev {
                     Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => vec![p],

@@ -864,6 +864,45 @@ fn describe_volumes(w: &mut Writer, volumes: &Value, space: &str) {
                 2,
                 "Type:\tProjected (a volume that contains injected data from multiple sources)\n",
             );
+            // Each source as kubectl prints it.
+            let sources = v["projected"]["sources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for src in &sources {
+                let optional = |o: &Value| o["optional"].as_bool().unwrap_or(false);
+                if src["secret"].is_object() {
+                    w.w(
+                        2,
+                        &format!(
+                            "SecretName:\t{}\n    Optional:\t{}\n",
+                            s(src, &["secret", "name"]),
+                            optional(&src["secret"])
+                        ),
+                    );
+                } else if src["downwardAPI"].is_object() {
+                    w.w(2, "DownwardAPI:\ttrue\n");
+                } else if src["configMap"].is_object() {
+                    w.w(
+                        2,
+                        &format!(
+                            "ConfigMapName:\t{}\n    Optional:\t{}\n",
+                            s(src, &["configMap", "name"]),
+                            optional(&src["configMap"])
+                        ),
+                    );
+                } else if src["serviceAccountToken"].is_object() {
+                    w.w(
+                        2,
+                        &format!(
+                            "TokenExpirationSeconds:\t{}\n",
+                            src["serviceAccountToken"]["expirationSeconds"]
+                                .as_i64()
+                                .unwrap_or(3600)
+                        ),
+                    );
+                }
+            }
         } else {
             w.w(1, "<unknown>\n");
         }

@@ -43,9 +43,15 @@ impl FakeUpstream {
                 })
                 .collect(),
         );
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // Both transports on one port: a UDP port the system picked may be taken for TCP by
+        // another test, so try again until both bind.
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (udp, tcp, addr);
+            }
+        };
         let questions = Arc::new(AtomicUsize::new(0));
         let (t1, q1) = (table.clone(), questions.clone());
         let udp_task = tokio::spawn(async move {

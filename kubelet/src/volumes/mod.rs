@@ -1,6 +1,7 @@
 //! Pod volumes under `DATA/pods/<uid>/volumes/<plugin>/<name>`: emptyDir (a directory, or a
 //! tmpfs for `medium: Memory`), hostPath (with its type checks), and the projected kinds —
-//! configMap, secret (on tmpfs), downwardAPI and projected — written with the atomic writer and
+//! configMap, secret (on tmpfs), downwardAPI and projected (with ServiceAccount tokens
+//! requested for the pod, see [`crate::env::ApiObjects`]) — written with the atomic writer and
 //! refreshed at every pod sync, so updated ConfigMaps and Secrets reach running pods within the
 //! sync period. Teardown unmounts and removes everything of a pod.
 
@@ -370,15 +371,30 @@ impl VolumeManager {
                         ctx,
                     )?);
                 }
-                if src.service_account_token.is_some() {
-                    return Err(EnvError::Api {
-                        kind: "serviceaccounttoken",
+                if let Some(t) = &src.service_account_token {
+                    let req = env::TokenFor {
                         namespace: ns.clone(),
-                        name: String::new(),
-                        message:
-                            "serviceAccountToken projections are not supported by rkubelet yet"
-                                .into(),
-                    });
+                        service_account: pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.service_account_name.clone())
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or_else(|| "default".into()),
+                        pod_name: pod.metadata.name.clone().unwrap_or_default(),
+                        pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+                        audience: t.audience.clone().filter(|a| !a.is_empty()),
+                        expiration_seconds: t.expiration_seconds.unwrap_or(3600),
+                    };
+                    let token = self.objects.service_account_token(&req).await?;
+                    // With the volume's mode (0644 by default), as Kubernetes writes it:
+                    // containers running as another user read it too.
+                    out.insert(
+                        t.path.clone(),
+                        File {
+                            data: token.into_bytes(),
+                            mode,
+                        },
+                    );
                 }
             }
             return Ok(Some(out));

@@ -43,11 +43,14 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts an API server on the embedded store, verifying kubelets' serving certificates
-    /// against the cluster CA (as `rkube server` does).
+    /// against the cluster CA (as `rkube server` does). Pod Security admission enforces
+    /// nothing here: these tests are of what the kubelet does with hostPath volumes, host ports,
+    /// host networking and privileged containers.
     pub async fn start() -> Self {
         init_tracing();
         let api = TestServer::start_with(Backend::Embedded, |c| {
             c.kubelet_client.certificate_authority = Some(c.data_dir.join("pki").join("ca.crt"));
+            c.settings.pod_security_default = rkube_apiserver::pod_security::Level::Privileged;
         })
         .await;
         let client = api.client().await;

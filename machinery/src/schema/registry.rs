@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
-    autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, policy::v1 as policy,
-    rbac::v1 as rbac, scheduling::v1 as scheduling,
+    autoscaling::v1 as autoscaling, batch::v1 as batch, certificates::v1 as certificates,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::{ListableResource, Resource};
@@ -79,6 +79,7 @@ pub(super) fn build() -> Schemas {
         listable::<discovery::EndpointSlice>(g),
         listable::<events::Event>(g),
         listable::<scheduling::PriorityClass>(g),
+        listable::<certificates::CertificateSigningRequest>(g),
         root::<policy::Eviction>(g),
         listable::<rbac::Role>(g),
         listable::<rbac::RoleBinding>(g),

@@ -1,9 +1,11 @@
 //! The real `rkube` binary run as users run it, for the integration tests: in a network
-//! namespace of its own (so its API server on 127.0.0.1:6443, its health ports, the bridge,
-//! the nftables table and the pods' network are the test's alone and nothing of the host's
+//! namespace of its own (so its API server on :6443, its health ports, the bridge, the
+//! nftables table and the pods' network are the test's alone and nothing of the host's
 //! network changes), with a temporary data directory and its own pod cgroup root. kubectl runs
 //! in that namespace too. The namespace has a veth pair of its own (`eth0` 10.99.0.2/24 with
-//! the default route, so the node IP is detected as on a machine).
+//! the default route, so the node IP is detected as on a machine). For more nodes,
+//! [`Netns::pair`] makes two such machines on one link (the server's and an agent's, each
+//! `eth0`), and [`Server::agent`] runs `rkube agent` in the second.
 //!
 //! The data directory is a tmpfs of its own: the kubelet reports DiskPressure (and the node
 //! is tainted) when less than 10% of the data directory's filesystem is free, which a busy
@@ -16,8 +18,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use rkube_testkit::host::{self, Tmpfs};
 
 /// How long the tests wait for anything involving real containers.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -25,72 +28,83 @@ pub const WAIT: Duration = Duration::from_secs(120);
 /// The node IP inside every test namespace.
 pub const NODE_IP: &str = "10.99.0.2";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+/// The agent's node IP in the second namespace of a [`Netns::pair`].
+pub const AGENT_IP: &str = "10.99.0.3";
 
 fn unique() -> String {
-    format!(
-        "{}x{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
+    host::unique_tag()
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = host::run("ip", args) {
+        panic!("{e}");
+    }
 }
 
 /// A network namespace standing for the server's machine.
 pub struct Netns {
     /// Its name under /run/netns.
     pub name: String,
+    /// The namespace, deleted on drop.
+    _ns: host::Netns,
 }
 
 impl Netns {
-    /// Creates it: loopback up, a veth pair inside it, `eth0` with [`NODE_IP`] and the default
-    /// route.
-    pub fn new() -> Arc<Netns> {
-        let name = format!("rks{}", unique());
-        ip(&["netns", "add", &name]);
-        let ns = Arc::new(Netns { name: name.clone() });
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        ip(&[
-            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
+    /// An empty namespace with its loopback up.
+    fn bare() -> Arc<Netns> {
+        let ns = host::Netns::create(format!("rks{}", unique())).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Netns {
+            name: ns.name().to_string(),
+            _ns: ns,
+        })
+    }
+
+    /// `eth0` up with `addr`/24 and the default route.
+    fn configure_eth0(&self, addr: &str) {
+        let name = &self.name;
         ip(&[
             "-n",
-            &name,
+            name,
             "addr",
             "add",
-            &format!("{NODE_IP}/24"),
+            &format!("{addr}/24"),
             "dev",
             "eth0",
         ]);
-        ip(&["-n", &name, "link", "set", "eth0", "up"]);
+        ip(&["-n", name, "link", "set", "eth0", "up"]);
+        ip(&["-n", name, "route", "add", "default", "dev", "eth0"]);
+    }
+
+    /// Creates it: loopback up, a veth pair inside it, `eth0` with [`NODE_IP`] and the default
+    /// route.
+    pub fn new() -> Arc<Netns> {
+        let ns = Netns::bare();
+        let name = ns.name.clone();
+        ip(&[
+            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
         ip(&["-n", &name, "link", "set", "eth1", "up"]);
-        ip(&["-n", &name, "route", "add", "default", "dev", "eth0"]);
+        ns.configure_eth0(NODE_IP);
         ns
+    }
+
+    /// Two machines on one link: a veth pair from the first (`eth0` [`NODE_IP`]) to the
+    /// second (`eth0` [`AGENT_IP`]), each with its default route on it.
+    pub fn pair() -> (Arc<Netns>, Arc<Netns>) {
+        let a = Netns::bare();
+        let b = Netns::bare();
+        ip(&[
+            "-n", &a.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns",
+            &b.name,
+        ]);
+        a.configure_eth0(NODE_IP);
+        b.configure_eth0(AGENT_IP);
+        (a, b)
     }
 
     /// `nsenter` arguments that run a command in the namespace.
     pub fn enter(&self) -> [String; 2] {
         [format!("--net=/run/netns/{}", self.name), "--".into()]
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
     }
 }
 
@@ -148,7 +162,7 @@ impl Drop for Etcd {
     }
 }
 
-/// A `rkube server` process and its data directory.
+/// A `rkube server` (or `rkube agent`) process and its data directory.
 pub struct Server {
     /// Holds the data directory, logs and kubectl's home.
     pub dir: tempfile::TempDir,
@@ -161,6 +175,8 @@ pub struct Server {
     starts: u32,
     /// When the current process was spawned.
     pub spawned: Instant,
+    /// The data directory's tmpfs.
+    data: Option<Tmpfs>,
 }
 
 /// The binary under test.
@@ -171,21 +187,26 @@ pub fn binary() -> &'static str {
 impl Server {
     /// Starts `rkube server` with a fresh data directory and `extra` flags.
     pub fn start(netns: Arc<Netns>, extra: &[&str]) -> Server {
+        Server::start_command(netns, "server", extra)
+    }
+
+    /// Starts `rkube agent --server URL --token TOKEN` with a fresh data directory and `extra`
+    /// flags.
+    pub fn agent(netns: Arc<Netns>, url: &str, token: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["--server", url, "--token", token];
+        args.extend_from_slice(extra);
+        Server::start_command(netns, "agent", &args)
+    }
+
+    /// Starts `rkube <command> --data-dir … --node-name … --cgroup-root … <extra>`.
+    fn start_command(netns: Arc<Netns>, command: &str, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        nix::mount::mount(
-            Some("tmpfs"),
-            &data,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1g,mode=0700"),
-        )
-        .expect("mounting a tmpfs for the data directory");
+        let tmpfs = Tmpfs::mount(&data, "1g").unwrap_or_else(|e| panic!("{e}"));
         let tag = unique();
         let cgroup_root = format!("/rkube-server-test-{tag}");
         let mut args: Vec<String> = vec![
-            "server".into(),
+            command.into(),
             "--data-dir".into(),
             data.display().to_string(),
             "--node-name".into(),
@@ -202,6 +223,7 @@ impl Server {
             child: None,
             starts: 0,
             spawned: Instant::now(),
+            data: Some(tmpfs),
         };
         s.spawn();
         s
@@ -252,11 +274,15 @@ impl Server {
                 return line.to_string();
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("rkube server exited ({status}) before logging {needle:?}:\n{log}");
+                panic!(
+                    "rkube {} exited ({status}) before logging {needle:?}:\n{log}",
+                    self.args[0]
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "no {needle:?} in the server's output:\n{log}"
+                "no {needle:?} in the output of rkube {}:\n{log}",
+                self.args[0]
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -280,7 +306,7 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                panic!("rkube server did not stop:\n{}", self.log());
+                panic!("rkube {} did not stop:\n{}", self.args[0], self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -349,38 +375,7 @@ impl Server {
     /// Pids of processes whose command line mentions the data directory (the server,
     /// containerd, shims).
     pub fn processes(&self) -> Vec<(i32, String)> {
-        let data = self.data().display().to_string();
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(&data) {
-                out.push((pid, text));
-            }
-        }
-        out
-    }
-}
-
-fn kill(pid: i32) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
-}
-
-/// Every pid in the cgroup tree `dir`.
-fn cgroup_pids(dir: &Path, out: &mut Vec<i32>) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            cgroup_pids(&e.path(), out);
-        }
+        host::processes_mentioning(&self.data().display().to_string())
     }
 }
 
@@ -390,45 +385,12 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for (pid, _) in self.processes() {
-            kill(pid);
-        }
-        let rel = self.cgroup_root.trim_start_matches('/').to_string();
-        let mut pids = Vec::new();
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            cgroup_pids(&h.path().join(&rel), &mut pids);
-        }
-        for pid in pids {
-            kill(pid);
-        }
-        // Mounts under the data directory (pod volumes, sandbox netns files), deepest first,
-        // and the data directory's tmpfs last.
-        let data = self.data().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&data))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-        }
-        for _ in 0..50 {
-            rkube_kubelet::cgroups::remove_root(&self.cgroup_root);
-            let gone = std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .all(|h| !h.path().join(&rel).exists());
-            if gone {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // The server, containerd and shims (by command line), then containers (by cgroup),
+        // then the mounts under the data directory (pod volumes, sandbox netns files) and its
+        // tmpfs, then the cgroups.
+        host::kill_mentioning(&self.data().display().to_string());
+        host::kill_cgroup(&self.cgroup_root);
+        self.data.take();
+        host::remove_cgroups(&self.cgroup_root);
     }
 }

@@ -1,10 +1,13 @@
 //! `rkube server` end to end: the real binary in a network namespace of its own, used with
-//! the real kubectl — the control plane with its identities and manifests directory, the
-//! local agent running pods (real containerd, offline images) that resolve names through the
-//! in-process DNS, the kubelet's API on HTTPS for authorized clients only (reached through
-//! the API server's node proxy), clean SIGTERM shutdowns, restarts that keep state, and CLI
-//! errors.
+//! the real kubectl — the control plane with its identities, manifests directory and CSR
+//! signing, the local agent running pods (real containerd, offline images) that resolve names
+//! through the in-process DNS, the kubelet's API on HTTPS for authorized clients only (reached
+//! through the API server's node proxy), a pod using its projected ServiceAccount token through
+//! the `kubernetes` Service (kube-rs' in-cluster configuration), clean SIGTERM shutdowns,
+//! restarts that keep state, and CLI errors.
 
+// Shared with the agent tests, which use other parts of it.
+#[allow(dead_code)]
 mod harness;
 
 use std::os::unix::fs::PermissionsExt;
@@ -141,10 +144,25 @@ fn control_plane_identities_manifests_and_restart() {
     );
     assert_eq!(mode(&admin), 0o600);
     let token = std::fs::read_to_string(data.join("node-token")).unwrap();
-    assert!(
-        token.starts_with("K10") && token.contains("::server:"),
-        "{token}"
+    let join = rkube::token::JoinToken::parse(&token).unwrap();
+    let ca = std::fs::read(data.join("pki/ca.crt")).unwrap();
+    assert_eq!(
+        join.ca_hash,
+        rkube::token::hex(&<sha2::Sha256 as sha2::Digest>::digest(&ca))
     );
+    // Its bootstrap token Secret is in the store (no expiry); `rkube token list` shows it.
+    let secret = jsonpath(
+        &s,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{}", join.token.id),
+        ],
+        "{.type}",
+    );
+    assert_eq!(secret.as_deref(), Some("bootstrap.kubernetes.io/token"));
     assert_eq!(mode(&data.join("node-token")), 0o600);
 
     let ns = s.kubectl_ok(&["get", "ns", "-o", "name"]);
@@ -228,6 +246,27 @@ fn control_plane_identities_manifests_and_restart() {
             .then_some(())
     });
 
+    // The controller manager signs approved CSRs with the cluster CA.
+    let key = rkube_machinery::certificates::KeyPair::generate().unwrap();
+    let pem = rkube_machinery::certificates::request_pem(&key, "jane", &[], &[], &[]).unwrap();
+    let request = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    let f = s.dir.path().join("csr.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: jane\nspec:\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  request: {request}\n"
+        ),
+    )
+    .unwrap();
+    s.kubectl_ok(&["create", "-f", f.to_str().unwrap()]);
+    s.kubectl_ok(&["certificate", "approve", "jane"]);
+    s.eventually("jane's CSR signed", |s| {
+        jsonpath(s, &["get", "csr", "jane"], "{.status.certificate}").filter(|c| !c.is_empty())
+    });
+
     let ca_before = std::fs::read(data.join("pki/ca.crt")).unwrap();
     let status = s.terminate();
     assert!(status.success(), "{status}: {}", s.log());
@@ -309,7 +348,9 @@ fn running_pods(s: &Server) -> Option<Vec<String>> {
 #[test]
 fn server_with_agent_runs_pods() {
     let netns = Netns::new();
-    let mut s = Server::start(netns, &[]);
+    // Listening beyond loopback (TLS and authentication are always on), so that pods reach
+    // the API server through the `kubernetes` Service at the node's IP.
+    let mut s = Server::start(netns, &["--bind-address", "0.0.0.0"]);
     let line = s.wait_log("node is Ready");
     let to_ready = s.spawned.elapsed();
     eprintln!("TIMING start → node Ready: {to_ready:.2?} (server: {line})");
@@ -463,6 +504,8 @@ fn server_with_agent_runs_pods() {
         "an identity lacks a permission:\n{log}"
     );
 
+    in_cluster_client_from_a_pod(&s);
+
     // SIGTERM: exit 0, containerd stopped; the pods' containers keep running.
     let status = s.terminate();
     assert!(status.success(), "{status}: {}", s.log());
@@ -505,6 +548,128 @@ fn server_with_agent_runs_pods() {
     let status = s.terminate();
     assert!(status.success(), "{status}: {}", s.log());
     assert!(s.processes().is_empty(), "{:?}", s.processes());
+}
+
+/// A pod whose ServiceAccount may `view` runs this very test binary (mounted from the host
+/// with the C libraries it links) as [`in_cluster_client`]: kube-rs finds the API server
+/// through `KUBERNETES_SERVICE_HOST`/`PORT` (the `kubernetes` Service, through the proxy) and
+/// authenticates with the projected token, trusting the projected `ca.crt`.
+fn in_cluster_client_from_a_pod(s: &Server) {
+    let ep = s.eventually("the kubernetes Service's endpoint", |s| {
+        jsonpath(
+            s,
+            &["get", "endpoints", "kubernetes"],
+            "{.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        )
+        .filter(|a| a.len() > 1)
+    });
+    assert_eq!(ep, format!("{NODE_IP}:6443"));
+    let ip = jsonpath(s, &["get", "svc", "kubernetes"], "{.spec.clusterIP}").unwrap();
+    assert_eq!(ip, "10.96.0.1");
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    let exe = std::env::current_exe().unwrap();
+    let pod = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "in-cluster"}},
+  "spec": {{"restartPolicy": "Never", "containers": [{{"name": "c", "image": "busybox:1.35",
+    "command": ["/probe/{exe_name}", "--ignored", "--exact", "in_cluster_client", "--nocapture"],
+    "volumeMounts": [{{"name": "probe", "mountPath": "/probe", "readOnly": true}},
+                     {{"name": "lib", "mountPath": "/lib/x86_64-linux-gnu", "readOnly": true}},
+                     {{"name": "lib64", "mountPath": "/lib64", "readOnly": true}}]}}],
+    "volumes": [{{"name": "probe", "hostPath": {{"path": "{dir}"}}}},
+                {{"name": "lib", "hostPath": {{"path": "/usr/lib/x86_64-linux-gnu"}}}},
+                {{"name": "lib64", "hostPath": {{"path": "/lib64"}}}}]}}}}"#,
+        exe_name = exe.file_name().unwrap().to_str().unwrap(),
+        dir = exe.parent().unwrap().display(),
+    );
+    let f = s.dir.path().join("in-cluster.json");
+    std::fs::write(&f, pod).unwrap();
+    // hostPath volumes are refused by the namespace's Pod Security level (baseline by default)
+    // until the namespace is labelled to allow them.
+    let refused = s.kubectl(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(
+        stderr(&refused).contains(
+            "pods \"in-cluster\" is forbidden: violates PodSecurity \"baseline:latest\": hostPath volumes (volumes \"probe\", \"lib\", \"lib64\")"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+    s.kubectl_ok(&[
+        "label",
+        "namespace",
+        "default",
+        "pod-security.kubernetes.io/enforce=privileged",
+    ]);
+    s.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    let mounts = jsonpath(
+        s,
+        &["get", "pod", "in-cluster"],
+        "{.spec.volumes[*].name} {.spec.containers[0].volumeMounts[*].mountPath}",
+    )
+    .unwrap();
+    assert!(
+        mounts.contains("kube-api-access-")
+            && mounts.contains("/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{mounts}"
+    );
+    let phase = s.eventually("the in-cluster pod finished", |s| {
+        jsonpath(s, &["get", "pod", "in-cluster"], "{.status.phase}")
+            .filter(|p| p == "Succeeded" || p == "Failed")
+    });
+    let logs = stdout(&s.kubectl(&["logs", "in-cluster"]));
+    assert_eq!(phase, "Succeeded", "{logs}");
+    assert!(logs.contains("IN-CLUSTER namespace=default"), "{logs}");
+    let listed = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("IN-CLUSTER pods="))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(listed.split(',').any(|p| p == "in-cluster"), "{logs}");
+    assert!(logs.contains("IN-CLUSTER create refused: 403"), "{logs}");
+    // Gone for good (the kubelet has removed its sandbox) before the server is stopped.
+    s.kubectl_ok(&["delete", "pod", "in-cluster", "--timeout=120s"]);
+}
+
+/// Not a test of its own: [`in_cluster_client_from_a_pod`] runs it inside a pod. It lists the
+/// pods of its namespace with kube-rs' default client (in-cluster configuration) and tries a
+/// create that its `view` binding does not allow.
+#[test]
+#[ignore = "runs inside a pod, started by server_with_agent_runs_pods"]
+fn in_cluster_client() {
+    use k8s_openapi::api::core::v1::Pod;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ns = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .expect("projected namespace");
+        println!("IN-CLUSTER namespace={ns}");
+        let client = kube::Client::try_default()
+            .await
+            .expect("in-cluster config");
+        let pods: kube::Api<Pod> = kube::Api::default_namespaced(client);
+        let list = pods.list(&Default::default()).await.expect("list pods");
+        let names: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        println!("IN-CLUSTER pods={}", names.join(","));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "not-allowed"},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
+        }))
+        .unwrap();
+        match pods.create(&Default::default(), &pod).await {
+            Err(kube::Error::Api(s)) => println!("IN-CLUSTER create refused: {}", s.code),
+            other => panic!("a view binding allowed a create: {other:?}"),
+        }
+    });
 }
 
 /// A component that cannot run stops the whole server with its error (exit 1), and nothing
@@ -580,11 +745,18 @@ fn bad_flags_are_clear_errors() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!data.exists());
 
-    let out = Command::new(binary()).arg("agent").output().unwrap();
+    let out = Command::new(binary())
+        .arg("agent")
+        .env_remove("RKUBE_URL")
+        .env_remove("RKUBE_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("unrecognized subcommand 'agent'"),
-        "{}",
-        stderr(&out)
+        err.contains("the following required arguments were not provided")
+            && err.contains("--server <SERVER>")
+            && err.contains("--token <TOKEN>"),
+        "{err}"
     );
 }

@@ -2,18 +2,22 @@
 
 mod cluster;
 mod config;
+mod csr;
 mod events_view;
 mod namespace;
 pub mod pod;
 mod podspec;
 pub mod priority;
 mod rbac;
+pub mod sa_admission;
 mod service;
 mod workloads;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac as rbac_v1, scheduling};
+use k8s_openapi::api::{
+    apps, batch, certificates, coordination, core, discovery, rbac as rbac_v1, scheduling,
+};
 
 use super::store::{KindOps, TypedKind};
 use super::{Object, Strategy};
@@ -54,6 +58,10 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
             &r::PRIORITYCLASSES,
             priority::PriorityClassStrategy,
         )),
+        kind::<certificates::v1::CertificateSigningRequest, _>(
+            &r::CERTIFICATESIGNINGREQUESTS,
+            csr::CsrStrategy,
+        ),
         kind::<rbac_v1::v1::Role, _>(&r::ROLES, rbac::RoleStrategy),
         kind::<rbac_v1::v1::RoleBinding, _>(&r::ROLEBINDINGS, rbac::RoleBindingStrategy),
         kind::<rbac_v1::v1::ClusterRole, _>(&r::CLUSTERROLES, rbac::ClusterRoleStrategy),

@@ -1,9 +1,10 @@
 //! Namespaces: phase Active on create, the `kubernetes` finalizer that the namespace controller
-//! removes once the namespace is empty, and the STATUS column.
+//! removes once the namespace is empty, valid Pod Security labels, and the STATUS column.
 
 use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus};
 use serde_json::Value;
 
+use crate::error::FieldError;
 use crate::registry::{Column, Strategy, age, name};
 
 /// The finalizer the namespace controller removes after deleting the content.
@@ -34,6 +35,16 @@ impl Strategy<Namespace> for NamespaceStrategy {
         if ns.metadata.deletion_timestamp.is_some() {
             ns.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
         }
+    }
+
+    fn validate(&self, ns: &Namespace) -> Vec<FieldError> {
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        crate::pod_security::validate_labels(&labels)
+            .into_iter()
+            .map(|(key, message)| {
+                FieldError::invalid(format!("metadata.labels[{key}]"), &labels[&key], &message)
+            })
+            .collect()
     }
 
     fn awaits_finalization(&self, ns: &Namespace) -> bool {

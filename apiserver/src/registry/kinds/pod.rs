@@ -1,7 +1,7 @@
 //! Pods: defaults (restartPolicy, DNS policy, grace period, image pull policy, …), admission
-//! (the `default` ServiceAccount, DefaultTolerationSeconds and Priority, see
-//! [`super::priority`]), validation including what an update may change, graceful deletion,
-//! the status on create (Pending + QoS class), field selectors and the READY / STATUS /
+//! (ServiceAccount, see [`super::sa_admission`], DefaultTolerationSeconds, Priority, see
+//! [`super::priority`], and Pod Security, see [`crate::pod_security`]), validation including
+//! what an update may change, graceful deletion, the status on create (Pending + QoS class), field selectors and the READY / STATUS /
 //! RESTARTS / IP / NODE columns.
 
 use async_trait::async_trait;
@@ -9,12 +9,45 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus, Toleration};
 use rkube_machinery::quantity::parse_quantity;
 use serde_json::Value;
 
-use super::{podspec, priority};
+use super::{podspec, priority, sa_admission};
 use crate::error::{ApiError, FieldError};
-use crate::registry::{Admission, Api, Column, Fields, Operation, Strategy, age, human_age, name};
+use crate::registry::{
+    Admission, Api, Column, Fields, Operation, Settings, Strategy, age, human_age, name,
+};
 
 /// Pod behaviour.
 pub struct PodStrategy;
+
+/// Pod Security admission of a new pod: refused when it violates its namespace's enforced
+/// level, a warning when it violates the warned one.
+async fn pod_security(api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), ApiError> {
+    use crate::pod_security::{forbidden_message, policy, violations};
+    let ns = adm.obj.metadata.namespace.clone().unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> =
+        crate::admission::cached_object(api, &crate::resources::NAMESPACES, None, &ns)
+            .await?
+            .and_then(|v| serde_json::from_value(v["metadata"]["labels"].clone()).ok())
+            .unwrap_or_default();
+    let p = policy(&ns, &labels, api.settings.pod_security_default);
+    let spec = adm.obj.spec.clone().unwrap_or_default();
+    let refused = violations(p.enforce, &adm.obj.metadata, &spec);
+    if !refused.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "pods {:?} is forbidden: {}",
+            adm.obj.metadata.name.as_deref().unwrap_or_default(),
+            forbidden_message(p.enforce, &refused)
+        )));
+    }
+    let warned = violations(p.warn, &adm.obj.metadata, &spec);
+    if !warned.is_empty() {
+        adm.warnings.push(format!(
+            "would violate PodSecurity \"{}:latest\": {}",
+            p.warn,
+            warned.join(", ")
+        ));
+    }
+    Ok(())
+}
 
 /// The QoS class of a pod, as the kubelet and scheduler compute it.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
@@ -124,18 +157,37 @@ pub fn display_status(pod: &Pod) -> String {
     reason
 }
 
-fn not_ready_tolerations(seconds: i64) -> [Toleration; 2] {
-    let t = |key: &str| Toleration {
-        key: Some(key.into()),
-        operator: Some("Exists".into()),
-        effect: Some("NoExecute".into()),
-        toleration_seconds: Some(seconds),
-        ..Default::default()
-    };
-    [
-        t("node.kubernetes.io/not-ready"),
-        t("node.kubernetes.io/unreachable"),
-    ]
+/// DefaultTolerationSeconds admission: pods tolerate their node being not-ready or
+/// unreachable (the node lifecycle controller's NoExecute taints) for the configured seconds,
+/// unless they already tolerate that taint.
+fn add_default_tolerations(tolerations: &mut Vec<Toleration>, settings: &Settings) {
+    for (key, seconds) in [
+        (
+            "node.kubernetes.io/not-ready",
+            settings.default_not_ready_toleration_seconds,
+        ),
+        (
+            "node.kubernetes.io/unreachable",
+            settings.default_unreachable_toleration_seconds,
+        ),
+    ] {
+        let covered = tolerations.iter().any(|x| {
+            (x.key.as_deref() == Some(key)
+                || x.key.as_deref().is_none_or(str::is_empty)
+                    && x.operator.as_deref() == Some("Exists"))
+                && (x.effect.as_deref().is_none_or(str::is_empty)
+                    || x.effect.as_deref() == Some("NoExecute"))
+        });
+        if !covered {
+            tolerations.push(Toleration {
+                key: Some(key.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(seconds),
+                ..Default::default()
+            });
+        }
+    }
 }
 
 /// The spec with what a pod update may change cleared, to compare old and new.
@@ -225,31 +277,13 @@ impl Strategy<Pod> for PodStrategy {
         if adm.op != Operation::Create {
             return Ok(());
         }
+        sa_admission::admit(api, adm.obj).await?;
         let spec = adm.obj.spec.get_or_insert_with(Default::default);
-        // ServiceAccount admission: the namespace's `default` unless one is named.
-        if spec
-            .service_account_name
-            .as_deref()
-            .is_none_or(str::is_empty)
-        {
-            spec.service_account_name = Some("default".into());
-            spec.service_account = Some("default".into());
-        }
         // DefaultTolerationSeconds.
-        let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-        for t in not_ready_tolerations(api.settings.default_toleration_seconds) {
-            let covered = tolerations.iter().any(|x| {
-                (x.key == t.key
-                    || x.key.as_deref().is_none_or(str::is_empty)
-                        && x.operator.as_deref() == Some("Exists"))
-                    && (x.effect.as_deref().is_none_or(str::is_empty) || x.effect == t.effect)
-            });
-            if !covered {
-                tolerations.push(t);
-            }
-        }
+        add_default_tolerations(spec.tolerations.get_or_insert_with(Vec::new), &api.settings);
         // Priority: spec.priority and spec.preemptionPolicy from the pod's PriorityClass.
-        priority::admit_pod(api, adm.obj).await
+        priority::admit_pod(api, adm.obj).await?;
+        pod_security(api, adm).await
     }
 
     fn grace_period(&self, pod: &Pod, requested: Option<i64>) -> Option<i64> {
@@ -456,6 +490,56 @@ mod tests {
         assert_eq!(display_status(&p), "Terminating");
         let p = pod(serde_json::json!({"status": {}}));
         assert_eq!(display_status(&p), "Pending");
+    }
+
+    #[test]
+    fn default_tolerations_for_not_ready_and_unreachable_nodes() {
+        let settings = Settings {
+            default_not_ready_toleration_seconds: 30,
+            default_unreachable_toleration_seconds: 20,
+            ..Default::default()
+        };
+        let seconds = |t: &[Toleration]| -> Vec<(String, Option<i64>)> {
+            t.iter()
+                .map(|t| (t.key.clone().unwrap_or_default(), t.toleration_seconds))
+                .collect()
+        };
+        let mut none = Vec::new();
+        add_default_tolerations(&mut none, &settings);
+        assert_eq!(
+            seconds(&none),
+            [
+                ("node.kubernetes.io/not-ready".to_string(), Some(30)),
+                ("node.kubernetes.io/unreachable".to_string(), Some(20)),
+            ]
+        );
+        assert!(
+            none.iter().all(|t| t.effect.as_deref() == Some("NoExecute")
+                && t.operator.as_deref() == Some("Exists"))
+        );
+        // A pod's own toleration of one of the taints is kept, the other added.
+        let mut own = vec![Toleration {
+            key: Some("node.kubernetes.io/unreachable".into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoExecute".into()),
+            toleration_seconds: Some(2),
+            ..Default::default()
+        }];
+        add_default_tolerations(&mut own, &settings);
+        assert_eq!(
+            seconds(&own),
+            [
+                ("node.kubernetes.io/unreachable".to_string(), Some(2)),
+                ("node.kubernetes.io/not-ready".to_string(), Some(30)),
+            ]
+        );
+        // Tolerating everything covers both.
+        let mut all = vec![Toleration {
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }];
+        add_default_tolerations(&mut all, &settings);
+        assert_eq!(all.len(), 1);
     }
 
     #[test]
