@@ -2,6 +2,7 @@
 //! revision is the resourceVersion); reads splice it in without re-parsing the object.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rkube_machinery::body;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -102,28 +103,12 @@ where
 
 /// Decodes a request object into its typed form; errors read like Kubernetes'.
 pub fn decode<T: DeserializeOwned>(v: Value, kind: &str, api_version: &str) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| {
-        ApiError::bad_request(format!(
-            "{kind} in version \"{}\" cannot be handled as a {kind}: {e}",
-            api_version.rsplit('/').next().unwrap_or(api_version)
-        ))
-    })
+    body::decode(v, kind, api_version).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Parses a request body: JSON, or YAML when the content type says so.
 pub fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty"));
-    }
-    if yaml {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
-        return serde_saphyr::from_str::<Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!("the body of the request is not valid JSON: {e}"))
-    })
+    body::parse_body(body, yaml).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 #[cfg(test)]

@@ -167,8 +167,11 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
         })?;
         parsed.push(op);
     }
+    // All or nothing: the operations apply to a copy, dropped on failure. (Not
+    // `json_patch::patch`, which undoes them in place instead and panics when the undo fails —
+    // as it does for a `move` that fails after an operation on its `from` path.)
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &parsed).map_err(|e| PatchError::OperationFailed {
+    json_patch::patch_unsafe(&mut out, &parsed).map_err(|e| PatchError::OperationFailed {
         index: e.operation,
         op: parsed
             .get(e.operation)

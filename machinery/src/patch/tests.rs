@@ -52,6 +52,23 @@ fn json_patch_applies_operations() {
 }
 
 #[test]
+fn json_patch_failing_move_is_an_error_not_a_panic() {
+    // Found by fuzzing: json_patch::patch panicked undoing the replace of a path the failed
+    // move had removed.
+    let doc = json!({"spec": {"replicas": 1}});
+    let patch = json!([
+        {"op": "replace", "path": "/spec/replicas", "value": 3},
+        {"op": "move", "from": "/spec/replicas", "path": "/nope/replicas"},
+    ]);
+    match json_patch(&doc, &patch) {
+        Err(PatchError::OperationFailed { index, op, .. }) => {
+            assert_eq!((index, op.as_str()), (1, "move"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn json_patch_errors_name_the_operation() {
     let doc = json!({"spec": {"replicas": 1}});
     let err = json_patch(
