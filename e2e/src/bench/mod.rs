@@ -1,6 +1,7 @@
 //! Benchmarks: each measures rkube against a baseline in the same run and reports the ratio.
 
 pub mod api;
+pub mod chart;
 pub mod controllers;
 pub mod dns;
 pub mod pod_startup;

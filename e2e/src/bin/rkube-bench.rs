@@ -6,6 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rkube_e2e::bench;
 
@@ -23,6 +24,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Workload {
+    /// Draws the chart (SVG, next to it) of results written before: `rkube-bench chart
+    /// bench-results/*.json`.
+    Chart {
+        /// JSON results of rkube-bench.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+    },
     /// API server: pod creates/gets per second, listing 10k pods, watch fan-out — on the
     /// embedded store and on etcd — with raw etcd puts as the baseline.
     Api {
@@ -162,6 +170,20 @@ enum Part {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match cli.workload {
+        Workload::Chart { results } => {
+            for json in results {
+                let text = std::fs::read_to_string(&json)
+                    .with_context(|| format!("reading {}", json.display()))?;
+                let report: bench::report::Report =
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("{} is not a result of rkube-bench", json.display())
+                    })?;
+                let chart = json.with_extension("svg");
+                bench::chart::write_svg(&report, &chart)?;
+                println!("{}", chart.display());
+            }
+            return Ok(());
+        }
         Workload::Api {
             creates,
             concurrency,
@@ -281,6 +303,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out)?;
     let path = cli.out.join(format!("{}.json", report.workload));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-    println!("results written to {}", path.display());
+    let chart = path.with_extension("svg");
+    bench::chart::write_svg(&report, &chart)?;
+    println!(
+        "results written to {} and {}",
+        path.display(),
+        chart.display()
+    );
     Ok(())
 }
