@@ -7,6 +7,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use rkube_e2e::cluster::Cluster;
+use rkube_testkit::in_cluster;
 
 use crate::common;
 
@@ -35,10 +36,11 @@ fn pod_lists_pods_with_its_service_account_token() {
         "--clusterrole=view",
         &format!("--serviceaccount={NS}:default"),
     ]);
-    let exe = std::env::current_exe().unwrap();
     let node = c.workers()[0].clone();
     let kubectl_script = "/k/kubectl get pods -o name; \
          echo \"CAN-I list=$(/k/kubectl auth can-i list pods) create=$(/k/kubectl auth can-i create pods)\"";
+    let mut volumes = in_cluster::probe_volumes();
+    volumes.push(serde_json::json!({"name": "kubectl", "hostPath": {"path": kubectl_dir()}}));
     let pod = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -48,19 +50,11 @@ fn pod_lists_pods_with_its_service_account_token() {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
             "containers": [
-                {
-                    "name": "kube-rs",
-                    "image": rkube_images::BUSYBOX_REF,
-                    "command": [
-                        format!("/probe/{}", exe.file_name().unwrap().to_str().unwrap()),
-                        "--ignored", "--exact", "in_cluster::in_cluster_client", "--nocapture",
-                    ],
-                    "volumeMounts": [
-                        {"name": "probe", "mountPath": "/probe", "readOnly": true},
-                        {"name": "lib", "mountPath": "/lib/x86_64-linux-gnu", "readOnly": true},
-                        {"name": "lib64", "mountPath": "/lib64", "readOnly": true},
-                    ],
-                },
+                in_cluster::probe_container(
+                    "kube-rs",
+                    rkube_images::BUSYBOX_REF,
+                    "in_cluster::in_cluster_client",
+                ),
                 {
                     "name": "kubectl",
                     "image": rkube_images::BUSYBOX_REF,
@@ -68,12 +62,7 @@ fn pod_lists_pods_with_its_service_account_token() {
                     "volumeMounts": [{"name": "kubectl", "mountPath": "/k", "readOnly": true}],
                 },
             ],
-            "volumes": [
-                {"name": "probe", "hostPath": {"path": exe.parent().unwrap()}},
-                {"name": "lib", "hostPath": {"path": "/usr/lib/x86_64-linux-gnu"}},
-                {"name": "lib64", "hostPath": {"path": "/lib64"}},
-                {"name": "kubectl", "hostPath": {"path": kubectl_dir()}},
-            ],
+            "volumes": volumes,
         },
     });
     c.apply(&pod.to_string());
@@ -109,11 +98,8 @@ fn pod_lists_pods_with_its_service_account_token() {
         kube_rs.contains("IN-CLUSTER host=10.96.0.1:443"),
         "{kube_rs}"
     );
-    let listed = kube_rs
-        .lines()
-        .find_map(|l| l.strip_prefix("IN-CLUSTER pods="))
-        .unwrap_or_else(|| panic!("{kube_rs}"));
-    assert!(listed.split(',').any(|p| p == "client"), "{kube_rs}");
+    let listed = in_cluster::listed_pods(&kube_rs).unwrap_or_else(|| panic!("{kube_rs}"));
+    assert!(listed.iter().any(|p| p == "client"), "{kube_rs}");
     assert!(
         kube_rs.contains("IN-CLUSTER create refused: 403"),
         "{kube_rs}"
@@ -130,36 +116,5 @@ fn pod_lists_pods_with_its_service_account_token() {
 #[test]
 #[ignore = "runs inside a pod, started by pod_lists_pods_with_its_service_account_token"]
 fn in_cluster_client() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ns = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-            .expect("projected namespace");
-        println!("IN-CLUSTER namespace={ns}");
-        let host = std::env::var("KUBERNETES_SERVICE_HOST").unwrap_or_default();
-        let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_default();
-        println!("IN-CLUSTER host={host}:{port}");
-        let client = kube::Client::try_default()
-            .await
-            .expect("in-cluster config");
-        let pods: kube::Api<Pod> = kube::Api::default_namespaced(client);
-        let list = pods.list(&Default::default()).await.expect("list pods");
-        let names: Vec<String> = list
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        println!("IN-CLUSTER pods={}", names.join(","));
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "not-allowed"},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
-        }))
-        .unwrap();
-        match pods.create(&Default::default(), &pod).await {
-            Err(kube::Error::Api(s)) => println!("IN-CLUSTER create refused: {}", s.code),
-            other => panic!("a view binding allowed a create: {other:?}"),
-        }
-    });
+    in_cluster::report();
 }

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use harness::{Etcd, NODE_IP, Netns, Server, binary};
+use rkube_testkit::in_cluster;
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -573,20 +574,17 @@ fn in_cluster_client_from_a_pod(s: &Server) {
         "--clusterrole=view",
         "--serviceaccount=default:default",
     ]);
-    let exe = std::env::current_exe().unwrap();
-    let pod = format!(
-        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "in-cluster"}},
-  "spec": {{"restartPolicy": "Never", "containers": [{{"name": "c", "image": "busybox:1.35",
-    "command": ["/probe/{exe_name}", "--ignored", "--exact", "in_cluster_client", "--nocapture"],
-    "volumeMounts": [{{"name": "probe", "mountPath": "/probe", "readOnly": true}},
-                     {{"name": "lib", "mountPath": "/lib/x86_64-linux-gnu", "readOnly": true}},
-                     {{"name": "lib64", "mountPath": "/lib64", "readOnly": true}}]}}],
-    "volumes": [{{"name": "probe", "hostPath": {{"path": "{dir}"}}}},
-                {{"name": "lib", "hostPath": {{"path": "/usr/lib/x86_64-linux-gnu"}}}},
-                {{"name": "lib64", "hostPath": {{"path": "/lib64"}}}}]}}}}"#,
-        exe_name = exe.file_name().unwrap().to_str().unwrap(),
-        dir = exe.parent().unwrap().display(),
-    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "in-cluster"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [in_cluster::probe_container("c", "busybox:1.35", "in_cluster_client")],
+            "volumes": in_cluster::probe_volumes(),
+        },
+    })
+    .to_string();
     let f = s.dir.path().join("in-cluster.json");
     std::fs::write(&f, pod).unwrap();
     // hostPath volumes are refused by the namespace's Pod Security level (baseline by default)
@@ -624,11 +622,8 @@ fn in_cluster_client_from_a_pod(s: &Server) {
     let logs = stdout(&s.kubectl(&["logs", "in-cluster"]));
     assert_eq!(phase, "Succeeded", "{logs}");
     assert!(logs.contains("IN-CLUSTER namespace=default"), "{logs}");
-    let listed = logs
-        .lines()
-        .find_map(|l| l.strip_prefix("IN-CLUSTER pods="))
-        .unwrap_or_else(|| panic!("{logs}"));
-    assert!(listed.split(',').any(|p| p == "in-cluster"), "{logs}");
+    let listed = in_cluster::listed_pods(&logs).unwrap_or_else(|| panic!("{logs}"));
+    assert!(listed.iter().any(|p| p == "in-cluster"), "{logs}");
     assert!(logs.contains("IN-CLUSTER create refused: 403"), "{logs}");
     // Gone for good (the kubelet has removed its sandbox) before the server is stopped.
     s.kubectl_ok(&["delete", "pod", "in-cluster", "--timeout=120s"]);
@@ -640,36 +635,7 @@ fn in_cluster_client_from_a_pod(s: &Server) {
 #[test]
 #[ignore = "runs inside a pod, started by server_with_agent_runs_pods"]
 fn in_cluster_client() {
-    use k8s_openapi::api::core::v1::Pod;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ns = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-            .expect("projected namespace");
-        println!("IN-CLUSTER namespace={ns}");
-        let client = kube::Client::try_default()
-            .await
-            .expect("in-cluster config");
-        let pods: kube::Api<Pod> = kube::Api::default_namespaced(client);
-        let list = pods.list(&Default::default()).await.expect("list pods");
-        let names: Vec<String> = list
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        println!("IN-CLUSTER pods={}", names.join(","));
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "not-allowed"},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
-        }))
-        .unwrap();
-        match pods.create(&Default::default(), &pod).await {
-            Err(kube::Error::Api(s)) => println!("IN-CLUSTER create refused: {}", s.code),
-            other => panic!("a view binding allowed a create: {other:?}"),
-        }
-    });
+    in_cluster::report();
 }
 
 /// A component that cannot run stops the whole server with its error (exit 1), and nothing
