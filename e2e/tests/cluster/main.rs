@@ -13,12 +13,14 @@
 //! | 7 scaling and deletion | `scale::scale_and_delete_with_each_propagation_policy` |
 //! | 8 server restart | `restart::server_restart_keeps_state_and_running_pods` |
 //! | 9 scenario 1 on etcd | `service::web_service_on_etcd` |
+//! | 10 the two-tier and Job examples | `examples::two_tier_app_found_by_dns_and_a_job_run_to_completion` |
 //!
 //! They need root and the packages of `scripts/setup`.
 
 mod binpack;
 mod common;
 mod config;
+mod examples;
 mod healing;
 mod node_loss;
 mod restart;
