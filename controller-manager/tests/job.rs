@@ -480,3 +480,44 @@ async fn suspend_resume_garbage_collection_adoption_and_ttl() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_indexed_job_completes_every_index_once() {
+    let cluster = Cluster::start().await;
+    let c = &cluster.client;
+    cluster.namespace("idx").await;
+    let _kubelet = JobKubelet::start(
+        c,
+        "idx",
+        Duration::from_millis(200),
+        Arc::new(|_| Some("Succeeded")),
+    );
+    let api: Api<Job> = Api::namespaced(c.clone(), "idx");
+    let mut j = job("shards", 3, 3);
+    j.spec.as_mut().unwrap().completion_mode = Some("Indexed".into());
+    api.create(&PostParams::default(), &j).await.unwrap();
+    let j = job_condition(&api, "shards", "Complete").await;
+    let st = j.status.unwrap();
+    assert_eq!(st.completed_indexes.as_deref(), Some("0-2"));
+    assert_eq!(st.succeeded, Some(3));
+    let mut indexes: Vec<String> = pods_of(c, "idx", "shards")
+        .await
+        .iter()
+        .map(|p| {
+            let index = p.metadata.annotations.as_ref().unwrap()
+                ["batch.kubernetes.io/job-completion-index"]
+                .clone();
+            let spec = p.spec.as_ref().unwrap();
+            assert_eq!(spec.hostname, Some(format!("shards-{index}")));
+            let env = spec.containers[0].env.as_ref().unwrap();
+            assert!(env.iter().any(|e| e.name == "JOB_COMPLETION_INDEX"));
+            index
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
+    let out = cluster
+        .kubectl(&["get", "job", "shards", "-n", "idx", "--no-headers"])
+        .await;
+    assert!(out.contains("3/3"), "{out}");
+}

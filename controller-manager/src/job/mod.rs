@@ -13,9 +13,12 @@
 //! catches up. The terminal condition follows 1.33: `FailureTarget` (or `SuccessCriteriaMet`)
 //! first, `Failed` (or `Complete`) once no pod is left running or terminating.
 //!
-//! Left out: `completionMode: Indexed` (such Jobs get a warning event and are not synced),
-//! `podFailurePolicy`, `successPolicy`, `backoffLimitPerIndex`, `managedBy`.
+//! Both completion modes: NonIndexed, and Indexed ([`indexed`]: one pod per completion index,
+//! `status.completedIndexes`). Left out: `podFailurePolicy`, `successPolicy`,
+//! `backoffLimitPerIndex`, `maxFailedIndexes`, `managedBy` (such Jobs run as if the field were
+//! unset).
 
+pub mod indexed;
 pub mod status;
 pub mod sync;
 
@@ -180,11 +183,11 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .as_ref()
         .and_then(|s| s.completion_mode.as_deref())
         .unwrap_or("NonIndexed");
-    if mode != "NonIndexed" {
+    if mode != "NonIndexed" && mode != "Indexed" {
         ctx.recorder.warning(
             &*job,
-            "UnsupportedCompletionMode",
-            format!("Skipped Job sync: completion mode {mode} is not supported by rkube"),
+            "UnknownCompletionMode",
+            "Skipped Job sync because completion mode is unknown".into(),
         );
         return Ok(Action::await_change());
     }

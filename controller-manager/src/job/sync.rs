@@ -4,8 +4,9 @@
 //! remaining completions, none while suspended or backing off after failures), and write the
 //! status, counting finished pods through `uncountedTerminatedPods` and their finalizers.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -22,7 +23,7 @@ use super::status::{
     FAILURE_TARGET, SUCCESS_CRITERIA_MET, SUSPENDED, TRACKING_FINALIZER, Uncounted,
     has_tracking_finalizer, is_pod_failed, is_suspended, is_terminating, nonzero,
 };
-use super::{Ctx, Error, MAX_PODS_PER_SYNC, can_adopt, remove_tracking_finalizer};
+use super::{Ctx, Error, MAX_PODS_PER_SYNC, can_adopt, indexed, remove_tracking_finalizer};
 use crate::controller_ref::claim_with_finalizer;
 use crate::podutil::{controller_ref, is_active, is_ready, key, phase};
 use crate::replicaset::rank;
@@ -41,14 +42,24 @@ struct JobCtx {
     ready: i32,
     /// Being deleted, not finished.
     terminating: i32,
-    /// Succeeded pods counted or about to be.
+    /// Succeeded pods counted or about to be (Indexed: succeeded indexes).
     succeeded: i32,
+    /// Indexed: the completion count, the indexes `status.completedIndexes` lists, and those
+    /// with a succeeded pod besides.
+    indexes: Option<Indexes>,
     /// The condition the Job is heading for.
     finished: Option<JobCondition>,
     /// Finalizer removals in flight.
     expected_rm: HashSet<String>,
     /// The pod-failure back-off after this sync.
     backoff: status::Backoff,
+}
+
+/// The succeeded indexes of an Indexed Job.
+struct Indexes {
+    completions: i32,
+    recorded: BTreeSet<i32>,
+    succeeded: BTreeSet<i32>,
 }
 
 /// Syncs a Job that is not finished.
@@ -111,8 +122,27 @@ pub async fn sync_job(shared_job: &Job, ctx: &Ctx) -> Result<Action, Error> {
         .filter(|p| is_pod_failed(p, &job))
         .count();
     let st = job.status.as_ref().expect("status");
-    let succeeded =
+    let mut succeeded =
         st.succeeded.unwrap_or(0) + new_succeeded as i32 + uncounted.succeeded.len() as i32;
+    let indexes = (spec.completion_mode.as_deref() == Some("Indexed")).then(|| {
+        let completions = spec.completions.unwrap_or(0);
+        let recorded = indexed::parse(
+            st.completed_indexes.as_deref().unwrap_or_default(),
+            completions,
+        );
+        let mut all = recorded.clone();
+        all.extend(
+            pods.iter()
+                .filter(|p| phase(p) == "Succeeded")
+                .filter_map(|p| indexed::index_of(p, completions)),
+        );
+        succeeded = all.len() as i32;
+        Indexes {
+            completions,
+            recorded,
+            succeeded: all,
+        }
+    });
     let failed = st.failed.unwrap_or(0) + new_failed as i32 + uncounted.failed.len() as i32;
     let now = ctx.clock.now();
     let backoff = ctx
@@ -129,6 +159,7 @@ pub async fn sync_job(shared_job: &Job, ctx: &Ctx) -> Result<Action, Error> {
         active,
         pods,
         succeeded,
+        indexes,
         finished: None,
         expected_rm,
         backoff,
@@ -301,9 +332,28 @@ async fn manage_job(ctx: &Ctx, jc: &mut JobCtx) -> (i32, Option<Duration>, Optio
         None => parallelism,
         Some(c) => (c - jc.succeeded).clamp(0, parallelism),
     };
-    if active > want {
-        let n = ((active - want) as usize).min(MAX_PODS_PER_SYNC);
-        let victims = rank::pods_to_delete(&jc.active, &[], n, ctx.clock.now());
+    // Indexed: pods without a valid index, or holding one twice, go first.
+    let mut victims = match &jc.indexes {
+        Some(ix) => indexed::invalid_or_duplicate(&jc.active, ix.completions),
+        None => Vec::new(),
+    };
+    let valid = active - victims.len() as i32;
+    if valid > want {
+        let rest: Vec<Arc<Pod>> = jc
+            .active
+            .iter()
+            .filter(|p| !victims.iter().any(|v| Arc::ptr_eq(v, p)))
+            .cloned()
+            .collect();
+        victims.extend(rank::pods_to_delete(
+            &rest,
+            &[],
+            (valid - want) as usize,
+            ctx.clock.now(),
+        ));
+    }
+    if !victims.is_empty() {
+        victims.truncate(MAX_PODS_PER_SYNC);
         let (ready, removed, err) = delete_job_pods(ctx, job, &job_key, &victims).await;
         jc.terminating += removed;
         jc.ready -= ready;
@@ -322,7 +372,18 @@ async fn manage_job(ctx: &Ctx, jc: &mut JobCtx) -> (i32, Option<Duration>, Optio
     if !wait.is_zero() {
         return (active, Some(wait), None);
     }
-    let diff = (diff as usize).min(MAX_PODS_PER_SYNC);
+    let mut diff = (diff as usize).min(MAX_PODS_PER_SYNC);
+    let index_list = jc
+        .indexes
+        .as_ref()
+        .map(|ix| indexed::pending(ix.completions, &ix.succeeded, &jc.active, diff));
+    if let Some(list) = &index_list {
+        diff = list.len();
+        if diff == 0 {
+            return (active, None, None);
+        }
+    }
+    let next = AtomicUsize::new(0);
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -330,6 +391,10 @@ async fn manage_job(ctx: &Ctx, jc: &mut JobCtx) -> (i32, Option<Duration>, Optio
     ctx.expectations.expect_creations(&job_key, diff);
     let create = || {
         let mut pod = pod_from_template(&spec.template, &namespace, &name, owner.clone());
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        if let Some(index) = index_list.as_ref().and_then(|l| l.get(i)) {
+            indexed::decorate(&mut pod, &name, *index);
+        }
         pod.metadata
             .finalizers
             .get_or_insert_with(Vec::new)
@@ -519,7 +584,9 @@ async fn track(
             continue;
         }
         to_release.push(pod.clone());
-        if succeeded && !uncounted.failed.contains(&uid) {
+        if succeeded && jc.indexes.is_some() {
+            // Counted by its index in `completedIndexes`, below.
+        } else if succeeded && !uncounted.failed.contains(&uid) {
             if !uncounted.succeeded.contains(&uid) {
                 uncounted.succeeded.push(uid);
                 needs_flush = true;
@@ -532,6 +599,16 @@ async fn track(
     }
     let status = jc.job.status.as_mut().expect("status");
     uncounted.store(status);
+    if let Some(ix) = &jc.indexes {
+        let listed = indexed::format(&ix.succeeded);
+        if status.completed_indexes.as_deref().unwrap_or_default() != listed
+            || ix.succeeded != ix.recorded
+        {
+            needs_flush = true;
+        }
+        status.completed_indexes = Some(listed);
+        status.succeeded = nonzero(ix.succeeded.len() as i32);
+    }
     // The interim condition goes in before any finalizer is removed.
     if let Some(cond) = jc.finished.take() {
         let conds = status.conditions.get_or_insert_with(Vec::new);

@@ -470,11 +470,70 @@ fn orphaned_tracking_finalizers_are_recognised() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn indexed_jobs_are_not_synced() {
-    let mut j = job(Some(2), 2);
+async fn indexed_jobs_run_one_pod_per_index_and_list_the_completed_ones() {
+    let mut j = job(Some(3), 2);
     j.spec.as_mut().unwrap().completion_mode = Some("Indexed".into());
-    let s = setup(&j);
+    let mut s = setup(&j);
     reconcile(s.job(), s.ctx.clone()).await.unwrap();
-    assert!(s.pods().is_empty());
-    assert_eq!(s.reasons(), ["UnsupportedCompletionMode"]);
+    let index =
+        |p: &Pod| p.metadata.annotations.as_ref().unwrap()[indexed::COMPLETION_INDEX].clone();
+    let mut indexes: Vec<String> = s.pods().iter().map(index).collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1"], "the first pending indexes");
+    for p in s.pods() {
+        let i = index(&p);
+        assert!(p.metadata.name.unwrap().starts_with(&format!("pi-{i}-")));
+        assert_eq!(p.metadata.labels.unwrap()[indexed::COMPLETION_INDEX], i);
+        assert_eq!(p.spec.unwrap().hostname, Some(format!("pi-{i}")));
+    }
+    s.catch_up();
+    let by_index = |s: &Setup, i: &str| {
+        s.pods()
+            .into_iter()
+            .find(|p| index(p) == i)
+            .unwrap()
+            .metadata
+            .name
+            .unwrap()
+    };
+    s.finish(&by_index(&s, "1"), "Succeeded");
+    s.catch_up();
+    reconcile(s.job(), s.ctx.clone()).await.unwrap();
+    let st = s.job().status.clone().unwrap();
+    assert_eq!(st.completed_indexes.as_deref(), Some("1"));
+    assert_eq!(st.succeeded, Some(1));
+    assert!(
+        status::Uncounted::of(&st).is_empty(),
+        "indexes count, not UIDs"
+    );
+    assert!(
+        s.pods().iter().any(|p| index(p) == "2"),
+        "index 2 started in place of 1"
+    );
+
+    // A failed index is run again.
+    s.catch_up();
+    s.finish(&by_index(&s, "0"), "Failed");
+    s.catch_up();
+    reconcile(s.job(), s.ctx.clone()).await.unwrap();
+    assert_eq!(s.job().status.clone().unwrap().failed, Some(1));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    s.catch_up();
+    reconcile(s.job(), s.ctx.clone()).await.unwrap();
+    let zeros = s.pods().into_iter().filter(|p| index(p) == "0").count();
+    assert_eq!(zeros, 2, "the failed pod and its replacement");
+
+    s.catch_up();
+    for p in s.pods() {
+        if p.status.as_ref().and_then(|st| st.phase.as_deref()) != Some("Failed") {
+            s.finish(p.metadata.name.as_deref().unwrap(), "Succeeded");
+        }
+    }
+    s.catch_up();
+    reconcile(s.job(), s.ctx.clone()).await.unwrap();
+    let j = s.job();
+    let st = j.status.clone().unwrap();
+    assert_eq!(st.completed_indexes.as_deref(), Some("0-2"));
+    assert_eq!(st.succeeded, Some(3));
+    assert_eq!(cond(&j, COMPLETE).unwrap().status, "True");
 }

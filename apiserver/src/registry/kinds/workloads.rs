@@ -657,6 +657,19 @@ impl Strategy<Job> for JobStrategy {
                 ));
             }
         }
+        match spec.completion_mode.as_deref() {
+            None | Some("NonIndexed") => {}
+            Some("Indexed") if spec.completions.is_none() => errs.push(FieldError::required_msg(
+                "spec.completions",
+                "when completion mode is Indexed",
+            )),
+            Some("Indexed") => {}
+            Some(other) => errs.push(FieldError::not_supported(
+                "spec.completionMode",
+                other,
+                &["NonIndexed", "Indexed"],
+            )),
+        }
         if spec.selector.is_some() {
             validate_selector(spec.selector.as_ref(), Some(&spec.template), &mut errs);
         }
@@ -821,6 +834,27 @@ mod tests {
                 .any(|e| e.field == "spec.template.spec.restartPolicy"
                     && e.message.contains("Unsupported value: \"Always\"")),
             "{errs:?}"
+        );
+        let indexed = |completions: Option<i32>, mode: &str| {
+            let mut j = job(serde_json::json!({
+                "metadata": {"name": "pi", "namespace": "default"},
+                "spec": {"completionMode": mode, "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "pi", "image": "busybox"}]}}}
+            }));
+            j.spec.as_mut().unwrap().completions = completions;
+            JobStrategy.validate(&j)
+        };
+        assert!(indexed(Some(3), "Indexed").is_empty());
+        assert!(
+            indexed(None, "Indexed")
+                .iter()
+                .any(|e| e.field == "spec.completions")
+        );
+        assert!(
+            indexed(Some(3), "Sometimes")
+                .iter()
+                .any(|e| e.field == "spec.completionMode")
         );
         let errs = base(None);
         assert!(
