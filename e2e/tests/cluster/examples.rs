@@ -114,6 +114,26 @@ fn two_tier_app_found_by_dns_and_a_job_run_to_completion() {
         .split_whitespace()
         .collect();
     assert_eq!(&row[..3], ["primes", "Complete", "3/3"], "{table}");
+    let rk_table = c.rkubectl_ok(&["get", "jobs"]);
+    let rk_row: Vec<&str> = rk_table
+        .lines()
+        .find(|l| l.starts_with("primes "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        rk_table
+            .lines()
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]),
+        "{rk_table}"
+    );
+    assert_eq!(
+        &rk_row[..3],
+        &row[..3],
+        "rkubectl and kubectl agree: {rk_table}"
+    );
     let pods: Vec<Pod> = c.pods("default", "batch.kubernetes.io/job-name=primes");
     assert_eq!(pods.len(), 3, "one pod per completion");
     for p in &pods {
