@@ -2,7 +2,7 @@
 //! `manifests/examples/two-tier.yaml` (a front end whose CGI fetches from its back end by the
 //! DNS name `backend`) answers through its Service with what the back end served, and
 //! `manifests/examples/job.yaml` (three completions, two at a time) reaches Complete, which
-//! `kubectl wait --for=condition=complete` sees.
+//! `kubectl wait --for=condition=complete` sees; deleting it deletes its pods.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -162,4 +162,12 @@ fn two_tier_app_found_by_dns_and_a_job_run_to_completion() {
         described.contains("0 Active (0 Ready) / 3 Succeeded / 0 Failed"),
         "{described}"
     );
+
+    // Deleting the Job deletes its pods (the garbage collector).
+    c.rkubectl_ok(&["delete", "job", "primes"]);
+    c.eventually("the Job's pods gone with it", |c| {
+        c.pods("default", "batch.kubernetes.io/job-name=primes")
+            .is_empty()
+            .then_some(())
+    });
 }
