@@ -437,7 +437,6 @@ async fn suspend_resume_garbage_collection_adoption_and_ttl() {
         labels: Some(labels),
         ..Default::default()
     });
-    spec.ttl_seconds_after_finished = Some(1);
     api.create(&PostParams::default(), &j).await.unwrap();
     let stray = wait_for("the orphan to be adopted", T, || async {
         let p = pods_api.get("stray").await.ok()?;
@@ -463,7 +462,16 @@ async fn suspend_resume_garbage_collection_adoption_and_ttl() {
     assert!(set_phase(&pods_api, "stray", "Succeeded").await);
     job_condition(&api, "adopter", "Complete").await;
 
-    // ttlSecondsAfterFinished: 1 — the finished Job and its pod are deleted.
+    // ttlSecondsAfterFinished set on the finished Job: it and its pod are deleted a second
+    // after it finished. (Set now, not at creation: the Job would be gone before this test
+    // saw it Complete — condition times have whole seconds.)
+    api.patch(
+        "adopter",
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"spec": {"ttlSecondsAfterFinished": 1}})),
+    )
+    .await
+    .unwrap();
     wait_for(
         "the finished job to be deleted after its TTL",
         T,
