@@ -391,6 +391,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn container_restarts_count_against_the_backoff_limit_with_on_failure() {
+        use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec, PodTemplateSpec};
+        let job = |policy: &str, limit: i32| Job {
+            spec: Some(JobSpec {
+                backoff_limit: Some(limit),
+                template: PodTemplateSpec {
+                    spec: Some(PodSpec {
+                        restart_policy: Some(policy.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let restarted = |phase: &str, n: i32| {
+            let mut p = pod(phase, false);
+            p.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+                restart_count: n,
+                ..Default::default()
+            }]);
+            std::sync::Arc::new(p)
+        };
+        let pods = [restarted("Running", 2), restarted("Pending", 1)];
+        assert!(past_backoff_limit_on_failure(&job("OnFailure", 3), &pods));
+        assert!(!past_backoff_limit_on_failure(&job("OnFailure", 4), &pods));
+        assert!(!past_backoff_limit_on_failure(&job("Never", 1), &pods));
+        let finished = [restarted("Failed", 9)];
+        assert!(
+            !past_backoff_limit_on_failure(&job("OnFailure", 1), &finished),
+            "only running or pending pods"
+        );
+        let once = [restarted("Running", 1)];
+        assert!(past_backoff_limit_on_failure(&job("OnFailure", 0), &once));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failed_pods_are_replaced_after_an_exponential_backoff() {
         let now = tokio::time::Instant::now();

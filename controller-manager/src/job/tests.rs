@@ -387,6 +387,26 @@ async fn suspending_deletes_active_pods_without_counting_them_and_resuming_resta
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_job_created_suspended_waits_without_a_start_time() {
+    let mut j = job(Some(1), 1);
+    j.spec.as_mut().unwrap().suspend = Some(true);
+    j.spec.as_mut().unwrap().active_deadline_seconds = Some(5);
+    let s = setup(&j);
+    let action = reconcile(s.job(), s.ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no deadline while suspended"
+    );
+    assert!(s.pods().is_empty());
+    let j = s.job();
+    let st = j.status.clone().unwrap();
+    assert!(st.start_time.is_none());
+    assert_eq!(cond(&j, SUSPENDED).unwrap().status, "True");
+    assert_eq!(s.reasons(), ["Suspended"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn matching_orphans_are_adopted_with_the_tracking_finalizer() {
     let mut s = setup(&job(Some(1), 1));
     let orphan = Pod {
