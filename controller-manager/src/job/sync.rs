@@ -168,9 +168,10 @@ pub async fn sync_job(shared_job: &Job, ctx: &Ctx) -> Result<Action, Error> {
 
     // First start: the start time, unless created suspended.
     let mut needs_update = false;
+    let suspended = is_suspended(&jc.job);
     let st = jc.job.status.as_mut().expect("status");
-    if st.start_time.is_none() && !is_suspended(&jc.job) {
-        jc.job.status.as_mut().expect("status").start_time = Some(Time(now));
+    if st.start_time.is_none() && !suspended {
+        st.start_time = Some(Time(now));
         needs_update = true;
     }
 
