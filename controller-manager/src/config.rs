@@ -18,6 +18,8 @@ pub const CONTROLLERS: &[&str] = &[
     "serviceaccount-controller",
     "csrapproving-controller",
     "csrsigning-controller",
+    "job-controller",
+    "ttl-after-finished-controller",
 ];
 
 /// Why a setting is invalid.
@@ -79,6 +81,10 @@ pub struct Config {
     pub concurrent_deployment_syncs: u16,
     /// Concurrent reconciles of the Endpoints and EndpointSlice controllers.
     pub concurrent_endpoint_syncs: u16,
+    /// Concurrent reconciles of the Job controller.
+    pub concurrent_job_syncs: u16,
+    /// Concurrent reconciles of the ttl-after-finished controller.
+    pub concurrent_ttl_after_finished_syncs: u16,
     /// Workers of the garbage collector.
     pub concurrent_gc_syncs: u16,
     /// Concurrent reconciles of the namespace controller.
@@ -122,6 +128,8 @@ impl Default for Config {
             concurrent_replicaset_syncs: 5,
             concurrent_deployment_syncs: 5,
             concurrent_endpoint_syncs: 5,
+            concurrent_job_syncs: 5,
+            concurrent_ttl_after_finished_syncs: 5,
             concurrent_gc_syncs: 20,
             concurrent_namespace_syncs: 10,
             burst_replicas: 500,
@@ -288,6 +296,10 @@ mod tests {
         c.cluster_signing_key_file = Some("ca.key".into());
         assert!(c.validate().is_ok());
         assert!(c.enabled("csrsigning-controller"));
+        assert!(c.enabled("job") && c.enabled("ttl-after-finished-controller"));
+        c.controllers = vec!["*".into(), "-job".into()];
+        assert!(!c.enabled("job-controller"));
+        assert!(c.validate().is_ok());
     }
 
     #[test]

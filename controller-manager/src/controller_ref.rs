@@ -101,6 +101,38 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    claim_with_finalizer(
+        api,
+        owner_ref,
+        owner_namespace,
+        owner_deleting,
+        selector,
+        candidates,
+        can_adopt,
+        None,
+    )
+    .await
+}
+
+/// [`claim`], adding `finalizer` to the objects it adopts in the same patch (the Job
+/// controller's `batch.kubernetes.io/job-tracking`, so an adopted pod is counted before it can
+/// disappear).
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_with_finalizer<K, F, Fut>(
+    api: &Api<K>,
+    owner_ref: &OwnerReference,
+    owner_namespace: Option<&str>,
+    owner_deleting: bool,
+    selector: &LabelSelector,
+    candidates: Vec<Arc<K>>,
+    can_adopt: F,
+    finalizer: Option<&str>,
+) -> Result<Vec<Arc<K>>, ClaimError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     let mut claimed = Vec::new();
     let mut first_error = None;
     let mut can_adopt = Some(can_adopt);
@@ -131,7 +163,14 @@ where
                 }
                 let mut refs = meta.owner_references.clone().unwrap_or_default();
                 refs.push(owner_ref.clone());
-                match patch_owner_refs(api, meta, refs).await {
+                let finalizers = finalizer.map(|f| {
+                    let mut all = meta.finalizers.clone().unwrap_or_default();
+                    if !all.iter().any(|x| x == f) {
+                        all.push(f.to_string());
+                    }
+                    all
+                });
+                match patch_owner_refs(api, meta, refs, finalizers).await {
                     Ok(Some(updated)) => claimed.push(Arc::new(updated)),
                     Ok(None) => {}
                     Err(source) => {
@@ -151,7 +190,7 @@ where
                     .into_iter()
                     .filter(|r| r.uid != owner_ref.uid)
                     .collect();
-                if let Err(source) = patch_owner_refs(api, meta, refs).await {
+                if let Err(source) = patch_owner_refs(api, meta, refs, None).await {
                     first_error.get_or_insert(ClaimError::Patch {
                         action: "release",
                         object: crate::podutil::key(meta),
@@ -167,23 +206,28 @@ where
     }
 }
 
-/// Writes `refs` as the object's owner references (a merge patch with its resourceVersion and
-/// UID as preconditions). `Ok(None)` if the object is gone.
+/// Writes `refs` as the object's owner references, and `finalizers` as its finalizers when
+/// given (a merge patch with its resourceVersion and UID as preconditions). `Ok(None)` if the
+/// object is gone.
 async fn patch_owner_refs<K>(
     api: &Api<K>,
     meta: &ObjectMeta,
     refs: Vec<OwnerReference>,
+    finalizers: Option<Vec<String>>,
 ) -> Result<Option<K>, kube::Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "metadata": {
             "resourceVersion": meta.resource_version,
             "uid": meta.uid,
             "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { serde_json::to_value(&refs).unwrap_or_default() },
         }
     });
+    if let Some(f) = finalizers {
+        patch["metadata"]["finalizers"] = serde_json::json!(f);
+    }
     let name = meta.name.clone().unwrap_or_default();
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -1,6 +1,7 @@
 //! An in-memory API for the controllers' unit tests: a `kube::Client` whose requests are served
 //! from a map of JSON objects — create (with generateName), get, list, replace (with
-//! resourceVersion preconditions, status and finalize subresources), JSON merge patch, delete
+//! resourceVersion preconditions, status and finalize subresources), JSON merge patch (and the
+//! strategic `$deleteFromPrimitiveList` directive), delete
 //! (preconditions, finalizers, propagation policy) — recording every request and failing the
 //! ones a test chooses. Tests fill the controllers' reflector stores by hand and check what the
 //! reconcile wrote here.
@@ -70,6 +71,13 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         let t = target.as_object_mut().expect("object");
         for (k, v) in p {
+            if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+                // The strategic merge directive removing values from a list of scalars.
+                if let Some(Value::Array(list)) = t.get_mut(field) {
+                    list.retain(|x| !v.as_array().is_some_and(|gone| gone.contains(x)));
+                }
+                continue;
+            }
             if v.is_null() {
                 t.remove(k);
             } else {

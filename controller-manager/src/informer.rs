@@ -389,6 +389,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
         }
         use k8s_openapi::api::{
             apps::v1::{Deployment, ReplicaSet},
+            batch::v1::Job,
             certificates::v1::CertificateSigningRequest,
             coordination::v1::Lease,
             core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount},
@@ -398,6 +399,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             Pod,
             ReplicaSet,
             Deployment,
+            Job,
             Service,
             Endpoints,
             EndpointSlice,

@@ -1,7 +1,7 @@
 //! rkube's controller manager: the control loops that turn desired state into actual state —
-//! ReplicaSets, Deployments, Endpoints and EndpointSlices, the garbage collector, namespace
-//! deletion, node health and pod eviction, node pod CIDRs, default ServiceAccounts, and the
-//! approval and signing of CertificateSigningRequests.
+//! ReplicaSets, Deployments, Jobs (and finished Jobs' TTL), Endpoints and EndpointSlices, the
+//! garbage collector, namespace deletion, node health and pod eviction, node pod CIDRs,
+//! default ServiceAccounts, and the approval and signing of CertificateSigningRequests.
 //!
 //! Every controller is a `kube::runtime` controller (or, where Kubernetes runs a periodic loop
 //! or a graph, a loop of its own) over shared informers ([`informer`]): it reads only from the
@@ -24,6 +24,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
@@ -33,6 +34,7 @@ pub mod replicaset;
 pub mod runner;
 pub mod server;
 pub mod serviceaccount;
+pub mod ttlafterfinished;
 pub mod workqueue;
 
 #[cfg(test)]
@@ -258,6 +260,8 @@ const ACCOUNTS: &[(&str, &str)] = &[
     ("serviceaccount", serviceaccount::ACCOUNT),
     ("csrapproving", csr::ACCOUNT),
     ("csrsigning", csr::ACCOUNT),
+    ("job", job::ACCOUNT),
+    ("ttl-after-finished", ttlafterfinished::ACCOUNT),
 ];
 
 /// The ServiceAccounts of the enabled controllers.
@@ -291,6 +295,12 @@ fn start_controllers(
     }
     if c.enabled("endpointslice") {
         futs.push(endpointslice::start(shared));
+    }
+    if c.enabled("job") {
+        futs.push(job::start(shared));
+    }
+    if c.enabled("ttl-after-finished") {
+        futs.push(ttlafterfinished::start(shared));
     }
     if c.enabled("garbage-collector") {
         futs.push(garbagecollector::start(shared));

@@ -72,6 +72,12 @@ struct Args {
     /// Concurrent namespace syncs.
     #[arg(long, default_value_t = 10)]
     concurrent_namespace_syncs: u16,
+    /// Concurrent Job syncs.
+    #[arg(long, default_value_t = 5)]
+    concurrent_job_syncs: u16,
+    /// Concurrent syncs of the ttl-after-finished controller.
+    #[arg(long = "concurrent-ttl-after-finished-syncs", default_value_t = 5)]
+    concurrent_ttl_after_finished_syncs: u16,
     /// Run each controller with the credentials of its own ServiceAccount in kube-system
     /// (tokens the controller manager requests), as Kubernetes does: the controllers then hold
     /// only the rights of their `system:controller:*` roles, and the controller manager's own
@@ -127,6 +133,8 @@ async fn main() -> anyhow::Result<()> {
         concurrent_endpoint_syncs: args.concurrent_endpoint_syncs.max(1),
         concurrent_gc_syncs: args.concurrent_gc_syncs.max(1),
         concurrent_namespace_syncs: args.concurrent_namespace_syncs.max(1),
+        concurrent_job_syncs: args.concurrent_job_syncs.max(1),
+        concurrent_ttl_after_finished_syncs: args.concurrent_ttl_after_finished_syncs.max(1),
         cluster_signing_cert_file: args.cluster_signing_cert_file,
         cluster_signing_key_file: args.cluster_signing_key_file,
         cluster_signing_duration: args.cluster_signing_duration,

@@ -632,6 +632,23 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ]),
         ),
         (
+            "system:controller:job-controller",
+            with_events(vec![
+                rule(
+                    &["batch"],
+                    &["jobs"],
+                    &["get", "list", "watch", "update", "patch"],
+                ),
+                rule(&["batch"], &["jobs/status"], &["update"]),
+                rule(&["batch"], &["jobs/finalizers"], &["update"]),
+                rule(
+                    &[""],
+                    &["pods"],
+                    &["list", "watch", "create", "delete", "patch"],
+                ),
+            ]),
+        ),
+        (
             "system:controller:replicaset-controller",
             with_events(vec![
                 rule(
@@ -655,6 +672,14 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                     &["list", "watch", "patch", "create", "delete"],
                 ),
             ]),
+        ),
+        (
+            "system:controller:ttl-after-finished-controller",
+            with_events(vec![rule(
+                &["batch"],
+                &["jobs"],
+                &["get", "list", "watch", "delete"],
+            )]),
         ),
         (
             "system:controller:service-account-controller",
@@ -915,6 +940,30 @@ mod tests {
             "create",
             "apps",
             "replicasets"
+        ));
+        assert!(allows(
+            "system:controller:job-controller",
+            "update",
+            "batch",
+            "jobs/status"
+        ));
+        assert!(allows(
+            "system:controller:job-controller",
+            "patch",
+            "",
+            "pods"
+        ));
+        assert!(allows(
+            "system:controller:ttl-after-finished-controller",
+            "delete",
+            "batch",
+            "jobs"
+        ));
+        assert!(!allows(
+            "system:controller:ttl-after-finished-controller",
+            "delete",
+            "",
+            "pods"
         ));
         assert!(allows(
             "system:node-bootstrapper",

@@ -124,6 +124,7 @@ pub async fn describe(ctx: &Ctx, info: &ResourceInfo, obj: &Value, events: bool)
         ("", "Pod") => describe_pod(&mut w, obj),
         ("apps", "Deployment") => describe_deployment(ctx, &mut w, obj).await?,
         ("apps", "ReplicaSet") => describe_replicaset(ctx, &mut w, obj).await?,
+        ("batch", "Job") => describe_job(&mut w, obj),
         ("", "Service") => describe_service(ctx, &mut w, obj).await,
         ("", "Node") => describe_node(ctx, &mut w, obj).await,
         ("", "Namespace") => describe_namespace(&mut w, obj),
@@ -1219,6 +1220,91 @@ async fn describe_replicaset(ctx: &Ctx, w: &mut Writer, rs: &Value) -> Result<()
     Ok(())
 }
 
+/// kubectl's `describeJob`.
+fn describe_job(w: &mut Writer, job: &Value) {
+    let meta = &job["metadata"];
+    let spec = &job["spec"];
+    let st = &job["status"];
+    w.w(0, &format!("Name:\t{}\n", s(meta, &["name"])));
+    w.w(0, &format!("Namespace:\t{}\n", s(meta, &["namespace"])));
+    w.w(
+        0,
+        &format!("Selector:\t{}\n", format_selector(&spec["selector"])),
+    );
+    labels_multiline(w, "", "Labels", &meta["labels"]);
+    annotations_multiline(w, "", "Annotations", &meta["annotations"]);
+    if let Some(c) = controller(job) {
+        w.w(0, &format!("Controlled By:\t{c}\n"));
+    }
+    w.w(0, &format!("Parallelism:\t{}\n", num(&spec["parallelism"])));
+    match spec["completions"].as_i64() {
+        Some(c) => w.w(0, &format!("Completions:\t{c}\n")),
+        None => w.w(0, "Completions:\t<unset>\n"),
+    }
+    w.w(
+        0,
+        &format!("Completion Mode:\t{}\n", s(spec, &["completionMode"])),
+    );
+    w.w(
+        0,
+        &format!("Suspend:\t{}\n", spec["suspend"].as_bool().unwrap_or(false)),
+    );
+    w.w(
+        0,
+        &format!("Backoff Limit:\t{}\n", num(&spec["backoffLimit"])),
+    );
+    if let Some(ttl) = spec["ttlSecondsAfterFinished"].as_i64() {
+        w.w(0, &format!("TTL Seconds After Finished:\t{ttl}\n"));
+    }
+    let start = s(st, &["startTime"]);
+    if !start.is_empty() {
+        w.w(0, &format!("Start Time:\t{}\n", rfc1123z(start)));
+    }
+    let done = s(st, &["completionTime"]);
+    if !done.is_empty() {
+        w.w(0, &format!("Completed At:\t{}\n", rfc1123z(done)));
+        if let (Ok(a), Ok(b)) = (
+            start.parse::<jiff::Timestamp>(),
+            done.parse::<jiff::Timestamp>(),
+        ) {
+            let secs = b.as_second() - a.as_second();
+            w.w(
+                0,
+                &format!("Duration:\t{}\n", crate::print::age::human(secs)),
+            );
+        }
+    }
+    if let Some(d) = spec["activeDeadlineSeconds"].as_i64() {
+        w.w(0, &format!("Active Deadline Seconds:\t{d}s\n"));
+    }
+    w.w(
+        0,
+        &format!(
+            "Pods Statuses:\t{} Active ({} Ready) / {} Succeeded / {} Failed\n",
+            num(&st["active"]),
+            num(&st["ready"]),
+            num(&st["succeeded"]),
+            num(&st["failed"])
+        ),
+    );
+    describe_pod_template(w, &spec["template"]);
+    if let Some(conds) = st["conditions"].as_array().filter(|a| !a.is_empty()) {
+        w.w(0, "Conditions:\n  Type\tStatus\tReason\n");
+        w.w(1, "----\t------\t------\n");
+        for c in conds {
+            w.w(
+                1,
+                &format!(
+                    "{} \t{}\t{}\n",
+                    s(c, &["type"]),
+                    s(c, &["status"]),
+                    s(c, &["reason"])
+                ),
+            );
+        }
+    }
+}
+
 async fn describe_service(ctx: &Ctx, w: &mut Writer, svc: &Value) {
     let meta = &svc["metadata"];
     let spec = &svc["spec"];
@@ -1920,6 +2006,39 @@ mod tests {
             w.finish(),
             "Name:         demo\nLabels:       kubernetes.io/metadata.name=demo\n              team=lab\nAnnotations:  <none>\nStatus:       Active\n"
         );
+    }
+
+    #[test]
+    fn job_report_shows_its_settings_and_pod_counts() {
+        let mut w = Writer::default();
+        describe_job(
+            &mut w,
+            &json!({"metadata": {"name": "pi", "namespace": "demo"},
+                    "spec": {"parallelism": 2, "completions": 3, "completionMode": "NonIndexed",
+                             "suspend": false, "backoffLimit": 6,
+                             "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}},
+                             "template": {"spec": {"containers": [{"name": "pi", "image": "busybox:1.35"}]}}},
+                    "status": {"succeeded": 3, "ready": 0,
+                               "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:12Z",
+                               "conditions": [{"type": "Complete", "status": "True", "reason": "CompletionsReached"}]}}),
+        );
+        let out = w.finish();
+        for line in [
+            "Selector:         batch.kubernetes.io/controller-uid=u1\n",
+            "Parallelism:      2\n",
+            "Completions:      3\n",
+            "Completion Mode:  NonIndexed\n",
+            "Suspend:          false\n",
+            "Backoff Limit:    6\n",
+            "Duration:         12s\n",
+            "Pods Statuses:    0 Active (0 Ready) / 3 Succeeded / 0 Failed\n",
+            "  Complete \n",
+        ] {
+            assert!(
+                out.contains(line.trim_end_matches('\n')),
+                "{line:?} in\n{out}"
+            );
+        }
     }
 
     #[test]

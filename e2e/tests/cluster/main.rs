@@ -13,6 +13,7 @@
 //! | 7 scaling and deletion | `scale::scale_and_delete_with_each_propagation_policy` |
 //! | 8 server restart | `restart::server_restart_keeps_state_and_running_pods` |
 //! | 9 scenario 1 on etcd | `service::web_service_on_etcd` |
+//! | 10 the two-tier and Job examples | `examples::two_tier_app_found_by_dns_and_a_job_run_to_completion` |
 //! | in-cluster API access (issue 11) | `in_cluster::pod_lists_pods_with_its_service_account_token` |
 //!
 //! They need root and the packages of `scripts/setup`.
@@ -20,6 +21,7 @@
 mod binpack;
 mod common;
 mod config;
+mod examples;
 mod healing;
 mod in_cluster;
 mod node_loss;

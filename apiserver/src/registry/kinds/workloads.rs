@@ -657,6 +657,19 @@ impl Strategy<Job> for JobStrategy {
                 ));
             }
         }
+        match spec.completion_mode.as_deref() {
+            None | Some("NonIndexed") => {}
+            Some("Indexed") if spec.completions.is_none() => errs.push(FieldError::required_msg(
+                "spec.completions",
+                "when completion mode is Indexed",
+            )),
+            Some("Indexed") => {}
+            Some(other) => errs.push(FieldError::not_supported(
+                "spec.completionMode",
+                other,
+                &["NonIndexed", "Indexed"],
+            )),
+        }
         if spec.selector.is_some() {
             validate_selector(spec.selector.as_ref(), Some(&spec.template), &mut errs);
         }
@@ -719,13 +732,11 @@ impl Strategy<Job> for JobStrategy {
     fn cells(&self, j: &Job) -> Vec<Value> {
         let spec = j.spec.clone().unwrap_or_default();
         let st = j.status.clone().unwrap_or_default();
-        let completions = match spec.completions {
-            Some(c) => format!("{}/{c}", st.succeeded.unwrap_or(0)),
-            None => format!(
-                "{}/1 of {}",
-                st.succeeded.unwrap_or(0),
-                spec.parallelism.unwrap_or(1)
-            ),
+        let succeeded = st.succeeded.unwrap_or(0);
+        let completions = match (spec.completions, spec.parallelism) {
+            (Some(c), _) => format!("{succeeded}/{c}"),
+            (None, Some(p)) if p > 1 => format!("{succeeded}/1 of {p}"),
+            (None, _) => format!("{succeeded}/1"),
         };
         let conds = st.conditions.clone().unwrap_or_default();
         let has = |t: &str| conds.iter().any(|c| c.type_ == t && c.status == "True");
@@ -739,6 +750,8 @@ impl Strategy<Job> for JobStrategy {
             "Suspended"
         } else if has("FailureTarget") {
             "FailureTarget"
+        } else if has("SuccessCriteriaMet") {
+            "SuccessCriteriaMet"
         } else {
             "Running"
         };
@@ -793,6 +806,105 @@ mod tests {
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
         assert!(DeploymentStrategyImpl.validate(&d).is_empty());
+    }
+
+    fn job(v: serde_json::Value) -> Job {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn job_pods_must_not_restart_always() {
+        let base = |policy: Option<&str>| {
+            let mut spec = serde_json::json!({"containers": [{"name": "pi", "image": "busybox"}]});
+            if let Some(p) = policy {
+                spec["restartPolicy"] = serde_json::json!(p);
+            }
+            let mut j = job(serde_json::json!({
+                "metadata": {"name": "pi", "namespace": "default"},
+                "spec": {"template": {"spec": spec}}
+            }));
+            JobStrategy.defaults(&mut j);
+            JobStrategy.validate(&j)
+        };
+        assert!(base(Some("Never")).is_empty());
+        assert!(base(Some("OnFailure")).is_empty());
+        let errs = base(Some("Always"));
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.template.spec.restartPolicy"
+                    && e.message.contains("Unsupported value: \"Always\"")),
+            "{errs:?}"
+        );
+        let indexed = |completions: Option<i32>, mode: &str| {
+            let mut j = job(serde_json::json!({
+                "metadata": {"name": "pi", "namespace": "default"},
+                "spec": {"completionMode": mode, "template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "pi", "image": "busybox"}]}}}
+            }));
+            j.spec.as_mut().unwrap().completions = completions;
+            JobStrategy.validate(&j)
+        };
+        assert!(indexed(Some(3), "Indexed").is_empty());
+        assert!(
+            indexed(None, "Indexed")
+                .iter()
+                .any(|e| e.field == "spec.completions")
+        );
+        assert!(
+            indexed(Some(3), "Sometimes")
+                .iter()
+                .any(|e| e.field == "spec.completionMode")
+        );
+        let errs = base(None);
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.template.spec.restartPolicy"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn job_table_rows_read_as_kubectl_prints_them() {
+        let names: Vec<String> = JobStrategy
+            .columns()
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        assert_eq!(
+            &names[..5],
+            ["Name", "Status", "Completions", "Duration", "Age"]
+        );
+        let row = |v: serde_json::Value| {
+            JobStrategy
+                .cells(&job(v))
+                .into_iter()
+                .take(4)
+                .map(|c| c.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        let done = row(serde_json::json!({
+            "metadata": {"name": "pi"},
+            "spec": {"completions": 3, "parallelism": 2, "template": {}},
+            "status": {"succeeded": 3, "startTime": "2026-01-01T00:00:00Z",
+                       "completionTime": "2026-01-01T00:00:12Z",
+                       "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
+                                      {"type": "Complete", "status": "True"}]}
+        }));
+        assert_eq!(done, ["pi", "Complete", "3/3", "12s"]);
+        let failing = row(serde_json::json!({
+            "metadata": {"name": "x"},
+            "spec": {"parallelism": 1, "template": {}},
+            "status": {"conditions": [{"type": "FailureTarget", "status": "True"}]}
+        }));
+        assert_eq!(failing, ["x", "FailureTarget", "0/1", ""]);
+        let wide = row(serde_json::json!({
+            "metadata": {"name": "w"},
+            "spec": {"parallelism": 4, "template": {}},
+            "status": {"succeeded": 1, "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True"}]}
+        }));
+        assert_eq!(wide, ["w", "SuccessCriteriaMet", "1/1 of 4", ""]);
     }
 
     #[test]
