@@ -9,9 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use kube::runtime::reflector;
 use rkube_machinery::quantity::parse_quantity;
 
 /// Why an environment could not be built.
@@ -101,21 +103,57 @@ struct CachedToken {
     refresh_at: SystemTime,
 }
 
-/// Reads ConfigMaps, Secrets and Services from the API server and requests tokens from it
-/// (TokenRequest), keeping each token until 80% of its lifetime has passed (at most 24 h), as
-/// the kubelet's token manager does; tokens an hour past that (their pods are gone) are
-/// dropped.
+/// Reads ConfigMaps and Secrets from the API server, Services from a cache of every Service
+/// (a watch, as the kubelet's Service lister: a pod's start does not list them), and requests
+/// tokens (TokenRequest), keeping each token until 80% of its lifetime has passed (at most
+/// 24 h), as the kubelet's token manager does; tokens an hour past that (their pods are gone)
+/// are dropped.
 pub struct ApiObjects {
     client: kube::Client,
     tokens: Mutex<HashMap<TokenFor, CachedToken>>,
+    services: reflector::Store<Service>,
+    services_writer: Mutex<Option<reflector::store::Writer<Service>>>,
+    /// Whether the Service cache holds a complete list (until then, Services are listed).
+    services_synced: AtomicBool,
 }
 
 impl ApiObjects {
-    /// Objects of the API server `client` talks to.
+    /// Objects of the API server `client` talks to. Services are listed on every call until
+    /// [`ApiObjects::watch_services`] runs.
     pub fn new(client: kube::Client) -> Self {
+        let (services, writer) = reflector::store();
         Self {
             client,
             tokens: Mutex::new(HashMap::new()),
+            services,
+            services_writer: Mutex::new(Some(writer)),
+            services_synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Keeps the Service cache up to date until `cancel`; from its first complete list on,
+    /// [`Objects::services`] answers from it. Runs once (a second call returns at once).
+    pub async fn watch_services(&self, cancel: tokio_util::sync::CancellationToken) {
+        use futures::StreamExt as _;
+        use kube::runtime::WatchStreamExt as _;
+        use kube::runtime::watcher::{self, Event};
+        let Some(writer) = self.services_writer.lock().ok().and_then(|mut w| w.take()) else {
+            return;
+        };
+        let api = kube::Api::<Service>::all(self.client.clone());
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let mut stream = reflector::reflector(writer, stream).boxed();
+        loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = stream.next() => ev,
+            };
+            match ev {
+                Some(Ok(Event::InitDone)) => self.services_synced.store(true, Ordering::Release),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "service watch failed; retrying"),
+                None => return,
+            }
         }
     }
 
@@ -193,6 +231,15 @@ impl Objects for ApiObjects {
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, EnvError> {
+        if self.services_synced.load(Ordering::Acquire) {
+            return Ok(self
+                .services
+                .state()
+                .iter()
+                .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+                .map(|s| Service::clone(s))
+                .collect());
+        }
         kube::Api::<Service>::namespaced(self.client.clone(), namespace)
             .list(&Default::default())
             .await

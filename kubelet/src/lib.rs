@@ -237,7 +237,8 @@ impl Kubelet {
             .map(|a| a.port())
             .unwrap_or(config.listen.port());
         let (events, events_task) = Events::start(client.clone(), &config.node_name);
-        let objects: Arc<dyn env::Objects> = Arc::new(env::ApiObjects::new(client.clone()));
+        let api_objects = Arc::new(env::ApiObjects::new(client.clone()));
+        let objects: Arc<dyn env::Objects> = api_objects.clone();
         let sandbox_ctx = sandbox::SandboxContext {
             cluster_dns: config.cluster_dns.clone(),
             cluster_domain: config.cluster_domain.clone(),
@@ -337,6 +338,12 @@ impl Kubelet {
             managed.clone(),
         )));
         tasks.push(tokio::spawn(pleg::run(ctx.clone())));
+        {
+            let cancel = ctx.cancel.clone();
+            tasks.push(tokio::spawn(async move {
+                api_objects.watch_services(cancel).await
+            }));
+        }
         tasks.push(tokio::spawn(pods::watch(ctx.clone())));
         if let (Some(dir), Some(imp), Some(done)) = (&ctx.config.images_dir, importer, imported) {
             tasks.push(tokio::spawn(images::watch_dir(

@@ -211,3 +211,89 @@ async fn hollow_nodes_register_run_and_delete_pods() {
         k.stop().await;
     }
 }
+
+/// The Services of pods' environments come from a watch, not a list per pod: after its first
+/// complete list the cache follows creates and deletes, and answers while the API server is
+/// gone (a list would fail). Before the watch runs, Services are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_for_pod_environments_come_from_a_watch() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{DeleteParams, PostParams};
+    use rkube_kubelet::env::{ApiObjects, Objects};
+
+    let mut cluster = Cluster::start().await;
+    let objects = std::sync::Arc::new(ApiObjects::new(
+        cluster.api.client_as(&Identity::node("svc-node")).await,
+    ));
+    // The API server's own `kubernetes` Service (made in the background) left out.
+    let names = |svcs: Vec<Service>| -> Vec<String> {
+        let mut n: Vec<String> = svcs
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .filter(|n| n != "kubernetes")
+            .collect();
+        n.sort();
+        n
+    };
+    let services = |ns: &'static str| {
+        let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
+        api
+    };
+    let service = |name: &str| -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .unwrap()
+    };
+    services("default")
+        .create(&PostParams::default(), &service("before"))
+        .await
+        .unwrap();
+    // Listed (no watch yet).
+    assert_eq!(
+        names(objects.services("default").await.unwrap()),
+        ["before"]
+    );
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let watch = tokio::spawn({
+        let (objects, cancel) = (objects.clone(), cancel.clone());
+        async move { objects.watch_services(cancel).await }
+    });
+    let kube_system = services("kube-system");
+    kube_system
+        .create(&PostParams::default(), &service("after"))
+        .await
+        .unwrap();
+    eventually("the cache with the new Service", || {
+        let objects = objects.clone();
+        async move {
+            (names(objects.services("kube-system").await.ok()?) == ["after"]).then_some(())
+        }
+    })
+    .await;
+    services("default")
+        .delete("before", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the cache without the deleted Service", || {
+        let objects = objects.clone();
+        async move {
+            names(objects.services("default").await.ok()?)
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The API server stops: the cache still answers.
+    cluster.api.stop().await;
+    assert_eq!(
+        names(objects.services("kube-system").await.unwrap()),
+        ["after"]
+    );
+    assert!(objects.services("nowhere").await.unwrap().is_empty());
+    cancel.cancel();
+    watch.await.unwrap();
+}
