@@ -216,7 +216,11 @@ pub async fn run(
     });
     let audit = config.audit.clone().map(AuditLog::start).transpose()?;
 
-    let backend = open_storage(&config).await?;
+    let store_metrics = Arc::new(crate::storage::metered::StoreMetrics::default());
+    let backend: Arc<dyn Storage> = Arc::new(crate::storage::metered::MeteredStorage::new(
+        open_storage(&config).await?,
+        store_metrics.clone(),
+    ));
     let encrypted: Arc<dyn Storage> = Arc::new(EncryptedStorage::new(backend.clone(), encryption));
     let mut prefixes: Vec<String> = resources::ALL
         .iter()
@@ -296,7 +300,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         api,
         shutdown: cancel.clone(),
-        metrics: Metrics::default(),
+        metrics: Metrics::new(store_metrics, Some(cache.clone())),
         server_address: client_addr,
         authn: Authenticator {
             tokens,

@@ -561,6 +561,38 @@ async fn health_metrics_and_discovery() {
         "{resp}"
     );
     assert!(resp.contains("apiserver_request_duration_seconds_bucket{verb=\"list\",resource=\"configmaps\",le=\"0.005\"}"), "{resp}");
+    // The store's latency, and the watch cache's watchers and queues.
+    assert!(
+        resp.contains("etcd_request_duration_seconds_count{operation=\"get\",type=\"configmaps\"}"),
+        "{resp}"
+    );
+    let gauge = |text: &str, name: &str| -> Option<i64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{resource=\"configmaps\"}} ")))
+            .and_then(|v| v.parse().ok())
+    };
+    let before = gauge(&resp, "apiserver_watch_cache_watchers").unwrap_or(0);
+    let mut watch = cms
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let _ = tokio::time::timeout(Duration::from_millis(200), watch.try_next()).await;
+    let resp = reqwest_like_get(&s, "/metrics").await;
+    assert_eq!(
+        gauge(&resp, "apiserver_watch_cache_watchers"),
+        Some(before + 1),
+        "{resp}"
+    );
+    assert!(
+        gauge(&resp, "apiserver_watch_cache_queue_length").is_some(),
+        "{resp}"
+    );
+    assert!(
+        gauge(&resp, "apiserver_watch_cache_objects").is_some_and(|n| n >= 1),
+        "{resp}"
+    );
+    drop(watch);
     let (code, headers, v) = s
         .http("GET", "/apis", &[("accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")], vec![])
         .await;

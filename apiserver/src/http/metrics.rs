@@ -1,30 +1,89 @@
-//! Request metrics in the Prometheus text format: `apiserver_request_total` by verb, resource
-//! and code, and `apiserver_request_duration_seconds` histograms by verb and resource.
+//! Metrics in the Prometheus text format: `apiserver_request_total` by verb, resource and
+//! code, `apiserver_request_duration_seconds` histograms by verb and resource, the store's
+//! latency (`etcd_request_duration_seconds`, [`crate::storage::metered`]), and the watch
+//! cache's state per resource — watchers, the longest queue of events a watcher has not read
+//! yet, objects and revision.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::storage::cache::{CacheStats, WatchCache};
+use crate::storage::metered::StoreMetrics;
 
 const BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
+/// A gauge of the watch cache: name, help, value of a resource's cache.
+type Gauge = (&'static str, &'static str, fn(&CacheStats) -> i64);
+
+/// A latency histogram (seconds) with [`BUCKETS`].
+pub struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
-/// Request counters and latency histograms.
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; BUCKETS.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one value.
+    pub fn observe(&mut self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines of `name{labels}`.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// Request counters and latency histograms, and the sources of the store's figures.
 #[derive(Default)]
 pub struct Metrics {
     totals: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// The store's latency.
+    pub store: Arc<StoreMetrics>,
+    /// The watch cache, whose state is reported.
+    pub watch_cache: Option<Arc<WatchCache>>,
 }
 
 impl Metrics {
+    /// Metrics that also report the store's latency and the watch cache's state.
+    pub fn new(store: Arc<StoreMetrics>, watch_cache: Option<Arc<WatchCache>>) -> Self {
+        Self {
+            store,
+            watch_cache,
+            ..Default::default()
+        }
+    }
+
     /// Records one request.
     pub fn observe(&self, verb: &str, resource: &str, code: u16, took: Duration) {
         {
@@ -36,21 +95,10 @@ impl Metrics {
         if verb == "watch" {
             return;
         }
-        let secs = took.as_secs_f64();
         let mut lat = self.latency.lock().expect("metrics lock");
-        let h = lat
-            .entry((verb.to_string(), resource.to_string()))
-            .or_insert_with(|| Histogram {
-                counts: vec![0; BUCKETS.len()],
-                ..Default::default()
-            });
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+        lat.entry((verb.to_string(), resource.to_string()))
+            .or_default()
+            .observe(took.as_secs_f64());
     }
 
     /// The Prometheus text exposition.
@@ -67,28 +115,43 @@ impl Metrics {
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb and resource.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
         for ((verb, resource), h) in self.latency.lock().expect("metrics lock").iter() {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
+            h.render(
+                &mut out,
+                "apiserver_request_duration_seconds",
+                &format!("verb=\"{verb}\",resource=\"{resource}\""),
+            );
+        }
+        self.store.render(&mut out);
+        if let Some(cache) = &self.watch_cache {
+            let stats = cache.stats();
+            let gauges: [Gauge; 4] = [
+                (
+                    "apiserver_watch_cache_watchers",
+                    "Watches served from the watch cache, per resource.",
+                    |s| s.watchers as i64,
+                ),
+                (
+                    "apiserver_watch_cache_queue_length",
+                    "Events the slowest watcher of the resource has not read yet.",
+                    |s| s.queued as i64,
+                ),
+                (
+                    "apiserver_watch_cache_objects",
+                    "Objects the watch cache holds, per resource.",
+                    |s| s.objects as i64,
+                ),
+                (
+                    "apiserver_watch_cache_resource_version",
+                    "The newest revision the watch cache has seen, per resource.",
+                    |s| s.revision,
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for st in &stats {
+                    let _ = writeln!(out, "{name}{{resource=\"{}\"}} {}", st.resource, value(st));
+                }
             }
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
-                h.count
-            );
         }
         out
     }

@@ -79,7 +79,52 @@ impl WatchCache {
     }
 }
 
+/// The state of one prefix's cache, for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    /// The resource (the prefix without `/registry/` and the trailing `/`).
+    pub resource: String,
+    /// Watches it serves.
+    pub watchers: usize,
+    /// Events the slowest of them has not read yet.
+    pub queued: usize,
+    /// Objects it holds.
+    pub objects: usize,
+    /// The newest revision it has seen.
+    pub revision: Revision,
+}
+
 impl WatchCache {
+    /// The state of every prefix cache started so far, by resource.
+    pub fn stats(&self) -> Vec<CacheStats> {
+        let caches: Vec<Arc<PrefixCache>> = self
+            .caches
+            .lock()
+            .expect("caches lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<CacheStats> = caches
+            .iter()
+            .map(|c| {
+                let st = c.state.read().expect("state lock");
+                CacheStats {
+                    resource: c
+                        .prefix
+                        .trim_start_matches("/registry/")
+                        .trim_end_matches('/')
+                        .to_string(),
+                    watchers: c.tx.receiver_count(),
+                    queued: c.tx.len(),
+                    objects: st.items.len(),
+                    revision: st.revision,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.resource.cmp(&b.resource));
+        out
+    }
+
     /// Stops the feeding tasks and waits for them, releasing the backend.
     pub async fn close(&self) {
         let tasks: Vec<JoinHandle<()>> = self

@@ -1,7 +1,8 @@
 //! The storage layer: one narrow [`Storage`] trait with Kubernetes semantics (a revision that
 //! only grows, compare-and-swap on it, consistent lists at one revision, watches that resume from
 //! a revision) and the backends behind it: [`etcd`] (a real etcd cluster), [`embedded`] (the
-//! default on-disk store) and [`cache`] (a watch cache over any backend).
+//! default on-disk store), [`cache`] (a watch cache over any backend) and [`metered`] (the
+//! store's latency, for `/metrics`).
 //!
 //! Values are opaque bytes (JSON objects in practice). The resourceVersion that clients see is the
 //! revision at which a key was last modified (etcd's `mod_revision`); it is not stored inside the
@@ -11,6 +12,7 @@ pub mod cache;
 pub mod compactor;
 pub mod embedded;
 pub mod etcd;
+pub mod metered;
 
 use std::pin::Pin;
 use std::sync::Arc;
