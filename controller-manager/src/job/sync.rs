@@ -27,8 +27,8 @@ use super::{Ctx, Error, MAX_PODS_PER_SYNC, can_adopt, indexed, remove_tracking_f
 use crate::controller_ref::claim_with_finalizer;
 use crate::podutil::{controller_ref, is_active, is_ready, key, phase};
 use crate::replicaset::rank;
-use crate::replicaset::sync::{api_message, pod_from_template, slow_start_batch};
-use crate::runner::{is_namespace_terminating, is_not_found};
+use crate::replicaset::sync::{api_message, create_pod, pod_from_template, slow_start_batch};
+use crate::runner::is_not_found;
 
 /// What one sync works with (`syncJobCtx`).
 struct JobCtx {
@@ -401,27 +401,7 @@ async fn manage_job(ctx: &Ctx, jc: &mut JobCtx) -> (i32, Option<Duration>, Optio
             .get_or_insert_with(Vec::new)
             .push(TRACKING_FINALIZER.into());
         let api = api.clone();
-        async move {
-            match api.create(&PostParams::default(), &pod).await {
-                Ok(created) => {
-                    ctx.recorder.normal(
-                        job,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.metadata.name.unwrap_or_default()),
-                    );
-                    Ok(())
-                }
-                Err(e) if is_namespace_terminating(&e) => Ok(()),
-                Err(e) => {
-                    ctx.recorder.warning(
-                        job,
-                        "FailedCreate",
-                        format!("Error creating: {}", api_message(&e)),
-                    );
-                    Err(e)
-                }
-            }
-        }
+        async move { create_pod(&api, &ctx.recorder, job, &pod).await }
     };
     let (created, err) = slow_start_batch(diff, 1, create).await;
     for _ in created..diff {

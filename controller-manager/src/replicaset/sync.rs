@@ -84,6 +84,39 @@ pub fn api_message(e: &kube::Error) -> String {
     }
 }
 
+/// Creates `pod` for `owner` and records it as upstream's controllers do: a
+/// `SuccessfulCreate` event, or `FailedCreate` with the API's message. A namespace being
+/// deleted is not an error (every further create would fail too).
+pub async fn create_pod<K>(
+    api: &Api<Pod>,
+    recorder: &crate::events::Recorder,
+    owner: &K,
+    pod: &Pod,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    match api.create(&PostParams::default(), pod).await {
+        Ok(created) => {
+            recorder.normal(
+                owner,
+                "SuccessfulCreate",
+                format!("Created pod: {}", created.metadata.name.unwrap_or_default()),
+            );
+            Ok(())
+        }
+        Err(e) if is_namespace_terminating(&e) => Ok(()),
+        Err(e) => {
+            recorder.warning(
+                owner,
+                "FailedCreate",
+                format!("Error creating: {}", api_message(&e)),
+            );
+            Err(e)
+        }
+    }
+}
+
 /// Creates or deletes pods so that `pods` (the active pods the ReplicaSet controls) reaches
 /// `spec.replicas`.
 pub async fn manage_replicas(ctx: &Ctx, rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Result<(), Error> {
@@ -119,28 +152,7 @@ pub async fn manage_replicas(ctx: &Ctx, rs: &ReplicaSet, pods: &[Arc<Pod>]) -> R
         let create = || {
             let pod = pod_from_template(&template, &namespace, &name, owner.clone());
             let api = api.clone();
-            async move {
-                match api.create(&PostParams::default(), &pod).await {
-                    Ok(created) => {
-                        ctx.recorder.normal(
-                            rs,
-                            "SuccessfulCreate",
-                            format!("Created pod: {}", created.metadata.name.unwrap_or_default()),
-                        );
-                        Ok(())
-                    }
-                    // Every further create would fail too; the namespace is going away.
-                    Err(e) if is_namespace_terminating(&e) => Ok(()),
-                    Err(e) => {
-                        ctx.recorder.warning(
-                            rs,
-                            "FailedCreate",
-                            format!("Error creating: {}", api_message(&e)),
-                        );
-                        Err(e)
-                    }
-                }
-            }
+            async move { create_pod(&api, &ctx.recorder, rs, &pod).await }
         };
         let (successes, err) = slow_start_batch(diff, 1, create).await;
         // Creations that failed or were never attempted will never be observed.
