@@ -943,6 +943,26 @@ fn tolerations_multiline(w: &mut Writer, indent: &str, title: &str, tolerations:
     }
 }
 
+/// A workload's `status.conditions` as kubectl prints them (nothing when there are none).
+fn describe_conditions(w: &mut Writer, conditions: &Value) {
+    let Some(conds) = conditions.as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    w.w(0, "Conditions:\n  Type\tStatus\tReason\n");
+    w.w(1, "----\t------\t------\n");
+    for c in conds {
+        w.w(
+            1,
+            &format!(
+                "{} \t{}\t{}\n",
+                s(c, &["type"]),
+                s(c, &["status"]),
+                s(c, &["reason"])
+            ),
+        );
+    }
+}
+
 fn describe_pod_template(w: &mut Writer, t: &Value) {
     w.w(0, "Pod Template:\n");
     if t.is_null() {
@@ -1090,21 +1110,7 @@ async fn describe_deployment(ctx: &Ctx, w: &mut Writer, d: &Value) -> Result<()>
         );
     }
     describe_pod_template(w, &spec["template"]);
-    if let Some(conds) = st["conditions"].as_array().filter(|a| !a.is_empty()) {
-        w.w(0, "Conditions:\n  Type\tStatus\tReason\n");
-        w.w(1, "----\t------\t------\n");
-        for c in conds {
-            w.w(
-                1,
-                &format!(
-                    "{} \t{}\t{}\n",
-                    s(c, &["type"]),
-                    s(c, &["status"]),
-                    s(c, &["reason"])
-                ),
-            );
-        }
-    }
+    describe_conditions(w, &st["conditions"]);
     let rss = owned_replicasets(ctx, d).await?;
     if !rss.is_empty() {
         let fmt = |v: Vec<&Value>| {
@@ -1199,24 +1205,7 @@ async fn describe_replicaset(ctx: &Ctx, w: &mut Writer, rs: &Value) -> Result<()
         }
     }
     describe_pod_template(w, &rs["spec"]["template"]);
-    if let Some(conds) = rs["status"]["conditions"]
-        .as_array()
-        .filter(|a| !a.is_empty())
-    {
-        w.w(0, "Conditions:\n  Type\tStatus\tReason\n");
-        w.w(1, "----\t------\t------\n");
-        for c in conds {
-            w.w(
-                1,
-                &format!(
-                    "{} \t{}\t{}\n",
-                    s(c, &["type"]),
-                    s(c, &["status"]),
-                    s(c, &["reason"])
-                ),
-            );
-        }
-    }
+    describe_conditions(w, &rs["status"]["conditions"]);
     Ok(())
 }
 
@@ -1288,21 +1277,7 @@ fn describe_job(w: &mut Writer, job: &Value) {
         ),
     );
     describe_pod_template(w, &spec["template"]);
-    if let Some(conds) = st["conditions"].as_array().filter(|a| !a.is_empty()) {
-        w.w(0, "Conditions:\n  Type\tStatus\tReason\n");
-        w.w(1, "----\t------\t------\n");
-        for c in conds {
-            w.w(
-                1,
-                &format!(
-                    "{} \t{}\t{}\n",
-                    s(c, &["type"]),
-                    s(c, &["status"]),
-                    s(c, &["reason"])
-                ),
-            );
-        }
-    }
+    describe_conditions(w, &st["conditions"]);
 }
 
 async fn describe_service(ctx: &Ctx, w: &mut Writer, svc: &Value) {
