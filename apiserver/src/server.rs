@@ -239,6 +239,8 @@ pub async fn run(
     let compactor = compactor::spawn(backend.clone(), config.compaction_interval);
     let rbac = crate::auth::rbac::RbacCache::new();
     let rbac_task = rbac.spawn(store.clone());
+    let node_graph = crate::auth::node::NodeGraph::new();
+    let node_graph_task = node_graph.spawn(store.clone());
     let api = Arc::new(Api {
         store: store.clone(),
         kinds: builtin_kinds(),
@@ -249,6 +251,7 @@ pub async fn run(
             config.settings.node_ports.clone(),
         ),
         rbac: rbac.clone(),
+        node_graph,
         deleted_namespaces: Default::default(),
     });
     crate::bootstrap::ensure_system_state(&api).await?;
@@ -336,7 +339,13 @@ pub async fn run(
     )
     .await;
     // Stop everything that holds the store, so it is closed when run returns.
-    for task in [ns_controller, master_service, rbac_task, compactor] {
+    for task in [
+        ns_controller,
+        master_service,
+        rbac_task,
+        node_graph_task,
+        compactor,
+    ] {
         task.abort();
         let _ = task.await;
     }

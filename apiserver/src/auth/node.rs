@@ -3,13 +3,154 @@
 //! uses it, request tokens only for the ServiceAccounts of its pods, and modify only its own
 //! Node and Lease and the pods bound to it. What it may do besides is up to RBAC
 //! (the `system:node` ClusterRole).
+//!
+//! Which node may read what comes from a graph, as upstream's Node authorizer keeps one: every
+//! pod's node and the objects it uses, fed by a watch of the pods, so a kubelet's request costs
+//! a lookup, not a read of every pod of the namespace. When the graph says no (it may lag a pod
+//! bound a moment ago), the pods of the namespace are read to be sure.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
 use serde_json::Value;
 
 use super::{Attributes, Decision, UserInfo};
 use crate::registry::Api;
 use crate::resources;
-use crate::storage::{ListOptions, ReadAt};
+use crate::storage::{EventKind, ListOptions, ReadAt, Storage, WatchItem};
+
+/// The kinds of objects a pod uses, as [`pod_references`] names them.
+const KINDS: [&str; 4] = ["secret", "configmap", "pvc", "serviceaccount"];
+
+/// A node's use of an object: (node, kind, namespace, name).
+type Edge = (String, &'static str, String, String);
+
+#[derive(Default)]
+struct Graph {
+    /// Every bound pod (by storage key): the edges it adds.
+    pods: HashMap<String, Vec<Edge>>,
+    /// How many pods add each edge.
+    edges: HashMap<Edge, usize>,
+}
+
+impl Graph {
+    /// Sets (or with `None`, removes) the pod stored at `key`.
+    fn apply(&mut self, key: &str, pod: Option<&Value>) {
+        if let Some(old) = self.pods.remove(key) {
+            for e in old {
+                if let Some(n) = self.edges.get_mut(&e) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.edges.remove(&e);
+                    }
+                }
+            }
+        }
+        let Some(pod) = pod else { return };
+        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let mut added: Vec<Edge> = KINDS
+            .iter()
+            .flat_map(|kind| {
+                pod_references(pod, kind)
+                    .into_iter()
+                    .map(|name| (node.to_string(), *kind, namespace.to_string(), name))
+            })
+            .collect();
+        added.sort();
+        added.dedup();
+        for e in &added {
+            *self.edges.entry(e.clone()).or_insert(0) += 1;
+        }
+        self.pods.insert(key.to_string(), added);
+    }
+}
+
+/// The graph of nodes and the objects their pods use, kept current from storage.
+#[derive(Default)]
+pub struct NodeGraph {
+    graph: RwLock<Graph>,
+}
+
+impl NodeGraph {
+    /// An empty graph (fill it with [`NodeGraph::spawn`]).
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Whether a pod bound to `node` uses the `kind` object `namespace/name`.
+    pub fn uses(&self, node: &str, kind: &'static str, namespace: &str, name: &str) -> bool {
+        let edge = (
+            node.to_string(),
+            kind,
+            namespace.to_string(),
+            name.to_string(),
+        );
+        self.graph
+            .read()
+            .expect("node graph lock")
+            .edges
+            .contains_key(&edge)
+    }
+
+    fn apply(&self, key: &str, value: Option<&[u8]>) {
+        let pod = value.and_then(|v| serde_json::from_slice::<Value>(v).ok());
+        self.graph
+            .write()
+            .expect("node graph lock")
+            .apply(key, pod.as_ref());
+    }
+
+    /// Keeps the graph in step with the pods in `store` (list, then watch; relists after
+    /// errors).
+    pub fn spawn(self: &Arc<Self>, store: Arc<dyn Storage>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        let prefix = resources::PODS.prefix();
+        tokio::spawn(async move {
+            loop {
+                let listed = match store.list(&prefix, ListOptions::default()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "node graph: list failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let mut graph = Graph::default();
+                for kv in &listed.items {
+                    let pod = serde_json::from_slice::<Value>(&kv.value).ok();
+                    graph.apply(&kv.key, pod.as_ref());
+                }
+                *me.graph.write().expect("node graph lock") = graph;
+                let mut stream = match store.watch(&prefix, true, listed.revision).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "node graph: watch failed; relisting");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(WatchItem::Event(ev)) => {
+                            let value = (ev.kind != EventKind::Deleted).then_some(&ev.kv.value[..]);
+                            me.apply(&ev.kv.key, value);
+                        }
+                        Ok(WatchItem::Progress(_)) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "node graph: watch ended; relisting");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
 
 const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 
@@ -95,6 +236,18 @@ async fn pods_on(api: &Api, namespace: &str, node: &str) -> Vec<Value> {
     }
 }
 
+/// Whether a pod bound to `node` uses the `kind` object `namespace/name`: the graph, else
+/// (it may not have seen a pod bound a moment ago) the pods of the namespace.
+async fn uses(api: &Api, node: &str, kind: &'static str, namespace: &str, name: &str) -> bool {
+    if api.node_graph.uses(node, kind, namespace, name) {
+        return true;
+    }
+    pods_on(api, namespace, node)
+        .await
+        .iter()
+        .any(|p| pod_references(p, kind).iter().any(|n| n == name))
+}
+
 /// The node a stored pod is bound to.
 async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
     let kv = api
@@ -132,11 +285,7 @@ pub async fn authorize(api: &Api, user: &UserInfo, a: &Attributes) -> Decision {
                 "configmaps" => "configmap",
                 _ => "pvc",
             };
-            let used = pods_on(api, &a.namespace, node)
-                .await
-                .iter()
-                .any(|p| pod_references(p, kind).contains(&a.name));
-            if used {
+            if uses(api, node, kind, &a.namespace, &a.name).await {
                 Decision::Allow(format!("node {node:?} runs a pod that uses it"))
             } else {
                 deny(
@@ -149,11 +298,8 @@ pub async fn authorize(api: &Api, user: &UserInfo, a: &Attributes) -> Decision {
             }
         }
         ("", "serviceaccounts") if a.subresource == "token" => {
-            let used = pods_on(api, &a.namespace, node)
-                .await
-                .iter()
-                .any(|p| pod_references(p, "serviceaccount").contains(&a.name));
-            if used && a.verb == "create" {
+            if a.verb == "create" && uses(api, node, "serviceaccount", &a.namespace, &a.name).await
+            {
                 Decision::Allow(format!("node {node:?} runs a pod of the service account"))
             } else {
                 deny(
@@ -244,6 +390,41 @@ mod tests {
         assert_eq!(cms, ["env-cm", "proj-cm", "vol-cm"]);
         assert_eq!(pod_references(&pod, "pvc"), ["data"]);
         assert_eq!(pod_references(&pod, "serviceaccount"), ["bot"]);
+    }
+
+    #[test]
+    fn the_graph_follows_pods_and_counts_shared_uses() {
+        let pod = |node: &str, cm: &str| {
+            json!({"metadata": {"namespace": "ns"}, "spec": {"nodeName": node,
+                "serviceAccountName": "bot",
+                "volumes": [{"name": "a", "configMap": {"name": cm}},
+                            {"name": "b", "configMap": {"name": cm}}]}})
+        };
+        let g = NodeGraph::default();
+        let set = |key: &str, v: Option<Value>| {
+            g.apply(key, v.map(|v| serde_json::to_vec(&v).unwrap()).as_deref())
+        };
+        set("/registry/pods/ns/p1", Some(pod("n1", "cm")));
+        set("/registry/pods/ns/p2", Some(pod("n1", "cm")));
+        assert!(g.uses("n1", "configmap", "ns", "cm"));
+        assert!(g.uses("n1", "serviceaccount", "ns", "bot"));
+        assert!(!g.uses("n2", "configmap", "ns", "cm"));
+        assert!(!g.uses("n1", "configmap", "other", "cm"));
+        assert!(!g.uses("n1", "secret", "ns", "cm"));
+        // One of two pods gone: the other still uses it.
+        set("/registry/pods/ns/p1", None);
+        assert!(g.uses("n1", "configmap", "ns", "cm"));
+        // Rebound elsewhere (an update replaces the pod's edges).
+        set("/registry/pods/ns/p2", Some(pod("n2", "other-cm")));
+        assert!(!g.uses("n1", "configmap", "ns", "cm"));
+        assert!(g.uses("n2", "configmap", "ns", "other-cm"));
+        // Unbound pods add nothing.
+        set("/registry/pods/ns/p3", Some(pod("", "cm")));
+        assert!(!g.uses("", "configmap", "ns", "cm"));
+        set("/registry/pods/ns/p2", None);
+        let graph = g.graph.read().unwrap();
+        assert!(graph.edges.is_empty(), "{:?}", graph.edges);
+        assert_eq!(graph.pods.len(), 0);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct Api {
     pub alloc: Allocators,
     /// The RBAC objects in memory (for authorization and the escalation checks).
     pub rbac: Arc<crate::auth::rbac::RbacCache>,
+    /// Which node's pods use which Secrets, ConfigMaps, claims and ServiceAccounts (the Node
+    /// authorizer's graph).
+    pub node_graph: Arc<crate::auth::node::NodeGraph>,
     /// Namespaces this server started deleting recently: NamespaceLifecycle reads them live
     /// rather than from the (possibly lagging) watch cache, as Kubernetes does.
     pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
