@@ -3,6 +3,7 @@
 pub mod api;
 pub mod controllers;
 pub mod dns;
+mod hollow_cluster;
 pub mod pod_startup;
 pub mod proxy;
 pub mod report;

@@ -96,11 +96,13 @@ enum Workload {
     },
     /// Pod startup: create→Running latency (p50/p99/max) of pods already bound to one real
     /// node (rkubelet + its containerd in a network namespace; needs root), created one at a
-    /// time and all at once; and the pods/s 100 hollow kubelets in this process sustain, with
-    /// the client creating the pods and writing their Running status itself as the baseline.
+    /// time and all at once; the pods/s 100 hollow kubelets in a hollow cluster in this process
+    /// sustain, with the client creating the pods and writing their Running status itself as
+    /// the baseline; and a Deployment of 1,000 replicas on the hollow nodes — time to all
+    /// Running, p50/p99 pod startup latency.
     PodStartup {
         /// Parts to run (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "real,hollow")]
+        #[arg(long, value_delimiter = ',', default_value = "real,hollow,deployment")]
         parts: Vec<Part>,
         /// Pods on the real node, per mode (one at a time, then all at once).
         #[arg(long, default_value_t = 50)]
@@ -114,6 +116,12 @@ enum Workload {
         /// Pod creates in flight in the hollow part and its baseline.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Replicas of the Deployment part's Deployment.
+        #[arg(long, default_value_t = 1_000)]
+        replicas: usize,
+        /// Run the hollow clusters' API server on etcd (started here).
+        #[arg(long)]
+        etcd: bool,
     },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
@@ -154,8 +162,10 @@ enum Workload {
 enum Part {
     /// One node with real containerd.
     Real,
-    /// Hollow kubelets.
+    /// Hollow kubelets, pods created bound.
     Hollow,
+    /// A Deployment on hollow kubelets.
+    Deployment,
 }
 
 #[tokio::main]
@@ -228,6 +238,8 @@ async fn main() -> anyhow::Result<()> {
             hollow_nodes,
             hollow_pods,
             concurrency,
+            replicas,
+            etcd,
         } => {
             let cfg = bench::pod_startup::Config {
                 real: parts.contains(&Part::Real),
@@ -236,6 +248,9 @@ async fn main() -> anyhow::Result<()> {
                 hollow_nodes: hollow_nodes.max(1),
                 hollow_pods: hollow_pods.max(1),
                 concurrency: concurrency.max(1),
+                deployment: parts.contains(&Part::Deployment),
+                replicas: replicas.max(1),
+                etcd,
             };
             bench::pod_startup::run(&cfg).await?
         }
