@@ -1,6 +1,8 @@
 //! Benchmarks: each measures rkube against a baseline in the same run and reports the ratio.
 
 pub mod api;
+mod apimetrics;
+pub mod churn;
 pub mod controllers;
 pub mod dns;
 mod hollow_cluster;

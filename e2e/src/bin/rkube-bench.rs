@@ -123,6 +123,29 @@ enum Workload {
         #[arg(long)]
         etcd: bool,
     },
+    /// Churn: R pod changes a second (pods created, patched, deleted; Deployments scaled) for
+    /// a duration on a hollow cluster in this process — API p99 per verb (the API server's
+    /// histograms and the client's own), errors, watch lag.
+    Churn {
+        /// Hollow nodes.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Pod changes per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// How long (e.g. 300s, 5m).
+        #[arg(long, default_value = "5m", value_parser = duration)]
+        duration: std::time::Duration,
+        /// Deployments scaled up and down.
+        #[arg(long, default_value_t = 10)]
+        deployments: usize,
+        /// Their replicas at the start.
+        #[arg(long, default_value_t = 30)]
+        replicas: usize,
+        /// Run the API server on etcd (started here).
+        #[arg(long)]
+        etcd: bool,
+    },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
     /// client creating and binding the same pods itself as the baseline.
@@ -155,6 +178,24 @@ enum Workload {
         #[arg(long, default_value_t = 5_000)]
         fanout_events: usize,
     },
+}
+
+/// A duration: a number of seconds, or with a unit (`ms`, `s`, `m`, `h`).
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// A part of the pod-startup workload.
@@ -253,6 +294,24 @@ async fn main() -> anyhow::Result<()> {
                 etcd,
             };
             bench::pod_startup::run(&cfg).await?
+        }
+        Workload::Churn {
+            nodes,
+            rate,
+            duration,
+            deployments,
+            replicas,
+            etcd,
+        } => {
+            let cfg = bench::churn::Config {
+                nodes: nodes.max(1),
+                rate,
+                duration,
+                deployments: deployments.max(1),
+                replicas,
+                etcd,
+            };
+            bench::churn::run(&cfg).await?
         }
         Workload::Scheduler {
             runs,
