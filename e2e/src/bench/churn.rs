@@ -13,17 +13,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use serde::Deserialize;
 
 use super::apimetrics::Snapshot;
-use super::hollow_cluster::{HollowCluster, Options};
+use super::hollow_cluster::{HollowCluster, Options, RunningPods, create_deployment};
 use super::report::{Report, percentile_ms};
-use super::server::{Http, create_namespace, http, request, request_as};
+use super::server::{Http, create_namespace, http, request_as, watch_collection};
 
 /// The Kubernetes API latency SLO: p99 ≤ 1 s.
 const SLO: Duration = Duration::from_secs(1);
@@ -100,6 +97,23 @@ struct WatchLine {
     object: Obj,
 }
 
+/// Records when each resourceVersion was first seen on the watch of `path`.
+fn watch_versions(
+    base: String,
+    path: String,
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    watch_collection(base, path, stop, move |line, now| {
+        if let Ok(ev) = serde_json::from_slice::<WatchLine>(line) {
+            seen.lock()
+                .expect("lock")
+                .entry(ev.object.metadata.resource_version)
+                .or_insert(now);
+        }
+    })
+}
+
 fn bare_pod(name: &str) -> Bytes {
     Bytes::from(
         serde_json::json!({
@@ -109,28 +123,6 @@ fn bare_pod(name: &str) -> Bytes {
                 "terminationGracePeriodSeconds": 1,
                 "containers": [{"name": "app", "image": rkube_images::BUSYBOX_REF,
                                 "command": ["sleep", "86400"]}]
-            }
-        })
-        .to_string(),
-    )
-}
-
-fn deployment(name: &str, replicas: usize) -> Bytes {
-    Bytes::from(
-        serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "app", "image": rkube_images::BUSYBOX_REF,
-                                        "command": ["sleep", "86400"]}]
-                    }
-                }
             }
         })
         .to_string(),
@@ -315,83 +307,6 @@ impl Churn {
     }
 }
 
-/// Watches `path` (a collection) from its current resourceVersion, recording when each
-/// resourceVersion was first seen, until `stop`; reconnects from the last one seen.
-fn watch_versions(
-    base: String,
-    path: String,
-    seen: Arc<Mutex<HashMap<String, Instant>>>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    tokio::spawn(async move {
-        let c = http();
-        let (code, body) = request(&c, "GET", &format!("{base}{path}?limit=1"), None).await?;
-        if code != 200 {
-            bail!("list {path}: {code}");
-        }
-        let mut rv =
-            serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("0")
-                .to_string();
-        loop {
-            let url = format!("{base}{path}?watch=1&resourceVersion={rv}&timeoutSeconds=3600");
-            let resp = c
-                .request(axum::http::Request::get(url).body(Full::new(Bytes::new()))?)
-                .await?;
-            let mut body = resp.into_body();
-            let mut buf: Vec<u8> = Vec::new();
-            let mut stop = stop.clone();
-            loop {
-                let frame = tokio::select! {
-                    f = body.frame() => f,
-                    _ = stop.wait_for(|s| *s) => return Ok(()),
-                };
-                let Some(Ok(f)) = frame else { break };
-                let Some(d) = f.data_ref() else { continue };
-                buf.extend_from_slice(d);
-                let now = Instant::now();
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    if let Ok(ev) = serde_json::from_slice::<WatchLine>(&line) {
-                        rv = ev.object.metadata.resource_version.clone();
-                        seen.lock()
-                            .expect("lock")
-                            .entry(ev.object.metadata.resource_version)
-                            .or_insert(now);
-                    }
-                }
-            }
-            if *stop.borrow() {
-                return Ok(());
-            }
-        }
-    })
-}
-
-/// Waits until `want` pods of the namespace are Running.
-async fn running(client: &kube::Client, want: usize) -> anyhow::Result<()> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let deadline =
-        Instant::now() + Duration::from_secs(120) + Duration::from_millis(20) * want as u32;
-    loop {
-        let n = pods
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .count();
-        if n >= want {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{n} of {want} pods Running before the churn");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The churn on `cluster`: the figures.
 async fn churn_on(
     cluster: &HollowCluster,
@@ -400,22 +315,18 @@ async fn churn_on(
 ) -> anyhow::Result<()> {
     let base = cluster.server.url.clone();
     create_namespace(&cluster.http, &base, NS).await?;
+    let running = RunningPods::start(&base, NS);
     for d in 0..cfg.deployments {
-        let (code, body) = request(
-            &cluster.http,
-            "POST",
-            &format!("{base}/apis/apps/v1/namespaces/{NS}/deployments"),
-            Some(deployment(&format!("d-{d}"), cfg.replicas)),
+        create_deployment(&cluster.http, &base, NS, &format!("d-{d}"), cfg.replicas).await?;
+    }
+    let want = cfg.deployments * cfg.replicas;
+    running
+        .wait(
+            want,
+            Duration::from_secs(120) + Duration::from_millis(20) * want as u32,
         )
         .await?;
-        if code != 201 {
-            bail!(
-                "creating Deployment d-{d}: {code} {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-    }
-    running(&cluster.admin, cfg.deployments * cfg.replicas).await?;
+    running.stop().await?;
     let churn = Arc::new(Churn {
         http: http(),
         base: base.clone(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
@@ -19,7 +20,9 @@ use rkube_kubelet::hollow::FakeConfig;
 use rkube_kubelet::{Kubelet, RuntimeMode};
 use rkube_testkit::etcd::EtcdServer;
 
-use super::server::{Http, Server, http, kube_client, kube_config, start_server, stop};
+use super::server::{
+    Http, Server, http, kube_client, kube_config, request, start_server, stop, watch_collection,
+};
 
 /// The pod network the controller manager's node IPAM splits into a /24 per node: room for
 /// 32,768 nodes.
@@ -28,6 +31,126 @@ pub(crate) const CLUSTER_CIDR: &str = "10.128.0.0/9";
 /// The name of hollow node `i`.
 pub(crate) fn node_name(i: usize) -> String {
     format!("hollow-{i:05}")
+}
+
+/// A Deployment of `replicas` pods (busybox `sleep`, no requests, 1 s grace period) labelled
+/// `app: <name>`.
+pub(crate) fn deployment_json(name: &str, replicas: usize) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{
+                            "name": "app",
+                            "image": rkube_images::BUSYBOX_REF,
+                            "command": ["sleep", "86400"]
+                        }]
+                    }
+                }
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// Creates Deployment `name` of `replicas` in namespace `ns` (as the admin).
+pub(crate) async fn create_deployment(
+    c: &Http,
+    base: &str,
+    ns: &str,
+    name: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let (code, body) = request(
+        c,
+        "POST",
+        &format!("{base}/apis/apps/v1/namespaces/{ns}/deployments"),
+        Some(deployment_json(name, replicas)),
+    )
+    .await?;
+    if code != 201 {
+        bail!(
+            "creating Deployment {ns}/{name}: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(())
+}
+
+/// Counts the pods of a namespace a watch saw Running (once each).
+pub(crate) struct RunningPods {
+    count: tokio::sync::watch::Receiver<usize>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningPods {
+    /// Starts watching namespace `ns` of the API server at `base`.
+    pub(crate) fn start(base: &str, ns: &str) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            object: Obj,
+        }
+        #[derive(serde::Deserialize)]
+        struct Obj {
+            metadata: Meta,
+            #[serde(default)]
+            status: Status,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            name: String,
+        }
+        #[derive(Default, serde::Deserialize)]
+        struct Status {
+            #[serde(default)]
+            phase: Option<String>,
+        }
+        let (count_tx, count) = tokio::sync::watch::channel(0);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut running = std::collections::HashSet::new();
+        let task = watch_collection(
+            base.to_string(),
+            format!("/api/v1/namespaces/{ns}/pods"),
+            stop_rx,
+            move |line, _| {
+                if let Ok(l) = serde_json::from_slice::<Line>(line)
+                    && l.object.status.phase.as_deref() == Some("Running")
+                    && running.insert(l.object.metadata.name)
+                {
+                    count_tx.send_replace(running.len());
+                }
+            },
+        );
+        RunningPods { count, stop, task }
+    }
+
+    /// Waits (up to `limit`) until at least `want` pods were seen Running.
+    pub(crate) async fn wait(&self, want: usize, limit: Duration) -> anyhow::Result<()> {
+        let mut rx = self.count.clone();
+        match tokio::time::timeout(limit, rx.wait_for(|n| *n >= want)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => bail!("the pod watch ended"),
+            Err(_) => bail!(
+                "{} of {want} pods Running after {limit:?}",
+                *self.count.borrow()
+            ),
+        }
+    }
+
+    /// Stops the watch.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the pod watch panicked")?
+    }
 }
 
 /// Hollow kubelets started in this process, each with its own client certificate.

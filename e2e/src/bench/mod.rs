@@ -3,8 +3,10 @@
 pub mod api;
 mod apimetrics;
 pub mod churn;
+pub mod control_plane;
 pub mod controllers;
 pub mod dns;
+pub mod footprint;
 mod hollow_cluster;
 pub mod pod_startup;
 pub mod proxy;

@@ -30,7 +30,7 @@ use kube::runtime::watcher;
 use rkube_testkit::etcd::EtcdServer;
 use rkube_testkit::node::NetnsNode;
 
-use super::hollow_cluster::{HollowCluster, Options, node_name};
+use super::hollow_cluster::{HollowCluster, Options, deployment_json, node_name};
 use super::report::{Report, percentile_ms};
 use super::server::{
     Http, Server, create_namespace, each, http, kube_client, request, request_as, start_server,
@@ -555,32 +555,6 @@ async fn hollow(report: &mut Report, cfg: &Config, baseline: &Phase) -> anyhow::
         0.5,
     );
     Ok(phase)
-}
-
-/// A Deployment of `replicas` pods (busybox `sleep`, no requests).
-fn deployment_json(name: &str, replicas: usize) -> Bytes {
-    Bytes::from(
-        serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{
-                            "name": "app",
-                            "image": rkube_images::BUSYBOX_REF,
-                            "command": ["sleep", "86400"]
-                        }]
-                    }
-                }
-            }
-        })
-        .to_string(),
-    )
 }
 
 /// A Deployment's pods, from its create to every pod Running.

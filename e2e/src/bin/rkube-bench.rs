@@ -146,6 +146,33 @@ enum Workload {
         #[arg(long)]
         etcd: bool,
     },
+    /// Footprint: RSS and CPU of each control plane process (rkube-apiserver,
+    /// rkube-scheduler, rkube-controller-manager, rkube-dns; then the all-in-one `rkube server
+    /// --disable agent`) idle with 3 hollow nodes and with 1,000 nodes / 30,000 pods, and the
+    /// growth per 1,000 pods. The hollow nodes run in this process.
+    Footprint {
+        /// Control planes to measure (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "separate,all-in-one")]
+        setups: Vec<SetupArg>,
+        /// Hollow nodes while idle.
+        #[arg(long, default_value_t = 3)]
+        idle_nodes: usize,
+        /// Hollow nodes at scale.
+        #[arg(long, default_value_t = 1_000)]
+        nodes: usize,
+        /// Pods at scale.
+        #[arg(long, default_value_t = 30_000)]
+        pods: usize,
+        /// Deployments the pods come in (RSS sampled after each).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// How long idle CPU is measured (after as long to settle).
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        idle_window: std::time::Duration,
+        /// Where the component binaries are [default: next to rkube-bench].
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
     /// client creating and binding the same pods itself as the baseline.
@@ -196,6 +223,24 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("unknown unit in {s:?} (ms, s, m, h)")),
     };
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// How the control plane runs in the footprint and scale-limit workloads.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SetupArg {
+    /// Each component its own process.
+    Separate,
+    /// `rkube server --disable agent`.
+    AllInOne,
+}
+
+impl From<SetupArg> for bench::control_plane::Setup {
+    fn from(s: SetupArg) -> Self {
+        match s {
+            SetupArg::Separate => bench::control_plane::Setup::Separate,
+            SetupArg::AllInOne => bench::control_plane::Setup::AllInOne,
+        }
+    }
 }
 
 /// A part of the pod-startup workload.
@@ -312,6 +357,26 @@ async fn main() -> anyhow::Result<()> {
                 etcd,
             };
             bench::churn::run(&cfg).await?
+        }
+        Workload::Footprint {
+            setups,
+            idle_nodes,
+            nodes,
+            pods,
+            steps,
+            idle_window,
+            bin_dir,
+        } => {
+            let cfg = bench::footprint::Config {
+                setups: setups.into_iter().map(Into::into).collect(),
+                idle_nodes: idle_nodes.max(1),
+                nodes: nodes.max(idle_nodes.max(1)),
+                pods,
+                steps: steps.max(1),
+                idle_window,
+                bin_dir,
+            };
+            bench::footprint::run(&cfg).await?
         }
         Workload::Scheduler {
             runs,
