@@ -171,6 +171,11 @@ impl HollowNodes {
         })
     }
 
+    /// How many run.
+    pub(crate) fn len(&self) -> usize {
+        self.kubelets.len()
+    }
+
     /// Starts `n` more hollow kubelets against `server` (16 starting at once) and waits until
     /// every node is Ready.
     pub(crate) async fn add(&mut self, server: &Server, n: usize) -> anyhow::Result<()> {

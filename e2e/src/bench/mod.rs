@@ -11,6 +11,7 @@ mod hollow_cluster;
 pub mod pod_startup;
 pub mod proxy;
 pub mod report;
+pub mod scale_limit;
 pub mod scheduler;
 mod server;
 pub mod storage;

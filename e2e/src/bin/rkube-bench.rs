@@ -173,6 +173,36 @@ enum Workload {
         #[arg(long)]
         bin_dir: Option<PathBuf>,
     },
+    /// Scale limit: a control plane of processes and hollow nodes in this process, grown in
+    /// steps (nodes, and pods per node through a Deployment) until an API verb's p99 crosses
+    /// the limit in a steady window after a step, the API server's RSS crosses the cap, a
+    /// step fails, or --max-nodes is reached; reports every step and where it stopped.
+    ScaleLimit {
+        /// How the control plane runs.
+        #[arg(long, value_enum, default_value = "separate")]
+        setup: SetupArg,
+        /// Nodes added a step.
+        #[arg(long, default_value_t = 250)]
+        step_nodes: usize,
+        /// Pods added a step per node added.
+        #[arg(long, default_value_t = 30)]
+        pods_per_node: usize,
+        /// Stop at this many nodes.
+        #[arg(long, default_value_t = 5_000)]
+        max_nodes: usize,
+        /// The API p99 latency limit (any verb).
+        #[arg(long, default_value = "1s", value_parser = duration)]
+        p99_limit: std::time::Duration,
+        /// The API server's RSS cap in MiB.
+        #[arg(long, default_value_t = 4096)]
+        rss_cap_mib: u64,
+        /// The steady window measured after each step.
+        #[arg(long, default_value = "15s", value_parser = duration)]
+        window: std::time::Duration,
+        /// Where the component binaries are [default: next to rkube-bench].
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
     /// Scheduler: N Node objects (no kubelets) and P pods against an in-process API server and
     /// rkube-scheduler — pods/s, create-to-bound p50/p99, cycle vs binding time — with the
     /// client creating and binding the same pods itself as the baseline.
@@ -377,6 +407,29 @@ async fn main() -> anyhow::Result<()> {
                 bin_dir,
             };
             bench::footprint::run(&cfg).await?
+        }
+        Workload::ScaleLimit {
+            setup,
+            step_nodes,
+            pods_per_node,
+            max_nodes,
+            p99_limit,
+            rss_cap_mib,
+            window,
+            bin_dir,
+        } => {
+            let cfg = bench::scale_limit::Config {
+                setup: setup.into(),
+                step_nodes: step_nodes.max(1),
+                pods_per_node,
+                max_nodes: max_nodes.max(1),
+                p99_limit,
+                rss_cap: rss_cap_mib << 20,
+                window,
+                bin_dir,
+                ..Default::default()
+            };
+            bench::scale_limit::run(&cfg).await?
         }
         Workload::Scheduler {
             runs,
