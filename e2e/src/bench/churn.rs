@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::apimetrics::Snapshot;
-use super::hollow_cluster::{HollowCluster, Options, RunningPods, create_deployment};
+use super::hollow_cluster::{
+    HollowCluster, Options, RunningPods, create_deployment, sleep_container,
+};
 use super::report::{Report, percentile_ms};
-use super::server::{Http, create_namespace, http, request_as, watch_collection};
+use super::server::{EventObject, Http, create_namespace, http, request_as, watch_collection};
 
 /// The Kubernetes API latency SLO: p99 ≤ 1 s.
 const SLO: Duration = Duration::from_secs(1);
@@ -81,22 +82,6 @@ struct Churn {
     client: Mutex<Client>,
 }
 
-#[derive(Deserialize)]
-struct Meta {
-    #[serde(rename = "resourceVersion", default)]
-    resource_version: String,
-}
-
-#[derive(Deserialize)]
-struct Obj {
-    metadata: Meta,
-}
-
-#[derive(Deserialize)]
-struct WatchLine {
-    object: Obj,
-}
-
 /// Records when each resourceVersion was first seen on the watch of `path`.
 fn watch_versions(
     base: String,
@@ -104,13 +89,11 @@ fn watch_versions(
     seen: Arc<Mutex<HashMap<String, Instant>>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    watch_collection(base, path, stop, move |line, now| {
-        if let Ok(ev) = serde_json::from_slice::<WatchLine>(line) {
-            seen.lock()
-                .expect("lock")
-                .entry(ev.object.metadata.resource_version)
-                .or_insert(now);
-        }
+    watch_collection(base, path, stop, move |ev, now| {
+        seen.lock()
+            .expect("lock")
+            .entry(ev.object.metadata.resource_version.clone())
+            .or_insert(now);
     })
 }
 
@@ -121,8 +104,7 @@ fn bare_pod(name: &str) -> Bytes {
             "metadata": {"name": name, "labels": {"app": "bare", "gen": "0"}},
             "spec": {
                 "terminationGracePeriodSeconds": 1,
-                "containers": [{"name": "app", "image": rkube_images::BUSYBOX_REF,
-                                "command": ["sleep", "86400"]}]
+                "containers": [sleep_container()]
             }
         })
         .to_string(),
@@ -152,7 +134,7 @@ impl Churn {
             .push(done - t);
         let failure = match r {
             Ok((code, body)) if ok.contains(&code) => {
-                if write && let Ok(o) = serde_json::from_slice::<Obj>(&body) {
+                if write && let Ok(o) = serde_json::from_slice::<EventObject>(&body) {
                     c.writes.push((o.metadata.resource_version, done));
                 }
                 return true;
@@ -450,10 +432,7 @@ async fn churn_on(
 
 /// Runs the churn benchmark.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let mut report = Report {
-        workload: "churn".into(),
-        ..Default::default()
-    };
+    let mut report = Report::new("churn");
     let p = &mut report.parameters;
     p.insert("hollow_nodes".into(), cfg.nodes.into());
     p.insert("changes_per_second".into(), cfg.rate.into());
@@ -510,11 +489,8 @@ mod tests {
         let report = run(&cfg).await.expect("the benchmark runs");
         let value = |name: &str| {
             report
-                .measurements
-                .iter()
-                .find(|m| m.name == name)
+                .value(name)
                 .unwrap_or_else(|| panic!("{name} in {:#?}", report.measurements))
-                .value
         };
         assert!(
             value("pod changes made") > 0.0,

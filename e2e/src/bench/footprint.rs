@@ -217,10 +217,7 @@ async fn measure(
 
 /// Runs the footprint benchmark.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let mut report = Report {
-        workload: "footprint".into(),
-        ..Default::default()
-    };
+    let mut report = Report::new("footprint");
     let p = &mut report.parameters;
     p.insert(
         "setups".into(),
@@ -268,7 +265,7 @@ mod tests {
         let cfg = Config {
             setups: vec![Setup::Separate, Setup::AllInOne],
             idle_nodes: 2,
-            nodes: 3,
+            nodes: 2,
             pods: 30,
             steps: 2,
             idle_window: Duration::from_secs(1),
@@ -277,23 +274,20 @@ mod tests {
         let report = run(&cfg).await.expect("the benchmark runs");
         let value = |name: &str| {
             report
-                .measurements
-                .iter()
-                .find(|m| m.name == name)
+                .value(name)
                 .unwrap_or_else(|| panic!("{name} in {:#?}", report.measurements))
-                .value
         };
         for name in ["apiserver", "scheduler", "controller-manager", "dns"] {
             assert!(value(&format!("separate processes, idle, 2 nodes: {name} RSS")) > 0.0);
         }
-        let sep = value("separate processes, 3 nodes / 30 pods: control plane RSS");
+        let sep = value("separate processes, 2 nodes / 30 pods: control plane RSS");
         let parts: f64 = ["apiserver", "scheduler", "controller-manager", "dns"]
             .iter()
-            .map(|n| value(&format!("separate processes, 3 nodes / 30 pods: {n} RSS")))
+            .map(|n| value(&format!("separate processes, 2 nodes / 30 pods: {n} RSS")))
             .sum();
         assert!((sep - parts).abs() < 1e-6, "{sep} vs {parts}");
-        assert!(value("all-in-one, 3 nodes / 30 pods: rkube server RSS") > 0.0);
-        assert!(value("all-in-one, 3 nodes / 30 pods: rkube server peak RSS (VmHWM)") > 0.0);
+        assert!(value("all-in-one, 2 nodes / 30 pods: rkube server RSS") > 0.0);
+        assert!(value("all-in-one, 2 nodes / 30 pods: rkube server peak RSS (VmHWM)") > 0.0);
         assert_eq!(report.ratios.len(), 4);
     }
 }

@@ -33,6 +33,16 @@ pub(crate) fn node_name(i: usize) -> String {
     format!("hollow-{i:05}")
 }
 
+/// The container of the benchmarks' pods: busybox `sleep` (every image is present on hollow
+/// nodes; real nodes import busybox offline).
+pub(crate) fn sleep_container() -> serde_json::Value {
+    serde_json::json!({
+        "name": "app",
+        "image": rkube_images::BUSYBOX_REF,
+        "command": ["sleep", "86400"]
+    })
+}
+
 /// A Deployment of `replicas` pods (busybox `sleep`, no requests, 1 s grace period) labelled
 /// `app: <name>`.
 pub(crate) fn deployment_json(name: &str, replicas: usize) -> Bytes {
@@ -47,11 +57,7 @@ pub(crate) fn deployment_json(name: &str, replicas: usize) -> Bytes {
                     "metadata": {"labels": {"app": name}},
                     "spec": {
                         "terminationGracePeriodSeconds": 1,
-                        "containers": [{
-                            "name": "app",
-                            "image": rkube_images::BUSYBOX_REF,
-                            "command": ["sleep", "86400"]
-                        }]
+                        "containers": [sleep_container()]
                     }
                 }
             }
@@ -94,26 +100,6 @@ pub(crate) struct RunningPods {
 impl RunningPods {
     /// Starts watching namespace `ns` of the API server at `base`.
     pub(crate) fn start(base: &str, ns: &str) -> Self {
-        #[derive(serde::Deserialize)]
-        struct Line {
-            object: Obj,
-        }
-        #[derive(serde::Deserialize)]
-        struct Obj {
-            metadata: Meta,
-            #[serde(default)]
-            status: Status,
-        }
-        #[derive(serde::Deserialize)]
-        struct Meta {
-            #[serde(default)]
-            name: String,
-        }
-        #[derive(Default, serde::Deserialize)]
-        struct Status {
-            #[serde(default)]
-            phase: Option<String>,
-        }
         let (count_tx, count) = tokio::sync::watch::channel(0);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut running = std::collections::HashSet::new();
@@ -121,10 +107,9 @@ impl RunningPods {
             base.to_string(),
             format!("/api/v1/namespaces/{ns}/pods"),
             stop_rx,
-            move |line, _| {
-                if let Ok(l) = serde_json::from_slice::<Line>(line)
-                    && l.object.status.phase.as_deref() == Some("Running")
-                    && running.insert(l.object.metadata.name)
+            move |ev, _| {
+                if ev.object.status.phase.as_deref() == Some("Running")
+                    && running.insert(ev.object.metadata.name.clone())
                 {
                     count_tx.send_replace(running.len());
                 }

@@ -261,10 +261,7 @@ async fn grow(
 
 /// Runs the scale-limit benchmark.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let mut report = Report {
-        workload: "scale-limit".into(),
-        ..Default::default()
-    };
+    let mut report = Report::new("scale-limit");
     let p = &mut report.parameters;
     p.insert("setup".into(), cfg.setup.label().into());
     p.insert("step_nodes".into(), cfg.step_nodes.into());
@@ -372,11 +369,8 @@ apiserver_request_duration_seconds_count{verb=\"list\",resource=\"pods\"} 3
         let report = run(&cfg).await.expect("the benchmark runs");
         let value = |name: &str| {
             report
-                .measurements
-                .iter()
-                .find(|m| m.name == name)
+                .value(name)
                 .unwrap_or_else(|| panic!("{name} in {:#?}", report.measurements))
-                .value
         };
         assert_eq!(value("largest size within the limits: nodes"), 4.0);
         assert_eq!(value("largest size within the limits: pods"), 20.0);

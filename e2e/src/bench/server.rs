@@ -405,29 +405,48 @@ where
     Ok(())
 }
 
+/// The parts of a watch event the benchmarks read.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct WatchEvent {
+    /// The object.
+    pub(crate) object: EventObject,
+}
+
+/// The object of a [`WatchEvent`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventObject {
+    /// Its metadata.
+    pub(crate) metadata: EventMeta,
+    /// Its status (a pod's phase).
+    #[serde(default)]
+    pub(crate) status: EventStatus,
+}
+
+/// The metadata of an [`EventObject`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventMeta {
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(rename = "resourceVersion", default)]
+    pub(crate) resource_version: String,
+}
+
+/// The status of an [`EventObject`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventStatus {
+    #[serde(default)]
+    pub(crate) phase: Option<String>,
+}
+
 /// Watches the collection at `path` of the API server at `base` (as the admin) from its
-/// current resourceVersion until `stop` turns true, calling `on_event` with each event's JSON
-/// line and when it arrived; a watch the server ends is resumed from the last resourceVersion
-/// seen.
+/// current resourceVersion until `stop` turns true, calling `on_event` with each event and
+/// when it arrived; a watch the server ends is resumed from the last resourceVersion seen.
 pub(crate) fn watch_collection(
     base: String,
     path: String,
     stop: tokio::sync::watch::Receiver<bool>,
-    mut on_event: impl FnMut(&[u8], Instant) + Send + 'static,
+    mut on_event: impl FnMut(&WatchEvent, Instant) + Send + 'static,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        object: Obj,
-    }
-    #[derive(serde::Deserialize)]
-    struct Obj {
-        metadata: Meta,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        #[serde(rename = "resourceVersion", default)]
-        resource_version: String,
-    }
     tokio::spawn(async move {
         let c = http();
         let (code, body) = request(&c, "GET", &format!("{base}{path}?limit=1"), None).await?;
@@ -461,10 +480,10 @@ pub(crate) fn watch_collection(
                 let now = Instant::now();
                 while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=pos).collect();
-                    if let Ok(ev) = serde_json::from_slice::<Line>(&line) {
+                    if let Ok(ev) = serde_json::from_slice::<WatchEvent>(&line) {
+                        on_event(&ev, now);
                         rv = ev.object.metadata.resource_version;
                     }
-                    on_event(&line, now);
                 }
             }
             if *stop.borrow() {
