@@ -297,7 +297,7 @@ async fn churn_on(
 ) -> anyhow::Result<()> {
     let base = cluster.server.url.clone();
     create_namespace(&cluster.http, &base, NS).await?;
-    let running = RunningPods::start(&base, NS);
+    let running = RunningPods::start(&base, Some(NS));
     for d in 0..cfg.deployments {
         create_deployment(&cluster.http, &base, NS, &format!("d-{d}"), cfg.replicas).await?;
     }

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::control_plane::{ControlPlane, ProcStats, Setup, mib, proc_stats};
-use super::hollow_cluster::{HollowNodes, RunningPods, create_deployment};
+use super::hollow_cluster::{HollowNodes, PODS_PER_NAMESPACE, RunningPods, create_spread};
 use super::report::Report;
-use super::server::{create_namespace, http};
+use super::server::http;
 
 /// Parameters of the footprint benchmark.
 #[derive(Clone, Debug)]
@@ -136,9 +136,8 @@ async fn measure(
         "MiB",
     );
     let c = http();
-    let ns = "footprint";
-    create_namespace(&c, &cp.server.url, ns).await?;
-    let running = RunningPods::start(&cp.server.url, ns);
+    let running = RunningPods::start(&cp.server.url, None);
+    let mut next_ns = 0;
     let steps = cfg.steps.max(1);
     let mut created = 0;
     for k in 0..steps {
@@ -147,7 +146,7 @@ async fn measure(
             continue;
         }
         let step = Instant::now();
-        create_deployment(&c, &cp.server.url, ns, &format!("fp-{k}"), count).await?;
+        create_spread(&c, &cp.server.url, "fp", &mut next_ns, count).await?;
         created += count;
         running
             .wait(
@@ -232,6 +231,10 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     p.insert("nodes".into(), cfg.nodes.into());
     p.insert("pods".into(), cfg.pods.into());
     p.insert("pod_steps".into(), cfg.steps.into());
+    p.insert(
+        "pods_per_namespace".into(),
+        format!("at most {PODS_PER_NAMESPACE} (one Deployment a namespace)").into(),
+    );
     p.insert("idle_window_s".into(), cfg.idle_window.as_secs_f64().into());
     p.insert(
         "measured".into(),

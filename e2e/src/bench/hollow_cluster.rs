@@ -21,7 +21,8 @@ use rkube_kubelet::{Kubelet, RuntimeMode};
 use rkube_testkit::etcd::EtcdServer;
 
 use super::server::{
-    Http, Server, http, kube_client, kube_config, request, start_server, stop, watch_collection,
+    Http, Server, create_namespace, http, kube_client, kube_config, request, start_server, stop,
+    watch_collection,
 };
 
 /// The pod network the controller manager's node IPAM splits into a /24 per node: room for
@@ -90,7 +91,33 @@ pub(crate) async fn create_deployment(
     Ok(())
 }
 
-/// Counts the pods of a namespace a watch saw Running (once each).
+/// The most pods the large workloads (footprint, scale-limit) put in one namespace: clusters
+/// spread their pods over namespaces, and the Node authorizer's cost of a kubelet's request
+/// for a pod's token or ConfigMap grows with the pods of the pod's namespace.
+pub(crate) const PODS_PER_NAMESPACE: usize = 1_000;
+
+/// Creates `pods` more pods as Deployments of at most [`PODS_PER_NAMESPACE`] replicas, each in
+/// a new namespace `<prefix>-<n>` (`next` numbers them, and is advanced).
+pub(crate) async fn create_spread(
+    c: &Http,
+    base: &str,
+    prefix: &str,
+    next: &mut usize,
+    pods: usize,
+) -> anyhow::Result<()> {
+    let mut left = pods;
+    while left > 0 {
+        let n = left.min(PODS_PER_NAMESPACE);
+        let ns = format!("{prefix}-{next}");
+        create_namespace(c, base, &ns).await?;
+        create_deployment(c, base, &ns, "app", n).await?;
+        *next += 1;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Counts the pods (of one namespace, or all) a watch saw Running (once each).
 pub(crate) struct RunningPods {
     count: tokio::sync::watch::Receiver<usize>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -98,18 +125,24 @@ pub(crate) struct RunningPods {
 }
 
 impl RunningPods {
-    /// Starts watching namespace `ns` of the API server at `base`.
-    pub(crate) fn start(base: &str, ns: &str) -> Self {
+    /// Starts watching namespace `ns` (None: every namespace) of the API server at `base`.
+    pub(crate) fn start(base: &str, ns: Option<&str>) -> Self {
         let (count_tx, count) = tokio::sync::watch::channel(0);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut running = std::collections::HashSet::new();
         let task = watch_collection(
             base.to_string(),
-            format!("/api/v1/namespaces/{ns}/pods"),
+            match ns {
+                Some(ns) => format!("/api/v1/namespaces/{ns}/pods"),
+                None => "/api/v1/pods".to_string(),
+            },
             stop_rx,
             move |ev, _| {
                 if ev.object.status.phase.as_deref() == Some("Running")
-                    && running.insert(ev.object.metadata.name.clone())
+                    && running.insert((
+                        ev.object.metadata.namespace.clone(),
+                        ev.object.metadata.name.clone(),
+                    ))
                 {
                     count_tx.send_replace(running.len());
                 }

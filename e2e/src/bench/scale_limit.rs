@@ -14,7 +14,9 @@ use bytes::Bytes;
 
 use super::apimetrics::Snapshot;
 use super::control_plane::{ControlPlane, Setup, mib, proc_stats};
-use super::hollow_cluster::{HollowNodes, RunningPods, create_deployment, node_name};
+use super::hollow_cluster::{
+    HollowNodes, PODS_PER_NAMESPACE, RunningPods, create_spread, node_name,
+};
 use super::report::{Report, percentile_ms};
 use super::server::{Http, create_namespace, http, request};
 
@@ -156,7 +158,8 @@ async fn grow(
     let c = http();
     let base = cp.server.url.clone();
     create_namespace(&c, &base, "scale").await?;
-    let running = RunningPods::start(&base, "scale");
+    let running = RunningPods::start(&base, None);
+    let mut next_ns = 0;
     let apiserver = cp.processes()[0].1;
     let mut steps: Vec<Step> = Vec::new();
     let mut pods = 0;
@@ -175,7 +178,7 @@ async fn grow(
             nodes.add(&cp.server, add).await?;
             let count = add * cfg.pods_per_node;
             if count > 0 {
-                create_deployment(&c, &base, "scale", &format!("step-{k}"), count).await?;
+                create_spread(&c, &base, "step", &mut next_ns, count).await?;
             }
             running
                 .wait(
@@ -267,6 +270,10 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     p.insert("step_nodes".into(), cfg.step_nodes.into());
     p.insert("pods_per_node".into(), cfg.pods_per_node.into());
     p.insert("max_nodes".into(), cfg.max_nodes.into());
+    p.insert(
+        "pods_per_namespace".into(),
+        format!("at most {PODS_PER_NAMESPACE} (one Deployment a namespace)").into(),
+    );
     p.insert(
         "p99_limit_ms".into(),
         (cfg.p99_limit.as_secs_f64() * 1000.0).into(),

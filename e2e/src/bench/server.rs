@@ -427,6 +427,8 @@ pub(crate) struct EventObject {
 pub(crate) struct EventMeta {
     #[serde(default)]
     pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) namespace: String,
     #[serde(rename = "resourceVersion", default)]
     pub(crate) resource_version: String,
 }
