@@ -94,7 +94,7 @@ pub(crate) async fn create_deployment(
 /// The most pods the large workloads (footprint, scale-limit) put in one namespace: clusters
 /// spread their pods over namespaces, and the Node authorizer's cost of a kubelet's request
 /// for a pod's token or ConfigMap grows with the pods of the pod's namespace.
-pub(crate) const PODS_PER_NAMESPACE: usize = 1_000;
+pub(crate) const PODS_PER_NAMESPACE: usize = 100;
 
 /// Creates `pods` more pods as Deployments of at most [`PODS_PER_NAMESPACE`] replicas, each in
 /// a new namespace `<prefix>-<n>` (`next` numbers them, and is advanced).
