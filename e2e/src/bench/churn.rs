@@ -26,6 +26,8 @@ use super::server::{EventObject, Http, create_namespace, http, request_as, watch
 /// The Kubernetes API latency SLO: p99 ≤ 1 s.
 const SLO: Duration = Duration::from_secs(1);
 const NS: &str = "churn";
+/// Bare pods kept alive before deletes begin.
+const MIN_POOL: usize = 10;
 
 /// Parameters of the churn benchmark.
 #[derive(Clone, Debug)]
@@ -164,10 +166,9 @@ impl Churn {
         let counted = match k % 5 {
             0 => self.create_pod().await,
             1 => {
-                let name = {
-                    let p = self.pods.lock().expect("lock");
-                    p.0.get(k / 5 % p.0.len().max(1)).cloned()
-                };
+                // The newest pod: deletes take the oldest, and only from a pool of
+                // MIN_POOL, so no update races a delete of the same pod.
+                let name = self.pods.lock().expect("lock").0.back().cloned();
                 match name {
                     Some(name) => {
                         let patch =
@@ -187,7 +188,14 @@ impl Churn {
                 }
             }
             2 => {
-                let name = self.pods.lock().expect("lock").0.pop_front();
+                let name = {
+                    let mut p = self.pods.lock().expect("lock");
+                    if p.0.len() > MIN_POOL {
+                        p.0.pop_front()
+                    } else {
+                        None
+                    }
+                };
                 match name {
                     Some(name) => {
                         self.call(

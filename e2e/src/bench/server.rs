@@ -86,7 +86,8 @@ pub(crate) fn http() -> Http {
         .build(https)
 }
 
-/// Sends one request (a body is sent as JSON): the status code and the body.
+/// Sends one request (a body is sent as JSON): the status code and the body. A 429 is
+/// retried (up to 100 times, pausing 50 ms more each time up to a second).
 pub(crate) async fn request(
     c: &Http,
     method: &str,
@@ -95,6 +96,9 @@ pub(crate) async fn request(
 ) -> anyhow::Result<(u16, Bytes)> {
     request_as(c, method, url, "application/json", body).await
 }
+
+/// How often a request answered 429 is sent at most.
+const TOO_MANY_RETRIES: u64 = 100;
 
 /// Sends one request with a body of `content_type` (e.g. `application/merge-patch+json`):
 /// the status code and the body.
@@ -105,17 +109,26 @@ pub(crate) async fn request_as(
     content_type: &str,
     body: Option<Bytes>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    let mut req = axum::http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", content_type);
+    let body = body.unwrap_or_default();
+    // As client-go does, a 429 (the server's max-requests-inflight) is retried after a pause.
+    for attempt in 1.. {
+        let mut req = axum::http::Request::builder().method(method).uri(url);
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = c
+            .request(req.body(Full::new(body.clone()))?)
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if status == 429 && attempt < TOO_MANY_RETRIES {
+            tokio::time::sleep(Duration::from_millis(50 * attempt.min(20))).await;
+            continue;
+        }
+        return Ok((status, bytes));
     }
-    let resp = c
-        .request(req.body(Full::new(body.unwrap_or_default()))?)
-        .await
-        .with_context(|| format!("{method} {url}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
+    unreachable!("the loop returns")
 }
 
 /// An API server started by [`start_server`] (a task of this process) or [`start_process`] (a
