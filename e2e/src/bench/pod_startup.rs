@@ -10,12 +10,20 @@
 //! the Kubernetes SLO (p99 ≤ 5 s) and the issue's target (p99 ≤ 1 s) as ratios. A first pod,
 //! before those, is reported on its own (cold).
 //!
-//! Hollow: one process — this one — running the API server and 100 hollow kubelets (the
-//! in-process fake runtime), and P pods bound round-robin across the nodes, C creates in
+//! Hollow: one process — this one — running a hollow cluster (API server, scheduler,
+//! controller manager and 100 hollow kubelets on the in-process fake runtime, see
+//! [`super::hollow_cluster`]), and P pods bound round-robin across the nodes, C creates in
 //! flight: pods/s from the first create to the last pod seen Running, and the p50/p99
 //! latency. The baseline, in the same run on a fresh API server: the client creating the same
 //! pods and writing their Running status itself (one merge patch, as the kubelet writes it),
 //! seen on the same kind of watch — the API server's ceiling for this load.
+//!
+//! Deployment: on a fresh hollow cluster, one Deployment of 1,000 replicas — the controller
+//! manager creates the pods, the scheduler binds them, the hollow kubelets run them: the time
+//! from the Deployment's create to every pod seen Running (target ≤ 10 s), and each pod's
+//! startup latency as the SLO defines it, from its creation (first seen on the watch) to a
+//! watch seeing it Running (target p99 ≤ 1 s), split into created → scheduled → Running;
+//! compared with the hollow part's bound pods, the API server's ceiling.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,13 +32,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::runtime::watcher;
-use rkube_kubelet::hollow::FakeConfig;
-use rkube_kubelet::{Kubelet, RuntimeMode};
+use rkube_testkit::etcd::EtcdServer;
 use rkube_testkit::node::NetnsNode;
 
+use super::hollow_cluster::{HollowCluster, Options, deployment_json, node_name, sleep_container};
 use super::report::{Report, percentile_ms};
 use super::server::{
     Http, Server, create_namespace, each, http, kube_client, request, request_as, start_server,
@@ -59,6 +67,12 @@ pub struct Config {
     pub hollow_pods: usize,
     /// Creates in flight in the hollow part and its baseline.
     pub concurrency: usize,
+    /// Run the Deployment part.
+    pub deployment: bool,
+    /// Replicas of the Deployment part's Deployment.
+    pub replicas: usize,
+    /// The hollow clusters' API server on etcd (started here), not the embedded store.
+    pub etcd: bool,
 }
 
 impl Default for Config {
@@ -70,13 +84,18 @@ impl Default for Config {
             hollow_nodes: 100,
             hollow_pods: 2_000,
             concurrency: 64,
+            deployment: true,
+            replicas: 1_000,
+            etcd: false,
         }
     }
 }
 
-/// When the watch first saw a pod Running and Ready.
+/// When the watch first saw a pod (its creation), bound to a node, Running and Ready.
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
+    created: Option<Instant>,
+    bound: Option<Instant>,
     running: Option<Instant>,
     ready: Option<Instant>,
 }
@@ -129,6 +148,10 @@ impl StartupWatch {
                 };
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let s = seen.entry(name.clone()).or_default();
+                s.created.get_or_insert(now);
+                if s.bound.is_none() && p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
+                    s.bound = Some(now);
+                }
                 let was_complete = s.running.is_some() && s.ready.is_some();
                 if s.running.is_none() && is_running(&p) {
                     s.running = Some(now);
@@ -194,11 +217,7 @@ fn pod_json(name: &str, node: &str) -> Bytes {
             "spec": {
                 "nodeName": node,
                 "terminationGracePeriodSeconds": 1,
-                "containers": [{
-                    "name": "app",
-                    "image": rkube_images::BUSYBOX_REF,
-                    "command": ["sleep", "86400"]
-                }]
+                "containers": [sleep_container()]
             }
         })
         .to_string(),
@@ -476,119 +495,17 @@ async fn real(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hollow_node(i: usize) -> String {
-    format!("hollow-{i:03}")
-}
-
-/// A hollow kubelet's configuration: the fake runtime, client certificates of `server`'s CA,
-/// kubelet defaults otherwise.
-fn hollow_config(
-    server: &Server,
-    client: &kube::Client,
-    name: &str,
-    dir: &std::path::Path,
-) -> rkube_kubelet::Config {
-    let mut cfg = rkube_kubelet::Config::new(name, dir);
-    cfg.client = Some(client.clone());
-    cfg.runtime = RuntimeMode::Fake(FakeConfig::default());
-    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    cfg.node_ip = Some(std::net::IpAddr::from([127, 0, 0, 1]));
-    // Many kubelets in one process: no health port.
-    cfg.serving.healthz_port = None;
-    cfg.serving.client_ca_file = Some(server.ca_file());
-    cfg.capacity = Some(rkube_kubelet::config::Capacity {
-        cpu_milli: 4000,
-        memory: 8 << 30,
-        ephemeral_storage: 100 << 30,
-    });
-    cfg
-}
-
-/// Waits until `want` Nodes are Ready.
-async fn nodes_ready(client: &kube::Client, want: usize) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        if ready >= want {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{ready} of {want} hollow nodes Ready after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The hollow nodes on `server`, then the pods across them.
-async fn hollow_on(
-    server: &Server,
-    cfg: &Config,
-    dir: &std::path::Path,
-    kubelets: &mut Vec<Kubelet>,
-) -> anyhow::Result<Phase> {
-    let client = kube_client(server).await?;
-    let started = Instant::now();
-    for i in 0..cfg.hollow_nodes {
-        let name = hollow_node(i);
-        let k = Kubelet::start(hollow_config(server, &client, &name, &dir.join(&name)))
-            .await
-            .with_context(|| format!("starting hollow kubelet {name}"))?;
-        kubelets.push(k);
-    }
-    // The pod CIDRs the node IPAM controller would give.
-    let nodes: Api<Node> = Api::all(client.clone());
-    each(cfg.hollow_nodes, 16, |i| {
-        let nodes = nodes.clone();
-        async move {
-            let cidr = format!("10.{}.{}.0/24", 64 + i / 256, i % 256);
-            nodes
-                .patch(
-                    &hollow_node(i),
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({"spec": {"podCIDR": cidr}})),
-                )
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    nodes_ready(&client, cfg.hollow_nodes).await?;
-    eprintln!(
-        "{} hollow nodes Ready in {:?}",
-        cfg.hollow_nodes,
-        started.elapsed()
-    );
+/// The baseline of the hollow parts on a fresh API server (no kubelets, no controllers): the
+/// client creates each pod bound to a node and writes its Running status itself.
+async fn baseline(cfg: &Config) -> anyhow::Result<Phase> {
+    let etcd = if cfg.etcd {
+        Some(tokio::task::spawn_blocking(EtcdServer::start).await?)
+    } else {
+        None
+    };
+    let server = start_server(etcd.as_ref()).await?;
     let n = cfg.hollow_nodes;
-    measure_pods(
-        server,
-        &client,
-        "bench",
-        cfg.hollow_pods,
-        cfg.concurrency,
-        |i| hollow_node(i % n),
-        Then::Next,
-    )
-    .await
-}
-
-/// The hollow part and its baseline: their figures and ratio.
-async fn hollow(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
-    let n = cfg.hollow_nodes;
-    // Baseline: the client creates the pods and writes their Running status, no kubelets.
-    let server = start_server(None).await?;
-    let baseline = async {
+    let result = async {
         let client = kube_client(&server).await?;
         measure_pods(
             &server,
@@ -596,24 +513,38 @@ async fn hollow(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
             "bench",
             cfg.hollow_pods,
             cfg.concurrency,
-            |i| hollow_node(i % n),
+            |i| node_name(i % n),
             Then::WriteStatus,
         )
         .await
     }
     .await;
     stop(server).await;
-    let baseline = baseline?;
+    result
+}
 
-    let server = start_server(None).await?;
-    let dir = tempfile::tempdir()?;
-    let mut kubelets = Vec::new();
-    let result = hollow_on(&server, cfg, dir.path(), &mut kubelets).await;
-    futures::future::join_all(kubelets.into_iter().map(Kubelet::stop)).await;
-    stop(server).await;
+/// The hollow part: pods already bound, across the hollow nodes of a hollow cluster.
+async fn hollow(report: &mut Report, cfg: &Config, baseline: &Phase) -> anyhow::Result<Phase> {
+    let n = cfg.hollow_nodes;
+    let cluster = HollowCluster::start(&Options {
+        nodes: n,
+        etcd: cfg.etcd,
+    })
+    .await?;
+    let result = measure_pods(
+        &cluster.server,
+        &cluster.admin,
+        "bench",
+        cfg.hollow_pods,
+        cfg.concurrency,
+        |i| node_name(i % n),
+        Then::Next,
+    )
+    .await;
+    cluster.stop().await;
     let phase = result?;
 
-    let label = format!("hollow, {n} nodes x {} pods", cfg.hollow_pods);
+    let label = format!("hollow, {n} nodes x {} bound pods", cfg.hollow_pods);
     report.measure(&format!("{label}: Running"), phase.rate(), "pods/s");
     phase.measure(report, &label);
     report.measure(
@@ -627,24 +558,171 @@ async fn hollow(report: &mut Report, cfg: &Config) -> anyhow::Result<()> {
         phase.rate() / baseline.rate(),
         0.5,
     );
+    Ok(phase)
+}
+
+/// A Deployment's pods, from its create to every pod Running.
+#[derive(Clone, Debug)]
+struct Rollout {
+    pods: usize,
+    /// Deployment created (its create sent) → the first pod seen.
+    first_pod: Duration,
+    /// Deployment created → the last pod seen Running.
+    all_running: Duration,
+    /// Per pod: first seen (its creation) → seen Running, sorted.
+    startup: Vec<Duration>,
+    /// Per pod: first seen → seen bound to a node, sorted.
+    scheduled: Vec<Duration>,
+    /// Per pod: seen bound → seen Running, sorted.
+    bound_to_running: Vec<Duration>,
+}
+
+impl Rollout {
+    fn new(sent: Instant, seen: &HashMap<String, Seen>) -> anyhow::Result<Self> {
+        let mut r = Rollout {
+            pods: seen.len(),
+            first_pod: Duration::MAX,
+            all_running: Duration::ZERO,
+            startup: Vec::new(),
+            scheduled: Vec::new(),
+            bound_to_running: Vec::new(),
+        };
+        for (name, s) in seen {
+            let (Some(created), Some(bound), Some(running)) = (s.created, s.bound, s.running)
+            else {
+                bail!("pod {name} was not seen created, bound and Running");
+            };
+            r.first_pod = r.first_pod.min(created.saturating_duration_since(sent));
+            r.all_running = r.all_running.max(running.saturating_duration_since(sent));
+            r.startup.push(running.saturating_duration_since(created));
+            r.scheduled.push(bound.saturating_duration_since(created));
+            r.bound_to_running
+                .push(running.saturating_duration_since(bound));
+        }
+        if seen.is_empty() {
+            bail!("no pod was seen");
+        }
+        r.startup.sort();
+        r.scheduled.sort();
+        r.bound_to_running.sort();
+        Ok(r)
+    }
+
+    fn rate(&self) -> f64 {
+        self.pods as f64 / self.all_running.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Creates the Deployment in a new namespace of `cluster` and waits until the watch saw all
+/// its pods Running and Ready.
+async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rollout> {
+    let ns = "deploy";
+    create_namespace(&cluster.http, &cluster.server.url, ns).await?;
+    let watch = StartupWatch::start(cluster.admin.clone(), ns, replicas).await?;
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/{ns}/deployments",
+        cluster.server.url
+    );
+    let sent = Instant::now();
+    let (code, resp) = request(
+        &cluster.http,
+        "POST",
+        &url,
+        Some(deployment_json("startup", replicas)),
+    )
+    .await?;
+    if code != 201 {
+        bail!(
+            "creating the Deployment: {code} {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    let seen = watch.finish().await?;
+    Rollout::new(sent, &seen)
+}
+
+/// The Deployment part: a Deployment of `cfg.replicas` on the hollow nodes of a fresh hollow
+/// cluster, through the controller manager, the scheduler and the kubelets.
+async fn deployment(
+    report: &mut Report,
+    cfg: &Config,
+    ceiling: Option<&Phase>,
+) -> anyhow::Result<()> {
+    let n = cfg.hollow_nodes;
+    let cluster = HollowCluster::start(&Options {
+        nodes: n,
+        etcd: cfg.etcd,
+    })
+    .await?;
+    let result = rollout(&cluster, cfg.replicas).await;
+    cluster.stop().await;
+    let r = result?;
+
+    let label = format!("Deployment of {} on {n} hollow nodes", cfg.replicas);
+    report.measure(
+        &format!("{label}: created → first pod"),
+        r.first_pod.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report.measure(
+        &format!("{label}: created → all Running"),
+        r.all_running.as_secs_f64() * 1000.0,
+        "ms",
+    );
+    report.measure(&format!("{label}: Running"), r.rate(), "pods/s");
+    for (what, v) in [
+        ("pod startup (created → Running)", &r.startup),
+        ("created → scheduled", &r.scheduled),
+        ("scheduled → Running", &r.bound_to_running),
+    ] {
+        for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
+            report.measure(&format!("{label}: {what} {q}"), percentile_ms(v, p), "ms");
+        }
+    }
+    report.measure(
+        &format!("{label}: pod startup max"),
+        percentile_ms(&r.startup, 1.0),
+        "ms",
+    );
+    report.ratio(
+        &format!("{label}: 10 s target / all Running"),
+        10.0 / r.all_running.as_secs_f64().max(1e-6),
+        1.0,
+    );
+    report.ratio(
+        &format!("{label}: 1 s target / pod startup p99"),
+        1000.0 / percentile_ms(&r.startup, 0.99).max(1e-3),
+        1.0,
+    );
+    if let Some(c) = ceiling {
+        report.ratio(
+            &format!("{label}: Running / bound pods Running (the API server's ceiling)"),
+            r.rate() / c.rate(),
+            0.5,
+        );
+    }
     Ok(())
 }
 
 /// Runs the pod-startup benchmark. Interrupted (Ctrl-C), it stops and cleans up first.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
-    let mut report = Report {
-        workload: "pod-startup".into(),
-        ..Default::default()
-    };
+    let mut report = Report::new("pod-startup");
     let p = &mut report.parameters;
     p.insert("real_pods_per_mode".into(), cfg.pods.into());
     p.insert("hollow_nodes".into(), cfg.hollow_nodes.into());
     p.insert("hollow_pods".into(), cfg.hollow_pods.into());
     p.insert("hollow_concurrency".into(), cfg.concurrency.into());
+    p.insert("deployment_replicas".into(), cfg.replicas.into());
+    p.insert(
+        "store".into(),
+        if cfg.etcd { "etcd" } else { "embedded" }.into(),
+    );
     p.insert(
         "latency".into(),
-        "from the client sending the create of a pod already bound (spec.nodeName) to a watch \
-         seeing status.phase Running (Ready: its Ready condition True)"
+        "real and hollow: from the client sending the create of a pod already bound \
+         (spec.nodeName) to a watch seeing status.phase Running (Ready: its Ready condition \
+         True); Deployment: from a watch first seeing the pod (its creation) to the watch \
+         seeing it Running, the pod startup SLO's definition"
             .into(),
     );
     p.insert(
@@ -661,9 +739,21 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     p.insert(
         "hollow".into(),
         if cfg.hollow {
-            "hollow kubelets (fake runtime: 10 ms sandbox, 10 ms start) in this process with \
-             the API server; baseline on a fresh API server: the client creates each pod and \
-             merge-patches its Running status"
+            "a hollow cluster in this process (API server, scheduler, controller manager, \
+             hollow kubelets — fake runtime: 10 ms sandbox, 10 ms start — each with its own \
+             identity), pods created already bound; baseline on a fresh API server alone: the \
+             client creates each pod and merge-patches its Running status"
+                .into()
+        } else {
+            "skipped".into()
+        },
+    );
+    p.insert(
+        "deployment".into(),
+        if cfg.deployment {
+            "a fresh hollow cluster; one Deployment of the replicas created, its pods made by \
+             the controller manager, bound by the scheduler, run by the hollow kubelets; \
+             compared with the hollow part's bound pods (the API server's ceiling)"
                 .into()
         } else {
             "skipped".into()
@@ -673,8 +763,13 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         if cfg.real {
             real(&mut report, cfg).await?;
         }
+        let mut ceiling = None;
         if cfg.hollow {
-            hollow(&mut report, cfg).await?;
+            let base = baseline(cfg).await?;
+            ceiling = Some(hollow(&mut report, cfg, &base).await?);
+        }
+        if cfg.deployment {
+            deployment(&mut report, cfg, ceiling.as_ref()).await?;
         }
         anyhow::Ok(())
     };
@@ -722,15 +817,15 @@ mod tests {
             hollow_nodes: 3,
             hollow_pods: 30,
             concurrency: 8,
+            deployment: true,
+            replicas: 30,
+            etcd: false,
         };
         let report = run(&cfg).await.expect("the benchmark runs");
         let value = |name: &str| {
             report
-                .measurements
-                .iter()
-                .find(|m| m.name == name)
+                .value(name)
                 .unwrap_or_else(|| panic!("{name} in {:#?}", report.measurements))
-                .value
         };
         if real {
             for mode in ["one at a time", "all at once"] {
@@ -738,9 +833,14 @@ mod tests {
                 assert!(p99 > 0.0 && p99 < 60_000.0, "{mode}: p99 {p99} ms");
             }
         }
-        assert!(value("hollow, 3 nodes x 30 pods: Running") > 0.0);
+        assert!(value("hollow, 3 nodes x 30 bound pods: Running") > 0.0);
         assert!(value("client create + Running status write (baseline)") > 0.0);
-        assert_eq!(report.ratios.len(), if real { 5 } else { 1 });
+        let deploy = "Deployment of 30 on 3 hollow nodes";
+        assert!(value(&format!("{deploy}: Running")) > 0.0);
+        let p50 = value(&format!("{deploy}: pod startup (created → Running) p50"));
+        let p99 = value(&format!("{deploy}: pod startup (created → Running) p99"));
+        assert!(p50 <= p99, "p50 {p50} ms, p99 {p99} ms");
+        assert_eq!(report.ratios.len(), if real { 8 } else { 4 });
     }
 
     #[test]
@@ -754,6 +854,7 @@ mod tests {
                 Seen {
                     running: Some(ms(100)),
                     ready: Some(ms(120)),
+                    ..Default::default()
                 },
             ),
             (
@@ -761,6 +862,7 @@ mod tests {
                 Seen {
                     running: Some(ms(310)),
                     ready: Some(ms(310)),
+                    ..Default::default()
                 },
             ),
         ]);
@@ -777,5 +879,54 @@ mod tests {
         assert!((p.rate() - 2.0 / 0.31).abs() < 1e-6);
         let missing = HashMap::from([("a".to_string(), Seen::default())]);
         assert!(Phase::new(&sent, &missing).is_err());
+    }
+
+    #[test]
+    fn rollouts_measure_from_first_seen_to_running() {
+        let t0 = Instant::now();
+        let ms = |n| Some(t0 + Duration::from_millis(n));
+        let seen = HashMap::from([
+            (
+                "a".to_string(),
+                Seen {
+                    created: ms(50),
+                    bound: ms(60),
+                    running: ms(100),
+                    ready: ms(100),
+                },
+            ),
+            (
+                "b".to_string(),
+                Seen {
+                    created: ms(70),
+                    bound: ms(200),
+                    running: ms(470),
+                    ready: ms(480),
+                },
+            ),
+        ]);
+        let r = Rollout::new(t0, &seen).unwrap();
+        assert_eq!(r.first_pod, Duration::from_millis(50));
+        assert_eq!(r.all_running, Duration::from_millis(470));
+        assert_eq!(
+            r.startup,
+            [Duration::from_millis(50), Duration::from_millis(400)]
+        );
+        assert_eq!(
+            r.scheduled,
+            [Duration::from_millis(10), Duration::from_millis(130)]
+        );
+        assert_eq!(
+            r.bound_to_running,
+            [Duration::from_millis(40), Duration::from_millis(270)]
+        );
+        let unbound = HashMap::from([(
+            "a".to_string(),
+            Seen {
+                created: ms(1),
+                ..Default::default()
+            },
+        )]);
+        assert!(Rollout::new(t0, &unbound).is_err());
     }
 }

@@ -78,6 +78,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report of `workload`.
+    pub fn new(workload: &str) -> Self {
+        Report {
+            workload: workload.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The value of the figure `name`, if it was measured.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+
     /// Adds a figure.
     pub fn measure(&mut self, name: &str, value: f64, unit: &str) {
         self.measurements.push(Measurement {

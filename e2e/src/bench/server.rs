@@ -86,7 +86,8 @@ pub(crate) fn http() -> Http {
         .build(https)
 }
 
-/// Sends one request (a body is sent as JSON): the status code and the body.
+/// Sends one request (a body is sent as JSON): the status code and the body. A 429 is
+/// retried (up to 100 times, pausing 50 ms more each time up to a second).
 pub(crate) async fn request(
     c: &Http,
     method: &str,
@@ -95,6 +96,9 @@ pub(crate) async fn request(
 ) -> anyhow::Result<(u16, Bytes)> {
     request_as(c, method, url, "application/json", body).await
 }
+
+/// How often a request answered 429 is sent at most.
+const TOO_MANY_RETRIES: u64 = 100;
 
 /// Sends one request with a body of `content_type` (e.g. `application/merge-patch+json`):
 /// the status code and the body.
@@ -105,28 +109,48 @@ pub(crate) async fn request_as(
     content_type: &str,
     body: Option<Bytes>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    let mut req = axum::http::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", content_type);
+    let body = body.unwrap_or_default();
+    // As client-go does, a 429 (the server's max-requests-inflight) is retried after a pause.
+    for attempt in 1.. {
+        let mut req = axum::http::Request::builder().method(method).uri(url);
+        if !body.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let resp = c
+            .request(req.body(Full::new(body.clone()))?)
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if status == 429 && attempt < TOO_MANY_RETRIES {
+            tokio::time::sleep(Duration::from_millis(50 * attempt.min(20))).await;
+            continue;
+        }
+        return Ok((status, bytes));
     }
-    let resp = c
-        .request(req.body(Full::new(body.unwrap_or_default()))?)
-        .await
-        .with_context(|| format!("{method} {url}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
+    unreachable!("the loop returns")
 }
 
-/// An API server started by [`start_server`]; stop it with [`stop`].
+/// An API server started by [`start_server`] (a task of this process) or [`start_process`] (a
+/// process of its own); stop it with [`stop`].
 pub(crate) struct Server {
     /// `https://127.0.0.1:PORT`.
     pub(crate) url: String,
     /// The admin kubeconfig it wrote.
     pub(crate) kubeconfig: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: Running,
     dir: tempfile::TempDir,
+}
+
+/// How an API server runs.
+enum Running {
+    /// A task of this process, stopped through the channel.
+    Task {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// A child process, stopped with SIGTERM.
+    Process(std::process::Child),
 }
 
 /// Starts an API server in this process on a free loopback port, on the embedded store in a
@@ -162,13 +186,108 @@ pub(crate) async fn start_server(etcd: Option<&EtcdServer>) -> anyhow::Result<Se
     Ok(Server {
         url,
         kubeconfig,
-        stop: Some(tx),
-        task,
+        running: Running::Task {
+            stop: Some(tx),
+            task,
+        },
         dir,
     })
 }
 
+impl Drop for Server {
+    /// A server process still running (the benchmark failed before [`stop`]) is killed.
+    fn drop(&mut self) {
+        if let Running::Process(c) = &mut self.running
+            && let Ok(None) = c.try_wait()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A free loopback TCP port (bound once and released: another process takes it next).
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts an API server as a process of its own — `program` with the arguments `args` gives
+/// for its data directory (a new temporary one, holding the bench CA) and HTTPS port — and
+/// waits until it answers `/readyz` with its admin kubeconfig written. Its output goes to
+/// `DATA/server.log`.
+pub(crate) async fn start_process(
+    program: &std::path::Path,
+    args: impl FnOnce(&std::path::Path, u16) -> Vec<String>,
+) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    use_bench_ca(dir.path())?;
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let child = std::process::Command::new(program)
+        .args(args(dir.path(), port))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let url = format!("https://127.0.0.1:{port}");
+    let mut server = Server {
+        url,
+        kubeconfig: dir.path().join("admin.kubeconfig"),
+        running: Running::Process(child),
+        dir,
+    };
+    let c = http();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Running::Process(child) = &mut server.running
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "{} exited ({status}) before it was ready: {}",
+                program.display(),
+                server.log_tail()
+            );
+        }
+        let ready = server.kubeconfig.exists()
+            && matches!(
+                request(&c, "GET", &format!("{}/readyz", server.url), None).await,
+                Ok((200, _))
+            );
+        if ready {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            let tail = server.log_tail();
+            stop(server).await;
+            bail!("{} was not ready within 60 s: {tail}", program.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Server {
+    /// The process id of a server started with [`start_process`].
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match &self.running {
+            Running::Process(c) => Some(c.id()),
+            Running::Task { .. } => None,
+        }
+    }
+
+    /// Its data directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The last lines of a process server's log.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
     /// The cluster CA certificate (PEM file), e.g. for kubelets' `--client-ca-file`.
     pub(crate) fn ca_file(&self) -> PathBuf {
         self.dir.path().join("pki").join("ca.crt")
@@ -257,10 +376,31 @@ pub(crate) async fn kube_client(server: &Server) -> anyhow::Result<kube::Client>
 
 /// Stops the API server and waits (up to 20 s) for it to close its store.
 pub(crate) async fn stop(mut server: Server) {
-    if let Some(stop) = server.stop.take() {
-        let _ = stop.send(());
+    match &mut server.running {
+        Running::Task { stop, task } => {
+            if let Some(stop) = stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+        Running::Process(child) => stop_child(child).await,
     }
-    let _ = tokio::time::timeout(Duration::from_secs(20), &mut server.task).await;
+}
+
+/// Stops a child process: SIGTERM, then SIGKILL after 20 s.
+pub(crate) async fn stop_child(child: &mut std::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Runs `total` operations with `concurrency` in flight.
@@ -276,6 +416,96 @@ where
         r?;
     }
     Ok(())
+}
+
+/// The parts of a watch event the benchmarks read.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct WatchEvent {
+    /// The object.
+    pub(crate) object: EventObject,
+}
+
+/// The object of a [`WatchEvent`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventObject {
+    /// Its metadata.
+    pub(crate) metadata: EventMeta,
+    /// Its status (a pod's phase).
+    #[serde(default)]
+    pub(crate) status: EventStatus,
+}
+
+/// The metadata of an [`EventObject`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventMeta {
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) namespace: String,
+    #[serde(rename = "resourceVersion", default)]
+    pub(crate) resource_version: String,
+}
+
+/// The status of an [`EventObject`].
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EventStatus {
+    #[serde(default)]
+    pub(crate) phase: Option<String>,
+}
+
+/// Watches the collection at `path` of the API server at `base` (as the admin) from its
+/// current resourceVersion until `stop` turns true, calling `on_event` with each event and
+/// when it arrived; a watch the server ends is resumed from the last resourceVersion seen.
+pub(crate) fn watch_collection(
+    base: String,
+    path: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+    mut on_event: impl FnMut(&WatchEvent, Instant) + Send + 'static,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let c = http();
+        let (code, body) = request(&c, "GET", &format!("{base}{path}?limit=1"), None).await?;
+        if code != 200 {
+            bail!("list {path}: {code}");
+        }
+        let mut rv =
+            serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_string();
+        loop {
+            let url = format!("{base}{path}?watch=1&resourceVersion={rv}&timeoutSeconds=3600");
+            let resp = c
+                .request(axum::http::Request::get(url).body(Full::new(Bytes::new()))?)
+                .await?;
+            if resp.status() != 200 {
+                bail!("watch {path}: {}", resp.status());
+            }
+            let mut body = resp.into_body();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut stop = stop.clone();
+            loop {
+                let frame = tokio::select! {
+                    f = body.frame() => f,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                };
+                let Some(Ok(f)) = frame else { break };
+                let Some(d) = f.data_ref() else { continue };
+                buf.extend_from_slice(d);
+                let now = Instant::now();
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(ev) = serde_json::from_slice::<WatchEvent>(&line) {
+                        on_event(&ev, now);
+                        rv = ev.object.metadata.resource_version;
+                    }
+                }
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
+        }
+    })
 }
 
 /// Creates the namespace `ns`.

@@ -38,12 +38,32 @@ fn profile_dir() -> PathBuf {
     }
 }
 
+/// The binary `name` of workspace package `package` in the target directory of the running
+/// executable's profile, built (`$CARGO build -p PACKAGE`) when missing.
+///
+/// # Panics
+/// When it is missing and `cargo build` fails.
+pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
+    let dir = profile_dir();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        build(&dir, &[package]);
+    }
+    assert!(
+        bin.exists(),
+        "{} is missing after cargo build",
+        bin.display()
+    );
+    warn_if_stale(&bin);
+    bin
+}
+
 fn locate() -> Binaries {
     let dir = profile_dir();
     let rkube = dir.join("rkube");
     let rkubectl = dir.join("rkubectl");
     if !rkube.exists() || !rkubectl.exists() {
-        build(&dir);
+        build(&dir, &["rkube", "rkube-ctl"]);
     }
     for b in [&rkube, &rkubectl] {
         assert!(b.exists(), "{} is missing after cargo build", b.display());
@@ -64,19 +84,21 @@ fn locate() -> Binaries {
     }
 }
 
-/// `$CARGO build -p rkube -p rkube-ctl` in the workspace, for the profile of `dir`.
+/// `$CARGO build -p PACKAGE…` in the workspace, for the profile of `dir`.
 ///
-/// Only run when a binary is missing: `cargo test --workspace` builds both (they are
+/// Only run when a binary is missing: `cargo test --workspace` builds them (they are
 /// binaries of workspace members) with the features of the whole workspace, which a build of
-/// two packages alone would change — and rebuild.
-fn build(dir: &Path) {
+/// a few packages alone would change — and rebuild.
+fn build(dir: &Path, packages: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace directory");
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "-p", "rkube", "-p", "rkube-ctl"]);
+    cmd.current_dir(workspace).arg("build");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
     if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
         cmd.arg("--release");
     }
@@ -84,11 +106,11 @@ fn build(dir: &Path) {
     if let Some(target) = dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    eprintln!("building rkube and rkubectl: {cmd:?}");
+    eprintln!("building {}: {cmd:?}", packages.join(", "));
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", cargo.to_string_lossy()));
-    assert!(status.success(), "cargo build -p rkube -p rkube-ctl failed");
+    assert!(status.success(), "{cmd:?} failed");
 }
 
 /// The files `binary` was built from: the dep-info file cargo writes next to it
@@ -136,7 +158,7 @@ fn warn_if_stale(binary: &Path) {
         .find(|d| modified(d).is_some_and(|t| t > built))
     {
         eprintln!(
-            "WARNING: {} is older than {}; run `cargo build -p rkube -p rkube-ctl` (cargo \
+            "WARNING: {} is older than {}; rebuild it with `cargo build` (cargo \
              test --workspace does) to test the current code",
             binary.display(),
             newer.display()

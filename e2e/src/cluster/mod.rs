@@ -32,7 +32,7 @@ use k8s_openapi::api::core::v1::Pod;
 use rkube_testkit::host::{self, Netns, Tmpfs};
 use serde::de::DeserializeOwned;
 
-pub use binaries::{Binaries, binaries};
+pub use binaries::{Binaries, binaries, workspace_binary};
 pub use node::{Node, Role};
 
 /// How long anything that involves real containers is waited for by default (generous: CI
