@@ -391,6 +391,7 @@ async fn churn_on(
         );
     }
     let mut worst_client: f64 = 0.0;
+    let mut distributions: Vec<(String, Vec<Duration>)> = Vec::new();
     for (what, mut v) in client.latency {
         v.sort();
         let p99 = percentile_ms(&v, 0.99);
@@ -402,6 +403,7 @@ async fn churn_on(
         );
         report.measure(&format!("client {what}: p50"), percentile_ms(&v, 0.5), "ms");
         report.measure(&format!("client {what}: p99"), p99, "ms");
+        distributions.push((what.to_string(), v));
     }
     report.measure("client errors", client.error_count as f64, "errors");
     report.measure(
@@ -418,6 +420,12 @@ async fn churn_on(
         }
     }
     lag.sort();
+    distributions.push(("watch lag".into(), lag.clone()));
+    let lines: Vec<(&str, &[Duration])> = distributions
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    report.cdf("client latency by verb, and watch lag", &lines);
     report.measure("watch lag p50", percentile_ms(&lag, 0.5), "ms");
     report.measure("watch lag p99", percentile_ms(&lag, 0.99), "ms");
     report.measure("watch lag max", percentile_ms(&lag, 1.0), "ms");

@@ -154,7 +154,12 @@ impl RunningPods {
     /// Waits (up to `limit`) until at least `want` pods were seen Running.
     pub(crate) async fn wait(&self, want: usize, limit: Duration) -> anyhow::Result<()> {
         let mut rx = self.count.clone();
-        match tokio::time::timeout(limit, rx.wait_for(|n| *n >= want)).await {
+        let progress = super::progress::Progress::new(want, "pods Running");
+        let seen = rx.wait_for(|n| {
+            progress.set(*n);
+            *n >= want
+        });
+        match tokio::time::timeout(limit, seen).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => bail!("the pod watch ended"),
             Err(_) => bail!(

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod footprint;
 mod hollow_cluster;
 pub mod pod_startup;
+pub mod progress;
 pub mod proxy;
 pub mod report;
 pub mod scale_limit;

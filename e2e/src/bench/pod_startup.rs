@@ -314,6 +314,10 @@ impl Phase {
             "ms",
         );
         report.measure(&format!("{label}: create→Running p99"), self.p99(), "ms");
+        report.cdf(
+            &format!("{label}: latency distribution"),
+            &[("create → Running", &self.running)],
+        );
         report.measure(
             &format!("{label}: create→Running max"),
             percentile_ms(&self.running, 1.0),
@@ -683,6 +687,14 @@ async fn deployment(
         &format!("{label}: pod startup max"),
         percentile_ms(&r.startup, 1.0),
         "ms",
+    );
+    report.cdf(
+        &format!("{label}: latency distribution"),
+        &[
+            ("pod startup (created → Running)", &r.startup),
+            ("created → scheduled", &r.scheduled),
+            ("scheduled → Running", &r.bound_to_running),
+        ],
     );
     report.ratio(
         &format!("{label}: 10 s target / all Running"),

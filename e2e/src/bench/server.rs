@@ -409,11 +409,13 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let progress = super::progress::Progress::new(total, "requests");
     let mut s = futures::stream::iter(0..total)
         .map(op)
         .buffer_unordered(concurrency);
     while let Some(r) = s.next().await {
         r?;
+        progress.inc();
     }
     Ok(())
 }
