@@ -16,7 +16,7 @@ use crate::http::metrics::Histogram;
 /// Histograms of store operations by (operation, resource).
 #[derive(Default)]
 pub struct StoreMetrics {
-    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
+    latency: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
 }
 
 impl StoreMetrics {
@@ -44,7 +44,7 @@ impl StoreMetrics {
 
 /// The resource a key belongs to, as its storage segment (`pods`, `apps/deployments`), or
 /// `other` for keys of no served resource.
-fn resource_of(key: &str) -> String {
+fn resource_of(key: &str) -> &'static str {
     crate::resources::ALL
         .iter()
         .filter(|d| !d.create_only)
@@ -56,7 +56,6 @@ fn resource_of(key: &str) -> String {
         })
         .max_by_key(|s| s.len())
         .unwrap_or("other")
-        .to_string()
 }
 
 /// A backend whose operations are timed into [`StoreMetrics`].
