@@ -2,7 +2,7 @@
 
 // Many small, short-lived allocations per request: mimalloc handles them better than glibc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 // Zone snapshots and forwarded answers are many small allocations: mimalloc handles them
 // better than glibc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use rkube_kubelet::{Config, RuntimeMode};
 use rkube_machinery::process::{describe, shutdown_signal};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 /// rkubelet: runs the pods bound to this node through CRI (containerd).
 #[derive(Parser, Debug)]

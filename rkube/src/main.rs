@@ -4,7 +4,7 @@
 // Many small, short-lived allocations (requests, watch events): mimalloc handles them better
 // than glibc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 use anyhow::Context;
 use clap::Parser;

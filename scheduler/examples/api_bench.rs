@@ -7,7 +7,7 @@
 //! `cargo run --release -p rkube-scheduler --example api_bench [-- NODES PODS]`
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! `rkube-scheduler`: the scheduler of rkube, a kube-rs client of the API server.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

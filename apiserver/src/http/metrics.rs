@@ -124,7 +124,7 @@ impl Metrics {
         self.store.render(&mut out);
         if let Some(cache) = &self.watch_cache {
             let stats = cache.stats();
-            let gauges: [Gauge; 4] = [
+            let gauges: [Gauge; 6] = [
                 (
                     "apiserver_watch_cache_watchers",
                     "Watches served from the watch cache, per resource.",
@@ -139,6 +139,16 @@ impl Metrics {
                     "apiserver_watch_cache_objects",
                     "Objects the watch cache holds, per resource.",
                     |s| s.objects as i64,
+                ),
+                (
+                    "apiserver_watch_cache_window_events",
+                    "Events in the watch cache's window of recent history, per resource.",
+                    |s| s.window_events as i64,
+                ),
+                (
+                    "apiserver_watch_cache_window_bytes",
+                    "Bytes of the events in the watch cache's window, per resource.",
+                    |s| s.window_bytes as i64,
                 ),
                 (
                     "apiserver_watch_cache_resource_version",

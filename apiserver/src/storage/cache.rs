@@ -24,6 +24,10 @@ use super::{
 pub struct CacheConfig {
     /// Events kept per prefix for watches that start in the recent past.
     pub history: usize,
+    /// Bytes of those events (new and previous values) kept per prefix at most: big objects
+    /// that change often (Nodes) keep a shorter window. A watch from before the window is
+    /// served by the backend's history instead.
+    pub history_bytes: usize,
     /// Capacity of the fan-out to watchers; a watcher that falls further behind catches up from
     /// the history window (or is closed and re-watches).
     pub fanout_capacity: usize,
@@ -37,7 +41,8 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             history: 4_096,
-            fanout_capacity: 8_192,
+            history_bytes: 16 << 20,
+            fanout_capacity: 1_024,
             freshness_wait: Duration::from_secs(3),
             progress_interval: Duration::from_secs(5),
         }
@@ -90,6 +95,10 @@ pub struct CacheStats {
     pub queued: usize,
     /// Objects it holds.
     pub objects: usize,
+    /// Events in its window of recent history.
+    pub window_events: usize,
+    /// Bytes of those events (keys, new and previous values).
+    pub window_bytes: usize,
     /// The newest revision it has seen.
     pub revision: Revision,
 }
@@ -117,6 +126,8 @@ impl WatchCache {
                     watchers: c.tx.receiver_count(),
                     queued: c.tx.len(),
                     objects: st.items.len(),
+                    window_events: st.events.len(),
+                    window_bytes: st.events_bytes,
                     revision: st.revision,
                 }
             })
@@ -163,6 +174,8 @@ struct State {
     items: BTreeMap<String, KeyValue>,
     revision: Revision,
     events: VecDeque<Arc<Event>>,
+    /// The bytes of `events`, as [`event_bytes`] counts them.
+    events_bytes: usize,
     /// Every event after this revision is in `events`.
     oldest: Revision,
     ready: bool,
@@ -171,6 +184,7 @@ struct State {
 struct PrefixCache {
     prefix: String,
     history: usize,
+    history_bytes: usize,
     freshness_wait: Duration,
     progress_interval: Duration,
     state: RwLock<State>,
@@ -185,12 +199,14 @@ impl PrefixCache {
         let cache = Arc::new(Self {
             prefix,
             history: config.history.max(1),
+            history_bytes: config.history_bytes,
             freshness_wait: config.freshness_wait,
             progress_interval: config.progress_interval,
             state: RwLock::new(State {
                 items: BTreeMap::new(),
                 revision: 0,
                 events: VecDeque::new(),
+                events_bytes: 0,
                 oldest: 0,
                 ready: false,
             }),
@@ -237,6 +253,7 @@ impl PrefixCache {
             .collect();
         st.revision = list.revision;
         st.events.clear();
+        st.events_bytes = 0;
         st.oldest = list.revision;
         st.ready = true;
         if was_ready {
@@ -269,9 +286,13 @@ impl PrefixCache {
                     }
                 }
                 st.revision = ev.revision();
+                st.events_bytes += event_bytes(ev);
                 st.events.push_back(ev.clone());
-                while st.events.len() > self.history {
+                while st.events.len() > self.history
+                    || (st.events_bytes > self.history_bytes && st.events.len() > 1)
+                {
                     if let Some(old) = st.events.pop_front() {
+                        st.events_bytes -= event_bytes(&old);
                         st.oldest = old.revision();
                     }
                 }
@@ -286,6 +307,11 @@ impl PrefixCache {
         let _ = self.tx.send(Msg::Item(item));
         self.revision.send_replace(Some(st.revision));
     }
+}
+
+/// What an event in the window costs: its key and its new and previous values.
+fn event_bytes(ev: &Event) -> usize {
+    ev.kv.key.len() + ev.kv.value.len() + ev.prev.as_ref().map_or(0, |p| p.value.len())
 }
 
 /// Keeps one prefix cache in step with the backend: list, then watch from the list's revision;
@@ -544,5 +570,80 @@ impl Storage for WatchCache {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         self.backend.compacted_revision().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::embedded::{EmbeddedConfig, EmbeddedStorage};
+
+    async fn next_event(w: &mut WatchStream) -> Arc<Event> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+                Ok(Some(Ok(WatchItem::Event(ev)))) => return ev,
+                Ok(Some(Ok(WatchItem::Progress(_)))) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_window_is_bounded_by_bytes_and_older_watches_still_see_every_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Storage> =
+            Arc::new(EmbeddedStorage::open(EmbeddedConfig::new(dir.path().join("db"))).unwrap());
+        let cache = WatchCache::new(
+            backend,
+            vec!["/registry/nodes/".into()],
+            CacheConfig {
+                history: 1_000,
+                history_bytes: 10_000,
+                ..CacheConfig::default()
+            },
+        );
+        // Start the prefix cache, then write 50 updates of a 1 KB object.
+        let first = cache
+            .create("/registry/nodes/n1", Bytes::from(vec![b'a'; 1_000]))
+            .await
+            .unwrap();
+        let mut w = cache
+            .watch("/registry/nodes/", true, first.mod_revision)
+            .await
+            .unwrap();
+        let mut rev = first.mod_revision;
+        for i in 0..50u8 {
+            rev = cache
+                .update(
+                    "/registry/nodes/n1",
+                    rev,
+                    Bytes::from(vec![b'b' + i % 20; 1_000]),
+                )
+                .await
+                .unwrap()
+                .mod_revision;
+        }
+        for _ in 0..50 {
+            next_event(&mut w).await;
+        }
+        let stats = cache.stats();
+        let nodes = stats.iter().find(|s| s.resource == "nodes").unwrap();
+        // Each event holds ~2 KB (new and previous value): 5 fit in 10 KB, not 51.
+        assert!(nodes.window_bytes <= 10_000, "{nodes:?}");
+        assert!((4..=5).contains(&nodes.window_events), "{nodes:?}");
+        // A watch from the first write, older than the window, still gets every change in
+        // order (from the store's own history).
+        let mut old = cache
+            .watch("/registry/nodes/", true, first.mod_revision)
+            .await
+            .unwrap();
+        let mut last = first.mod_revision;
+        for _ in 0..50 {
+            let ev = next_event(&mut old).await;
+            assert_eq!(ev.revision(), last + 1);
+            last = ev.revision();
+        }
+        assert_eq!(last, rev);
+        cache.close().await;
     }
 }

@@ -54,7 +54,15 @@ pub struct EmbeddedConfig {
     pub max_batch: usize,
     /// Capacity of the in-process event fan-out before a slow watcher replays from disk.
     pub fanout_capacity: usize,
+    /// Bytes of database pages kept in memory (redb's cache; the file's other pages are read
+    /// through the OS page cache). redb's own default, 1 GiB, would let a big cluster's store
+    /// grow the API server's resident memory by that much; reads that need speed are served
+    /// by the watch cache above the store anyway.
+    pub cache_size: usize,
 }
+
+/// The default of [`EmbeddedConfig::cache_size`].
+pub const DEFAULT_CACHE_SIZE: usize = 32 << 20;
 
 impl EmbeddedConfig {
     /// Defaults for a store at `path`.
@@ -63,7 +71,8 @@ impl EmbeddedConfig {
             path: path.into(),
             progress_interval: Duration::from_secs(5),
             max_batch: 1_000,
-            fanout_capacity: 16_384,
+            fanout_capacity: 4_096,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -189,6 +198,7 @@ impl EmbeddedStorage {
             return Err(file_err("is a directory, not a database file".into()));
         }
         let db = Database::builder()
+            .set_cache_size(config.cache_size)
             .create(&config.path)
             .map_err(|e| file_err(describe_open_error(e)))?;
         let (revision, compacted) = init_tables(&db).map_err(|e| file_err(e.to_string()))?;

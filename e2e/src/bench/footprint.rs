@@ -293,4 +293,41 @@ mod tests {
         assert!(value("all-in-one, 2 nodes / 30 pods: rkube server peak RSS (VmHWM)") > 0.0);
         assert_eq!(report.ratios.len(), 4);
     }
+
+    /// Every rkube binary runs with rkube-alloc's setting (arenas committed on demand, so
+    /// freed memory goes back to the OS), which only holds if the allocator crate's constructor
+    /// is linked into the binary; and the environment still overrides it.
+    #[test]
+    fn every_binary_commits_allocator_arenas_on_demand() {
+        use crate::cluster::workspace_binary;
+        let binaries = [
+            ("rkube", "rkube"),
+            ("rkube-apiserver", "rkube-apiserver"),
+            ("rkube-scheduler", "rkube-scheduler"),
+            ("rkube-controller-manager", "rkube-controller-manager"),
+            ("rkube-dns", "rkube-dns"),
+            ("rkubelet", "rkube-kubelet"),
+        ];
+        let option = |bin: &std::path::Path, env: Option<&str>| {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.arg("--version").env("MIMALLOC_VERBOSE", "1");
+            cmd.env_remove("MIMALLOC_ARENA_EAGER_COMMIT");
+            if let Some(v) = env {
+                cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", v);
+            }
+            let out = cmd.output().expect("the binary runs");
+            assert!(out.status.success(), "{}: {out:?}", bin.display());
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            stderr
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("option 'arena_eager_commit': "))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| panic!("{}: no mimalloc options in {stderr}", bin.display()))
+        };
+        for (name, package) in binaries {
+            let bin = workspace_binary(name, package);
+            assert_eq!(option(&bin, None), "0", "{name}");
+            assert_eq!(option(&bin, Some("1")), "1", "{name}");
+        }
+    }
 }
