@@ -172,7 +172,12 @@ impl<K: Object> Informer<K> {
                 config,
                 mut writer,
             } = runner;
-            let mut stream = watcher(api, config).default_backoff().boxed();
+            // Controllers never read managed fields: dropping them (as kube-controller-manager's
+            // informers do) keeps the cache a good deal smaller.
+            let mut stream = watcher(api, config)
+                .default_backoff()
+                .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+                .boxed();
             tokio::pin!(shutdown);
             // Objects seen during a (re)list, to turn a relist into adds, updates and deletes.
             let mut before: Option<HashMap<ObjectRef<K>, Arc<K>>> = None;

@@ -137,6 +137,12 @@ impl Shared {
     }
 }
 
+/// The scheduler never reads managed fields: dropping them from what it keeps (as
+/// kube-scheduler's informers do) makes its cache a good deal smaller.
+fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// Folds a watcher stream into handlers, with relist handling.
 async fn run_watch<K, F, D, L>(
     stream: impl futures::Stream<Item = Result<Event<K>, watcher::Error>>,
@@ -185,7 +191,9 @@ async fn run_watch<K, F, D, L>(
 
 async fn watch_nodes(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
     let api: Api<Node> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields);
     run_watch(
         stream,
         "nodes",
@@ -200,7 +208,9 @@ async fn watch_nodes(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'st
 
 async fn watch_pods(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields);
     run_watch(
         stream,
         "pods",
@@ -227,7 +237,9 @@ async fn watch_pods(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'sta
 
 async fn watch_namespaces(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
     let api: Api<Namespace> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields);
     run_watch(
         stream,
         "namespaces",
