@@ -10,9 +10,13 @@
 //!
 //! Use it in a binary's `main.rs`:
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static GLOBAL: rkube_alloc::Allocator = rkube_alloc::Allocator;
+//!
+//! fn main() {
+//!     assert!(!rkube_alloc::arena_eager_commit() || std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some());
+//! }
 //! ```
 //!
 //! The option is set by a constructor that runs before `main` (and before the first arena is
