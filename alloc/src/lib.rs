@@ -68,8 +68,9 @@ unsafe impl GlobalAlloc for Allocator {
 }
 
 unsafe extern "C" {
-    /// mimalloc's `void mi_option_set(mi_option_t option, long value)`.
-    fn mi_option_set(option: c_int, value: c_long);
+    /// mimalloc's `void mi_option_set_default(mi_option_t option, long value)`: the value an
+    /// option takes unless the environment (`MIMALLOC_<OPTION>`) sets it.
+    fn mi_option_set_default(option: c_int, value: c_long);
     /// mimalloc's `long mi_option_get(mi_option_t option)`.
     fn mi_option_get(option: c_int) -> c_long;
 }
@@ -83,30 +84,10 @@ pub fn arena_eager_commit() -> bool {
     unsafe { mi_option_get(ARENA_EAGER_COMMIT) != 0 }
 }
 
-/// Sets the options, unless the environment sets them itself.
+/// Sets the options' defaults (0 = commit arenas on demand); the environment still wins.
 extern "C" fn configure() {
-    // Reading the environment here must not allocate (this runs before `main`), so look the
-    // variable up without `std::env`, which would.
-    if !env_is_set(b"MIMALLOC_ARENA_EAGER_COMMIT") {
-        // SAFETY: sets an option to a value the option accepts (0 = commit on demand).
-        unsafe { mi_option_set(ARENA_EAGER_COMMIT, 0) }
-    }
-}
-
-unsafe extern "C" {
-    /// libc's `getenv` (allocation-free).
-    fn getenv(name: *const std::ffi::c_char) -> *mut std::ffi::c_char;
-}
-
-/// Whether the environment variable `name` is set, without allocating.
-fn env_is_set(name: &[u8]) -> bool {
-    let mut buf = [0u8; 64];
-    if name.len() >= buf.len() {
-        return false;
-    }
-    buf[..name.len()].copy_from_slice(name);
-    // SAFETY: `buf` is NUL-terminated; `getenv` only reads it.
-    !unsafe { getenv(buf.as_ptr().cast()) }.is_null()
+    // SAFETY: sets the default of an option to a value the option accepts; allocation-free.
+    unsafe { mi_option_set_default(ARENA_EAGER_COMMIT, 0) }
 }
 
 /// Runs [`configure`] as an ELF constructor, before `main` and before Rust's runtime allocates.
