@@ -82,7 +82,7 @@ fn client_with(base: &kube::Config, token: Token) -> Result<Client, kube::Error>
             }
             req
         });
-    Ok(kube::client::ClientBuilder::try_from(config)?
+    Ok(rkube_machinery::client::builder(config)?
         .with_layer(&add_token)
         .build())
 }

@@ -150,7 +150,8 @@ async fn main() -> anyhow::Result<()> {
     if args.use_service_account_credentials {
         config.service_account_credentials = Some(client_config.clone());
     }
-    let client = kube::Client::try_from(client_config).context("cannot build the API client")?;
+    let client =
+        rkube_machinery::client::client(client_config).context("cannot build the API client")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

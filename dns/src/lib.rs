@@ -106,7 +106,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| err(e.to_string()))?;
-    kube::Client::try_from(cfg).map_err(|e| err(e.to_string()))
+    rkube_machinery::client::client(cfg).map_err(|e| err(e.to_string()))
 }
 
 /// Serves DNS on `listeners` from caches of the cluster behind `client` until `shutdown`

@@ -121,7 +121,7 @@ async fn make_client(config: &Config) -> Result<kube::Client, Error> {
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| err(e.to_string()))?;
-    kube::Client::try_from(cfg).map_err(|e| err(e.to_string()))
+    rkube_machinery::client::client(cfg).map_err(|e| err(e.to_string()))
 }
 
 impl Kubelet {

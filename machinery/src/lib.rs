@@ -4,14 +4,17 @@
 //! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, request bodies (JSON,
 //! YAML and protobuf), and Lease-based leader election, the shutdown signal and error printing
 //! every `main` uses, HTTPS serving with client certificates (the API server's and the
-//! kubelet's), and the certificates.k8s.io machinery (certificate requests, signers, a signing
-//! CA). These last four (`leader`, `process`, `https`, `certificates`) and the async stack they
+//! kubelet's), API clients over HTTP/2, and the certificates.k8s.io machinery (certificate
+//! requests, signers, a signing CA). These last five (`leader`, `process`, `https`, `client`,
+//! `certificates`) and the async stack they
 //! need come with the default feature `runtime`.
 
 pub mod apply;
 pub mod body;
 #[cfg(feature = "runtime")]
 pub mod certificates;
+#[cfg(feature = "runtime")]
+pub mod client;
 #[cfg(feature = "runtime")]
 pub mod https;
 #[cfg(feature = "runtime")]

@@ -96,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("no --kubeconfig and no cluster configuration found")?,
     };
-    let client = kube::Client::try_from(kube_config).context("cannot build the API client")?;
+    let client =
+        rkube_machinery::client::client(kube_config).context("cannot build the API client")?;
     let node_name = args.node_name.context("--node-name is required")?;
     let mut config = Config::new(client, node_name);
     config.mode = args.mode.map(|m| match m {

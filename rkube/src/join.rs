@@ -331,7 +331,7 @@ pub async fn client(
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| JoinError::Kubeconfig(e.to_string()))?;
-    kube::Client::try_from(cfg).map_err(|e| JoinError::Kubeconfig(e.to_string()))
+    rkube_machinery::client::client(cfg).map_err(|e| JoinError::Kubeconfig(e.to_string()))
 }
 
 fn api_error(what: String, e: kube::Error) -> JoinError {

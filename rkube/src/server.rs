@@ -39,7 +39,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from(path: &Path) -> Result<kube::Client, Error> {
     let cfg = config_from(path).await?;
-    kube::Client::try_from(cfg).map_err(|e| Error::Kubeconfig {
+    rkube_machinery::client::client(cfg).map_err(|e| Error::Kubeconfig {
         path: path.to_path_buf(),
         message: e.to_string(),
     })

@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .with_context(|| format!("using {}", args.kubeconfig.display()))?;
-    let client = kube::Client::try_from(client_config)?;
+    let client = rkube_machinery::client::client(client_config)?;
     let listener = tokio::net::TcpListener::bind(args.bind_address)
         .await
         .with_context(|| format!("listening on {}", args.bind_address))?;

@@ -73,7 +73,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
 
     // The admin's client (for the pod watch), and the controller manager as Kubernetes runs
     // it: system:kube-controller-manager, each controller with its ServiceAccount's token.
-    let client = kube::Client::try_from(kube_config(&server.kubeconfig).await?)?;
+    let client = rkube_machinery::client::client(kube_config(&server.kubeconfig).await?)?;
     let manager =
         kube_config(&server.kubeconfig_for_user("system:kube-controller-manager", &[])?).await?;
     create_namespace(&c, &server.url, "bench").await?;
@@ -83,7 +83,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
             service_account_credentials: Some(manager.clone()),
             ..Default::default()
         },
-        kube::Client::try_from(manager)?,
+        rkube_machinery::client::client(manager)?,
         None,
         async {
             let _ = stop_rx.await;

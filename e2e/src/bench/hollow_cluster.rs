@@ -212,7 +212,7 @@ impl HollowNodes {
                 async move {
                     let user = format!("system:node:{name}");
                     let kc = server.kubeconfig_for_user(&user, &["system:nodes"])?;
-                    let client = kube::Client::try_from(kube_config(&kc).await?)?;
+                    let client = rkube_machinery::client::client(kube_config(&kc).await?)?;
                     let cfg = kubelet_config(server, client, &name, &dir, fake);
                     Kubelet::start(cfg)
                         .await
@@ -386,7 +386,7 @@ impl HollowCluster {
 
     async fn start_components(&mut self, nodes: usize) -> anyhow::Result<()> {
         let server = &self.server;
-        let scheduler = kube::Client::try_from(
+        let scheduler = rkube_machinery::client::client(
             kube_config(&server.kubeconfig_for_user("system:kube-scheduler", &[])?).await?,
         )?;
         let opts = rkube_scheduler::Options::new(scheduler, Default::default());
@@ -397,7 +397,7 @@ impl HollowCluster {
             kube_config(&server.kubeconfig_for_user("system:kube-controller-manager", &[])?)
                 .await?;
         let cm = controller_manager_config(manager.clone());
-        let client = kube::Client::try_from(manager)?;
+        let client = rkube_machinery::client::client(manager)?;
         self.components
             .push(spawn("controller-manager", move |shutdown| {
                 rkube_controller_manager::run(cm, client, None, shutdown)

@@ -298,7 +298,7 @@ async fn run_one(
     create_nodes(&c, &server.url, nodes, cfg).await?;
     let nodes_secs = t.elapsed().as_secs_f64();
     // The scheduler's own identity, with its default roles.
-    let client = kube::Client::try_from(
+    let client = rkube_machinery::client::client(
         kube_config(&server.kubeconfig_for_user("system:kube-scheduler", &[])?).await?,
     )?;
     let sc = rkube_scheduler::SchedulerConfiguration {

@@ -369,7 +369,7 @@ pub(crate) async fn kube_config(path: &std::path::Path) -> anyhow::Result<kube::
 /// A kube client of `server` (its admin kubeconfig).
 pub(crate) async fn kube_client(server: &Server) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig)?;
-    Ok(kube::Client::try_from(
+    Ok(rkube_machinery::client::client(
         kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?,
     )?)
 }

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many streams (requests and watches) one h2 connection may have open at once — what
+/// kube-apiserver allows; a client with more waits for a stream to end. (hyper's default,
+/// 200, is less than a controller manager's informers plus its requests in flight.)
+const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
 /// Serves `app` over TLS on `listener` until `stop` is cancelled (handlers of long-running
 /// requests watch the same token to end their streams), then waits up to `grace` for open
@@ -73,8 +77,11 @@ pub async fn serve<F>(
                     req
                 },
             );
-            let builder =
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http2()
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
             let conn = builder.serve_connection(
                 hyper_util::rt::TokioIo::new(tls),
                 hyper_util::service::TowerToHyperService::new(svc),
