@@ -77,10 +77,12 @@ pub fn set_resource_version(v: &mut Value, rev: i64) {
 }
 
 /// Encodes an object for storage: JSON, without resourceVersion (the caller clears it; see
-/// [`encode_object`]).
+/// [`encode_object`]). The result is an exact-size copy: the encoder's buffer grows by
+/// doubling, and a `Bytes` made from it would keep the spare capacity (up to as much again)
+/// for as long as the watch cache holds the object.
 pub fn encode<T: Serialize>(obj: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(obj)
-        .map(Bytes::from)
+        .map(|v| Bytes::copy_from_slice(&v))
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
