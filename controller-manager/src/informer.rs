@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -89,6 +90,38 @@ impl<K> Object for K where
         + Sync
         + 'static
 {
+}
+
+/// Drops from a cached pod what no controller here reads — its volumes, and its containers'
+/// commands, environment, mounts, probes, lifecycle hooks and security contexts — which is
+/// most of a pod's size after its status. Controllers write pods only by patches, by deletes
+/// and through the status subresource (which keeps the stored spec), never by replacing a
+/// pod with a cached copy, so nothing stored loses these fields. What they do read stays:
+/// metadata, node name, tolerations, container names, images, ports and resources,
+/// restart policies, and the whole status.
+pub fn slim_pod(pod: &mut Pod) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    spec.volumes = None;
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for c in containers {
+        c.command = None;
+        c.args = None;
+        c.env = None;
+        c.env_from = None;
+        c.volume_mounts = None;
+        c.volume_devices = None;
+        c.liveness_probe = None;
+        c.readiness_probe = None;
+        c.startup_probe = None;
+        c.lifecycle = None;
+        c.security_context = None;
+    }
+    spec.ephemeral_containers = None;
 }
 
 type Subscribers<K> = Arc<Mutex<Vec<mpsc::UnboundedSender<Change<K>>>>>;
@@ -173,10 +206,15 @@ impl<K: Object> Informer<K> {
                 mut writer,
             } = runner;
             // Controllers never read managed fields: dropping them (as kube-controller-manager's
-            // informers do) keeps the cache a good deal smaller.
+            // informers do) keeps the cache a good deal smaller. Pods lose more (see `slim_pod`).
             let mut stream = watcher(api, config)
                 .default_backoff()
-                .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+                .modify(|o: &mut K| {
+                    o.meta_mut().managed_fields = None;
+                    if let Some(pod) = (o as &mut dyn Any).downcast_mut::<Pod>() {
+                        slim_pod(pod);
+                    }
+                })
                 .boxed();
             tokio::pin!(shutdown);
             // Objects seen during a (re)list, to turn a relist into adds, updates and deletes.
@@ -444,7 +482,6 @@ pub fn ref_in<K: Object>(namespace: Option<&str>, name: &str) -> ObjectRef<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn pod(name: &str, rv: &str) -> Pod {
@@ -518,5 +555,64 @@ mod tests {
         assert_eq!(c3.len(), 1);
         assert!(matches!(&c3[0], Change::Deleted(p) if p.metadata.name.as_deref() == Some("b")));
         assert_eq!(informer.store().state().len(), 1);
+    }
+
+    #[test]
+    fn slim_pods_keep_what_controllers_read() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "a"}},
+            "spec": {
+                "nodeName": "n1",
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always",
+                    "ports": [{"name": "metrics", "containerPort": 9090}],
+                    "env": [{"name": "E", "value": "1"}]}],
+                "containers": [{"name": "c", "image": "i", "command": ["sleep"],
+                    "args": ["1d"], "env": [{"name": "E", "value": "1"}],
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "resources": {"requests": {"cpu": "100m"}},
+                    "readinessProbe": {"exec": {"command": ["true"]}}}]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "",
+                    "ready": true, "restartCount": 2}]}
+        }))
+        .unwrap();
+        let mut slim = pod.clone();
+        slim_pod(&mut slim);
+        let spec = slim.spec.as_ref().unwrap();
+        assert!(spec.volumes.is_none());
+        let c = &spec.containers[0];
+        assert!(c.command.is_none() && c.args.is_none() && c.env.is_none());
+        assert!(c.volume_mounts.is_none() && c.readiness_probe.is_none());
+        assert!(spec.init_containers.as_ref().unwrap()[0].env.is_none());
+        // What the controllers read is untouched.
+        assert_eq!(slim.metadata, pod.metadata);
+        assert_eq!(slim.status, pod.status);
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.tolerations, pod.spec.as_ref().unwrap().tolerations);
+        assert_eq!(c.ports, pod.spec.as_ref().unwrap().containers[0].ports);
+        assert_eq!(
+            c.resources,
+            pod.spec.as_ref().unwrap().containers[0].resources
+        );
+        let side = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(side.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(side.ports.as_ref().unwrap()[0].container_port, 9090);
+        // The endpoints controller still finds named ports, on sidecars too.
+        let port = |name: &str| k8s_openapi::api::core::v1::ServicePort {
+            port: 1,
+            target_port: Some(
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name.into()),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(crate::endpoints::find_port(&slim, &port("http")), Some(80));
+        assert_eq!(
+            crate::endpoints::find_port(&slim, &port("metrics")),
+            Some(9090)
+        );
     }
 }
