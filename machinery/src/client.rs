@@ -23,6 +23,11 @@ use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Bytes a stream may receive before its reader takes them (client-go: 4 MiB).
+const STREAM_WINDOW: u32 = 4 << 20;
+/// Bytes all streams of a connection may receive before they are read (client-go: 1 GiB).
+const CONNECTION_WINDOW: u32 = 1 << 30;
+
 /// The service stack of [`builder`]'s clients, the same type kube-rs' default builder makes.
 pub type Service =
     tower::util::BoxService<http::Request<Body>, http::Response<Box<DynBody>>, BoxError>;
@@ -53,7 +58,13 @@ pub fn builder(config: kube::Config) -> Result<ClientBuilder<Service>, kube::Err
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .http2_keep_alive_while_idle(true)
-        .http2_adaptive_window(true)
+        // Flow-control windows as client-go's: each stream may have 4 MiB in flight, and the
+        // connection as good as unlimited. A watch whose reader is busy (say, awaiting a
+        // request of its own on this connection) then stalls only itself; with a small
+        // shared connection window its unread events would block every other stream,
+        // including the response its reader waits for.
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .build::<_, Body>(https);
 
     let retry = config
@@ -97,13 +108,19 @@ mod tests {
             None,
         )
         .unwrap();
-        let app = axum::Router::new().route(
-            "/version",
-            axum::routing::get(|req: axum::extract::Request| async move {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                format!("{:?}", req.version())
-            }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/version",
+                axum::routing::get(|req: axum::extract::Request| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    format!("{:?}", req.version())
+                }),
+            )
+            // 2 MiB at once, like a burst of watch events.
+            .route(
+                "/burst",
+                axum::routing::get(|| async { vec![b'x'; 2 << 20] }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -151,6 +168,32 @@ mod tests {
         // And again later: the connection is kept and reused.
         versions(&client, 10).await;
         assert_eq!(connections.load(Ordering::SeqCst), 1);
+        stop.cancel();
+    }
+
+    /// A stream nobody reads (a watch whose reader is awaiting a request of its own) holds
+    /// up only itself: the request it waits for still gets its answer.
+    #[tokio::test]
+    async fn an_unread_stream_does_not_block_the_connection() {
+        let (config, connections, stop) = server().await;
+        let client = super::client(config).unwrap();
+        let unread = client
+            .send(
+                http::Request::get("/burst")
+                    .body(kube::client::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let answered =
+            tokio::time::timeout(std::time::Duration::from_secs(10), versions(&client, 1)).await;
+        assert_eq!(
+            answered.expect("a request behind an unread stream"),
+            ["HTTP/2.0"]
+        );
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        drop(unread);
         stop.cancel();
     }
 
