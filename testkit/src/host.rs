@@ -311,7 +311,13 @@ mod tests {
             .args(["-c", "while :; do sleep 1; done", &marker])
             .spawn()
             .unwrap();
-        let found = processes_mentioning(&marker);
+        // Until the child has exec'd, its command line is still this test's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = processes_mentioning(&marker);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = processes_mentioning(&marker);
+        }
         assert_eq!(
             found.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
             [child.id() as i32]
