@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use kube::client::{Body, ClientBuilder, ConfigExt as _, DynBody};
+use kube::client::{Body, ClientBuilder, ConfigExt as _, DynBody, RustlsTlsError};
 use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
 /// How often an idle connection is pinged, and how long a ping may go unanswered before the
@@ -37,8 +37,12 @@ pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
     Ok(builder(config)?.build())
 }
 
-/// A [`ClientBuilder`] for `config` over HTTP/2, to add layers to before building.
+/// A [`ClientBuilder`] for `config` over HTTP/2, to add layers to before building. A config
+/// with a proxy gets kube-rs' own builder (HTTP/1.1), which knows how to tunnel through one.
 pub fn builder(config: kube::Config) -> Result<ClientBuilder<Service>, kube::Error> {
+    if config.proxy_url.is_some() {
+        return ClientBuilder::try_from(config);
+    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -46,11 +50,18 @@ pub fn builder(config: kube::Config) -> Result<ClientBuilder<Service>, kube::Err
     // Besides h2's pings, TCP keep-alive finds a peer that vanished.
     http.set_keepalive(Some(KEEP_ALIVE_INTERVAL));
     let tls = config.rustls_client_config()?;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http2()
-        .wrap_connector(http);
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = name
+            .clone()
+            .try_into()
+            .map_err(RustlsTlsError::InvalidServerName)
+            .map_err(kube::Error::RustlsTls)?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = https.enable_http2().wrap_connector(http);
     let hyper = hyper_util::client::legacy::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -99,7 +110,11 @@ mod tests {
     /// and a count of the connections it accepted.
     async fn server() -> (kube::Config, Arc<AtomicUsize>, CancellationToken) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let params = rcgen::CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "apiserver.test".to_string(),
+        ])
+        .unwrap();
         let cert = params.self_signed(&key).unwrap();
         let der = cert.der().to_vec();
         let tls = crate::https::server_config(
@@ -194,6 +209,32 @@ mod tests {
         );
         assert_eq!(connections.load(Ordering::SeqCst), 1);
         drop(unread);
+        stop.cancel();
+    }
+
+    /// The kubeconfig's `tls-server-name` is the name the certificate is checked against, and
+    /// a proxy is never bypassed.
+    #[tokio::test]
+    async fn server_name_and_proxy_settings_are_honoured() {
+        let (config, _, stop) = server().await;
+        let named = |name: &str| {
+            let mut c = config.clone();
+            c.tls_server_name = Some(name.to_string());
+            super::client(c).unwrap()
+        };
+        assert_eq!(versions(&named("apiserver.test"), 1).await, ["HTTP/2.0"]);
+        let wrong = named("other.test")
+            .request_text(http::Request::get("/version").body(Vec::new()).unwrap())
+            .await;
+        assert!(wrong.is_err(), "{wrong:?}");
+        let mut proxied = config.clone();
+        proxied.proxy_url = Some("http://127.0.0.1:1".parse().unwrap());
+        if let Ok(client) = super::client(proxied) {
+            let r = client
+                .request_text(http::Request::get("/version").body(Vec::new()).unwrap())
+                .await;
+            assert!(r.is_err(), "went around the proxy: {r:?}");
+        }
         stop.cancel();
     }
 
