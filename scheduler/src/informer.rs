@@ -137,10 +137,23 @@ impl Shared {
     }
 }
 
-/// The scheduler never reads managed fields: dropping them from what it keeps (as
-/// kube-scheduler's informers do) makes its cache a good deal smaller.
-fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
+/// A watch of every `K` in the cluster, retried with back-off. The scheduler never reads
+/// managed fields: dropping them from what it keeps (as kube-scheduler's informers do) makes
+/// its cache a good deal smaller.
+fn watch_all<K>(
+    client: &kube::Client,
+) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + use<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
 }
 
 /// Folds a watcher stream into handlers, with relist handling.
@@ -190,10 +203,7 @@ async fn run_watch<K, F, D, L>(
 }
 
 async fn watch_nodes(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
-    let api: Api<Node> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(strip_managed_fields);
+    let stream = watch_all::<Node>(&shared.client);
     run_watch(
         stream,
         "nodes",
@@ -207,10 +217,7 @@ async fn watch_nodes(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'st
 }
 
 async fn watch_pods(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
-    let api: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(strip_managed_fields);
+    let stream = watch_all::<Pod>(&shared.client);
     run_watch(
         stream,
         "pods",
@@ -236,10 +243,7 @@ async fn watch_pods(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'sta
 }
 
 async fn watch_namespaces(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
-    let api: Api<Namespace> = Api::all(shared.client.clone());
-    let stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(strip_managed_fields);
+    let stream = watch_all::<Namespace>(&shared.client);
     run_watch(
         stream,
         "namespaces",
