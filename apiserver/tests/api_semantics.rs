@@ -100,9 +100,11 @@ async fn graceful_pod_deletion_bindings_and_evictions() {
     let s = TestServer::start(Backend::Embedded).await;
     let client = s.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("bound"))
+    let created = pods
+        .create(&PostParams::default(), &pod("bound"))
         .await
         .unwrap();
+    let created_rv = created.metadata.resource_version.unwrap();
     // Bind it to a node, once.
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"},
                          "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
@@ -122,6 +124,33 @@ async fn graceful_pod_deletion_bindings_and_evictions() {
         scheduled
             .iter()
             .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    // The node and the condition are one write: the first change a watch sees after the
+    // create already carries both.
+    let first = pods
+        .watch(
+            &WatchParams::default().fields("metadata.name=bound"),
+            &created_rv,
+        )
+        .await
+        .unwrap()
+        .boxed()
+        .try_next()
+        .await
+        .unwrap();
+    let Some(WatchEvent::Modified(first)) = first else {
+        panic!("expected the binding's change, got {first:?}");
+    };
+    assert_eq!(first.metadata.resource_version, p.metadata.resource_version);
+    assert_eq!(first.spec.unwrap().node_name.as_deref(), Some("n1"));
+    assert!(
+        first
+            .status
+            .unwrap()
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "PodScheduled")
     );
     let (code, _, body) = s
         .http(

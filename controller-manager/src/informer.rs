@@ -92,38 +92,6 @@ impl<K> Object for K where
 {
 }
 
-/// Drops from a cached pod what no controller here reads — its volumes, and its containers'
-/// commands, environment, mounts, probes, lifecycle hooks and security contexts — which is
-/// most of a pod's size after its status. Controllers write pods only by patches, by deletes
-/// and through the status subresource (which keeps the stored spec), never by replacing a
-/// pod with a cached copy, so nothing stored loses these fields. What they do read stays:
-/// metadata, node name, tolerations, container names, images, ports and resources,
-/// restart policies, and the whole status.
-pub fn slim_pod(pod: &mut Pod) {
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
-    spec.volumes = None;
-    let containers = spec
-        .containers
-        .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten());
-    for c in containers {
-        c.command = None;
-        c.args = None;
-        c.env = None;
-        c.env_from = None;
-        c.volume_mounts = None;
-        c.volume_devices = None;
-        c.liveness_probe = None;
-        c.readiness_probe = None;
-        c.startup_probe = None;
-        c.lifecycle = None;
-        c.security_context = None;
-    }
-    spec.ephemeral_containers = None;
-}
-
 type Subscribers<K> = Arc<Mutex<Vec<mpsc::UnboundedSender<Change<K>>>>>;
 
 /// A shared informer of one kind: a reflector store plus change subscriptions.
@@ -206,13 +174,15 @@ impl<K: Object> Informer<K> {
                 mut writer,
             } = runner;
             // Controllers never read managed fields: dropping them (as kube-controller-manager's
-            // informers do) keeps the cache a good deal smaller. Pods lose more (see `slim_pod`).
+            // informers do) keeps the cache a good deal smaller. Pods lose more (see
+            // `rkube_machinery::slim::pod_spec`): controllers read their metadata, node names,
+            // tolerations, container ports and resources, and status.
             let mut stream = watcher(api, config)
                 .default_backoff()
                 .modify(|o: &mut K| {
                     o.meta_mut().managed_fields = None;
                     if let Some(pod) = (o as &mut dyn Any).downcast_mut::<Pod>() {
-                        slim_pod(pod);
+                        rkube_machinery::slim::pod_spec(pod);
                     }
                 })
                 .boxed();
@@ -581,7 +551,7 @@ mod tests {
         }))
         .unwrap();
         let mut slim = pod.clone();
-        slim_pod(&mut slim);
+        rkube_machinery::slim::pod_spec(&mut slim);
         let spec = slim.spec.as_ref().unwrap();
         assert!(spec.volumes.is_none());
         let c = &spec.containers[0];

@@ -139,7 +139,9 @@ impl Shared {
 
 /// A watch of every `K` in the cluster, retried with back-off. The scheduler never reads
 /// managed fields: dropping them from what it keeps (as kube-scheduler's informers do) makes
-/// its cache a good deal smaller.
+/// its cache a good deal smaller. Pods keep only what scheduling reads
+/// (`rkube_machinery::slim::pod_for_scheduling`); the scheduler writes pods only by binding,
+/// status patches and deletes, never from its cached copy.
 fn watch_all<K>(
     client: &kube::Client,
 ) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + use<K>
@@ -153,7 +155,12 @@ where
 {
     watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+        .modify(|obj: &mut K| {
+            obj.meta_mut().managed_fields = None;
+            if let Some(pod) = (obj as &mut dyn std::any::Any).downcast_mut::<Pod>() {
+                rkube_machinery::slim::pod_for_scheduling(pod);
+            }
+        })
 }
 
 /// Folds a watcher stream into handlers, with relist handling.

@@ -342,6 +342,56 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as K8sSel, ObjectMeta};
 
     #[test]
+    fn a_pod_trimmed_for_the_cache_parses_the_same() {
+        let full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u",
+                "labels": {"app": "web"}, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "priority": 7, "schedulerName": "s",
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "affinity": {"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "web"}},
+                        "topologyKey": "kubernetes.io/hostname"}],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5,
+                        "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}},
+                        "topologyKey": "zone"}}]}},
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "overhead": {"cpu": "10m"},
+                "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always",
+                    "resources": {"requests": {"cpu": "50m", "memory": "10Mi"}}}],
+                "containers": [{"name": "c", "image": "i", "command": ["sleep"],
+                    "env": [{"name": "E", "value": "1"}],
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                    "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]
+            },
+            "status": {"phase": "Pending", "nominatedNodeName": "n2",
+                "startTime": "2026-01-01T00:00:05Z", "podIP": "10.0.0.1",
+                "conditions": [{"type": "PodScheduled", "status": "False"}],
+                "containerStatuses": [{"name": "c", "image": "i", "imageID": "",
+                    "ready": false, "restartCount": 0}]}
+        }))
+        .unwrap();
+        let mut slim = full.clone();
+        rkube_machinery::slim::pod_for_scheduling(&mut slim);
+        let slim = Arc::new(slim);
+        let mut a = PodInfo::new(Arc::new(full.clone()));
+        let b = PodInfo::new(slim.clone());
+        assert_eq!(b.requests, a.requests);
+        assert!(b.host_ports.len() == 1 && b.preferred_anti_affinity.len() == 1);
+        a.pod = slim.clone();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        // What plugins read from the pod itself.
+        let (f, s) = (full.spec.as_ref().unwrap(), slim.spec.as_ref().unwrap());
+        assert_eq!(s.node_selector, f.node_selector);
+        assert_eq!(s.affinity, f.affinity);
+        assert_eq!(s.overhead, f.overhead);
+        assert_eq!(s.containers[0].image, f.containers[0].image);
+    }
+
+    #[test]
     fn parses_ports_terms_and_defaults() {
         let pod = Pod {
             metadata: ObjectMeta {

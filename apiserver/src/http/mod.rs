@@ -875,6 +875,7 @@ async fn bind_pod(
             "the name of the binding ({bname}) does not match the pod ({name})"
         )));
     }
+    let now = crate::registry::meta::now();
     let f = |cur: &Value| -> Result<Value, ApiError> {
         if cur.is_null() {
             return Err(ApiError::not_found("", "pods", name));
@@ -908,18 +909,11 @@ async fn bind_pod(
                 next["metadata"]["annotations"][k] = v.clone();
             }
         }
-        Ok(next)
-    };
-    kind.update(api, ns, name, Sub::Binding, opts, &f).await?;
-    // The PodScheduled condition, as the binding REST of Kubernetes sets it.
-    let now = crate::registry::meta::now();
-    let cond = |cur: &Value| -> Result<Value, ApiError> {
-        let mut next = cur.clone();
-        let conds = next["status"]["conditions"]
+        // The PodScheduled condition, in the same write (as the binding REST of Kubernetes).
+        let mut conds: Vec<Value> = next["status"]["conditions"]
             .as_array()
             .cloned()
-            .unwrap_or_default();
-        let mut conds: Vec<Value> = conds
+            .unwrap_or_default()
             .into_iter()
             .filter(|c| c["type"] != "PodScheduled")
             .collect();
@@ -928,11 +922,8 @@ async fn bind_pod(
                           "lastTransitionTime": now}),
         );
         next["status"]["conditions"] = Value::Array(conds);
-        if let Some(m) = next["metadata"].as_object_mut() {
-            m.remove("resourceVersion");
-        }
         Ok(next)
     };
-    kind.update(api, ns, name, Sub::Status, opts, &cond).await?;
+    kind.update(api, ns, name, Sub::Binding, opts, &f).await?;
     Ok(success_status(201))
 }

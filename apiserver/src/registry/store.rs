@@ -614,7 +614,11 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 ));
             }
             let desired = match sub {
-                Sub::Main | Sub::Binding => {
+                // The binding's update function is the server's own (it starts from the stored
+                // object): it sets the node and the PodScheduled condition in one write, as
+                // Kubernetes' binding REST does.
+                Sub::Binding => desired,
+                Sub::Main => {
                     let mut d = desired;
                     if self.def.status_subresource {
                         match current.get("status") {
