@@ -176,6 +176,22 @@ impl RunningPods {
     }
 }
 
+/// Where hollow kubelets keep their state (pod directories, projected volume files, hosts
+/// files, logs): in memory (`/dev/shm`) when the machine has it. A hundred simulated nodes
+/// share one file system here; on ext4 with many deleted inodes, creating their files spent
+/// up to half of the machine's CPU in the kernel's inode allocator — a cost of the simulation
+/// (real nodes write to disks of their own), not of the control plane being measured.
+fn state_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    match shm.is_dir() {
+        true => tempfile::Builder::new()
+            .prefix("rkube-hollow-")
+            .tempdir_in(shm)
+            .or_else(|_| tempfile::tempdir()),
+        false => tempfile::tempdir(),
+    }
+}
+
 /// Hollow kubelets started in this process, each with its own client certificate.
 pub(crate) struct HollowNodes {
     kubelets: Vec<Kubelet>,
@@ -189,7 +205,7 @@ impl HollowNodes {
     pub(crate) fn new() -> anyhow::Result<Self> {
         Ok(HollowNodes {
             kubelets: Vec::new(),
-            dir: tempfile::tempdir()?,
+            dir: state_dir()?,
             fake: FakeConfig::default(),
         })
     }
