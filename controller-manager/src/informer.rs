@@ -529,48 +529,25 @@ mod tests {
 
     #[test]
     fn slim_pods_keep_what_controllers_read() {
+        // What trimming drops and keeps is tested in rkube_machinery::slim; here, what the
+        // controllers of this crate look up on a trimmed pod.
         let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "labels": {"app": "a"}},
+            "metadata": {"name": "p"},
             "spec": {
-                "nodeName": "n1",
-                "tolerations": [{"key": "k", "operator": "Exists"}],
                 "volumes": [{"name": "v", "emptyDir": {}}],
                 "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always",
                     "ports": [{"name": "metrics", "containerPort": 9090}],
                     "env": [{"name": "E", "value": "1"}]}],
                 "containers": [{"name": "c", "image": "i", "command": ["sleep"],
-                    "args": ["1d"], "env": [{"name": "E", "value": "1"}],
-                    "volumeMounts": [{"name": "v", "mountPath": "/v"}],
-                    "ports": [{"name": "http", "containerPort": 80}],
-                    "resources": {"requests": {"cpu": "100m"}},
-                    "readinessProbe": {"exec": {"command": ["true"]}}}]
+                    "ports": [{"name": "http", "containerPort": 80}]}]
             },
-            "status": {"phase": "Running", "podIP": "10.0.0.1",
-                "containerStatuses": [{"name": "c", "image": "i", "imageID": "",
-                    "ready": true, "restartCount": 2}]}
+            "status": {"phase": "Running", "podIP": "10.0.0.1"}
         }))
         .unwrap();
         let mut slim = pod.clone();
         rkube_machinery::slim::pod_spec(&mut slim);
-        let spec = slim.spec.as_ref().unwrap();
-        assert!(spec.volumes.is_none());
-        let c = &spec.containers[0];
-        assert!(c.command.is_none() && c.args.is_none() && c.env.is_none());
-        assert!(c.volume_mounts.is_none() && c.readiness_probe.is_none());
-        assert!(spec.init_containers.as_ref().unwrap()[0].env.is_none());
-        // What the controllers read is untouched.
-        assert_eq!(slim.metadata, pod.metadata);
+        assert!(slim.spec.as_ref().unwrap().volumes.is_none());
         assert_eq!(slim.status, pod.status);
-        assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        assert_eq!(spec.tolerations, pod.spec.as_ref().unwrap().tolerations);
-        assert_eq!(c.ports, pod.spec.as_ref().unwrap().containers[0].ports);
-        assert_eq!(
-            c.resources,
-            pod.spec.as_ref().unwrap().containers[0].resources
-        );
-        let side = &spec.init_containers.as_ref().unwrap()[0];
-        assert_eq!(side.restart_policy.as_deref(), Some("Always"));
-        assert_eq!(side.ports.as_ref().unwrap()[0].container_port, 9090);
         // The endpoints controller still finds named ports, on sidecars too.
         let port = |name: &str| k8s_openapi::api::core::v1::ServicePort {
             port: 1,
