@@ -1,6 +1,6 @@
 //! kube-rs against the API server: typed `Api` create/get/list/watch/patch (Apply, Merge, Json,
-//! Strategic)/delete, pagination, and `kube::runtime::watcher` recovering from a 410 Gone by
-//! relisting.
+//! Strategic)/delete, pagination, `kube::runtime::watcher` recovering from a 410 Gone by
+//! relisting, and metadata-only gets, lists and watches.
 
 mod common;
 
@@ -492,4 +492,101 @@ async fn events_are_shared_between_the_two_apis() {
         "{}",
         out.1
     );
+}
+
+/// Metadata-only requests (`as=PartialObjectMetadata[List]`), as kube-rs' `get_metadata`,
+/// `list_metadata`, `watch_metadata` and `Api<PartialObjectMeta<K>>` (and client-go's metadata
+/// informers) make them: the objects' metadata and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_only_get_list_and_watch() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["m1", "m2", "m3"] {
+        let mut c = cm(name, &[("big", "x")]);
+        c.metadata.labels = Some(BTreeMap::from([("set".to_string(), "m".to_string())]));
+        cms.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let one = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("m1"));
+    assert_eq!(one.metadata.labels.unwrap()["set"], "m");
+    assert!(one.metadata.resource_version.is_some() && one.metadata.uid.is_some());
+    assert_eq!(
+        one.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+
+    // Lists page and select as usual.
+    let page = cms
+        .list_metadata(&ListParams::default().labels("set=m").limit(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = cms
+        .list_metadata(
+            &ListParams::default()
+                .labels("set=m")
+                .continue_token(page.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    let rv = page.metadata.resource_version.clone().unwrap();
+
+    // The wire form holds no data.
+    let (code, _, body) = s
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=set%3Dm",
+            &[(
+                "accept",
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            )],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["kind"], "PartialObjectMetadataList");
+    assert_eq!(body["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(body["items"].as_array().unwrap().len(), 3);
+    assert!(body["items"][0].get("data").is_none());
+    assert_eq!(body["items"][0]["kind"], "PartialObjectMetadata");
+
+    // Watches carry metadata only, and the watcher of kube::runtime runs on them.
+    let mut events = cms
+        .watch_metadata(&WatchParams::default().labels("set=m"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch(
+        "m2",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"seen": "yes"}}})),
+    )
+    .await
+    .unwrap();
+    match events.try_next().await.unwrap() {
+        Some(WatchEvent::Modified(m)) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("m2"));
+            assert_eq!(m.metadata.annotations.unwrap()["seen"], "yes");
+        }
+        other => panic!("expected m2's change, got {other:?}"),
+    }
+    // kube 5: an `Api` of `PartialObjectMeta<K>` makes metadata-only requests by itself.
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client.clone(), "default");
+    assert_eq!(
+        metas.get("m3").await.unwrap().metadata.name.as_deref(),
+        Some("m3")
+    );
+    let names: Vec<String> = watcher(metas, watcher::Config::default().labels("set=m"))
+        .applied_objects()
+        .take(3)
+        .map_ok(|m| m.metadata.name.unwrap_or_default())
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["m1", "m2", "m3"]);
 }

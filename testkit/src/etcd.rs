@@ -29,11 +29,24 @@ impl EtcdServer {
         let mut server = Self {
             dir: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
-            client_port: crate::free_port(),
-            peer_port: crate::free_port(),
+            client_port: 0,
+            peer_port: 0,
             child: None,
         };
-        server.spawn();
+        // A free port can be taken by another process between our probe and etcd's bind
+        // (many tests start servers at once): then etcd exits at once, and new ports are tried.
+        for attempt in 1.. {
+            server.client_port = crate::free_port();
+            server.peer_port = crate::free_port();
+            match server.try_spawn() {
+                Ok(()) => break,
+                Err(log) if log.contains("address already in use") && attempt < 5 => {
+                    let _ = std::fs::remove_dir_all(server.dir.join("data"));
+                    let _ = std::fs::remove_file(server.dir.join("etcd.log"));
+                }
+                Err(log) => panic!("etcd exited before becoming healthy:\n{log}"),
+            }
+        }
         server
     }
 
@@ -47,7 +60,7 @@ impl EtcdServer {
         &self.dir
     }
 
-    fn spawn(&mut self) {
+    fn spawn_process(&mut self) {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
@@ -76,14 +89,25 @@ impl EtcdServer {
                 )
             });
         self.child = Some(child);
-        self.wait_healthy();
     }
 
-    fn wait_healthy(&mut self) {
+    /// Starts etcd; its log if it exited before becoming healthy.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        self.spawn_process();
+        self.wait_healthy()
+    }
+
+    fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("etcd exited before becoming healthy:\n{log}");
+        }
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.healthy() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .child
@@ -91,7 +115,8 @@ impl EtcdServer {
                 .and_then(|c| c.try_wait().ok().flatten())
             {
                 let log = std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default();
-                panic!("etcd exited with {status} before becoming healthy:\n{log}");
+                self.child = None;
+                return Err(format!("exit {status}\n{log}"));
             }
             assert!(
                 Instant::now() < deadline,

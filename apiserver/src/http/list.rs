@@ -325,6 +325,10 @@ pub async fn list(
             Ok(super::yaml_response(200, &v))
         }
         Output::Json => Ok(super::raw_json_response(200, list_body(kind, &listed))),
+        Output::Metadata => Ok(super::raw_json_response(
+            200,
+            super::metadata::list(&listed)?,
+        )),
     }
 }
 
@@ -339,11 +343,15 @@ fn event_line(kind_str: &str, object: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn bookmark(kind: &dyn KindOps, rev: Revision, initial_end: bool) -> Bytes {
+fn bookmark(kind: &dyn KindOps, output: Output, rev: Revision, initial_end: bool) -> Bytes {
     let def = kind.def();
+    let (kind, api_version) = match output {
+        Output::Metadata => ("PartialObjectMetadata", "meta.k8s.io/v1".to_string()),
+        _ => (def.kind, def.api_version()),
+    };
     let mut obj = json!({
-        "kind": def.kind,
-        "apiVersion": def.api_version(),
+        "kind": kind,
+        "apiVersion": api_version,
         "metadata": {"resourceVersion": rev.to_string()}
     });
     if initial_end {
@@ -372,6 +380,7 @@ impl WatchCtx {
                 let t = table::table(self.kind.as_ref(), std::slice::from_ref(raw), None, &self.q)?;
                 Ok(event_line(kind_str, t.to_string().as_bytes()))
             }
+            Output::Metadata => Ok(event_line(kind_str, &super::metadata::object(raw)?)),
             _ => Ok(event_line(kind_str, raw)),
         }
     }
@@ -515,7 +524,7 @@ pub async fn watch(
             read_at = ReadAt::Exact(page.revision);
         };
         if q.get("sendInitialEvents").is_some_and(|v| v == "true") {
-            initial.push(bookmark(kind.as_ref(), revision, true));
+            initial.push(bookmark(kind.as_ref(), output, revision, true));
         }
         revision
     } else {
@@ -612,7 +621,7 @@ fn async_stream_body(
                     }
                     last_bookmark = tokio::time::Instant::now();
                     last_sent = rev;
-                    bookmark(ctx.kind.as_ref(), rev, false)
+                    bookmark(ctx.kind.as_ref(), ctx.output, rev, false)
                 }
                 Some(Err(crate::storage::StorageError::Compacted {
                     requested,

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod guard;
 pub mod list;
 pub mod logs;
+pub mod metadata;
 pub mod metrics;
 pub mod patch;
 pub mod proxy;
@@ -209,6 +210,7 @@ fn respond_object(
             let t = table::table(kind, std::slice::from_ref(&body), None, q)?;
             Ok(json_response(code, &t))
         }
+        Output::Metadata => Ok(raw_json_response(code, metadata::object(&body)?)),
     }
 }
 

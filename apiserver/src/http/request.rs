@@ -271,6 +271,10 @@ pub enum Output {
     Yaml,
     /// A `meta.k8s.io/v1` Table.
     Table,
+    /// Only the objects' metadata: `PartialObjectMetadata` (and `PartialObjectMetadataList`
+    /// for lists), as metadata-only clients ask (client-go's metadata informers, kube-rs'
+    /// `get_metadata` / `list_metadata` / `metadata_watcher`).
+    Metadata,
 }
 
 /// Picks the response format from `Accept`; 406 when nothing acceptable is offered.
@@ -290,6 +294,19 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Output, ApiError> {
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
         let json_like = matches!(media.as_str(), "application/json" | "*/*" | "application/*");
+        let meta_v1 = params.get("g").map(String::as_str) == Some("meta.k8s.io")
+            && matches!(params.get("v").map(String::as_str), Some("v1" | "v1beta1"));
+        if json_like
+            && matches!(
+                params.get("as").map(String::as_str),
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+            )
+        {
+            if meta_v1 {
+                return Ok(Output::Metadata);
+            }
+            continue;
+        }
         if json_like && params.get("as").map(String::as_str) == Some("Table") {
             if params.get("g").map(String::as_str) == Some("meta.k8s.io")
                 && params.get("v").map(String::as_str) == Some("v1")
@@ -306,14 +323,6 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Output, ApiError> {
         }
     }
     Err(ApiError::not_acceptable(accept))
-}
-
-/// Whether the client asked for the PartialObjectMetadata form (`as=PartialObjectMetadata`).
-pub fn wants_metadata_only(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
 }
 
 #[cfg(test)]
@@ -365,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn negotiates_tables_json_yaml() {
+    fn negotiates_tables_metadata_json_yaml() {
         let mut h = HeaderMap::new();
         h.insert(
             "accept",
@@ -382,6 +391,28 @@ mod tests {
         );
         assert_eq!(negotiate(&h).unwrap(), Output::Json);
         h.insert("accept", "application/yaml".parse().unwrap());
+        assert_eq!(negotiate(&h).unwrap(), Output::Yaml);
+        // client-go's metadata client: protobuf first, then JSON metadata, then plain JSON.
+        h.insert(
+            "accept",
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(negotiate(&h).unwrap(), Output::Metadata);
+        h.insert(
+            "accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(negotiate(&h).unwrap(), Output::Metadata);
+        h.insert(
+            "accept",
+            "application/json;as=PartialObjectMetadata;g=example.com;v=v1, application/yaml"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(negotiate(&h).unwrap(), Output::Yaml);
         h.insert(
             "accept",

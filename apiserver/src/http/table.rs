@@ -16,15 +16,7 @@ fn row_object(raw: &Bytes, include: &str) -> Result<Option<Value>, ApiError> {
         "Object" => serde_json::from_slice(raw)
             .map(Some)
             .map_err(|e| ApiError::internal(e.to_string())),
-        _ => {
-            let v: Value =
-                serde_json::from_slice(raw).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(Some(json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": v.get("metadata").cloned().unwrap_or_default(),
-            })))
-        }
+        _ => super::metadata::object_value(raw).map(Some),
     }
 }
 

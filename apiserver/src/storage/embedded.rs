@@ -323,9 +323,18 @@ fn init_tables(db: &Database) -> std::result::Result<(i64, i64), String> {
                 return Err("not an rkube store (no format marker)".into());
             }
             meta.insert(META_FORMAT, 1).map_err(|e| e.to_string())?;
-            meta.insert(META_REV, 0).map_err(|e| e.to_string())?;
             meta.insert(META_COMPACTED, 0).map_err(|e| e.to_string())?;
         }
+        // A new store starts at revision 1, as a new etcd does: revision 0 means "now" to a
+        // watch, so a store still at 0 could not be watched from its own current revision (a
+        // write landing between a list at 0 and a watch from 0 would be missed).
+        let revision = match revision {
+            Some(r) if r > 0 => r,
+            _ => {
+                meta.insert(META_REV, 1).map_err(|e| e.to_string())?;
+                1
+            }
+        };
         let compacted = meta
             .get(META_COMPACTED)
             .map_err(|e| e.to_string())?
@@ -333,7 +342,7 @@ fn init_tables(db: &Database) -> std::result::Result<(i64, i64), String> {
             .unwrap_or(0);
         txn.open_table(LOG).map_err(|e| e.to_string())?;
         txn.open_table(INDEX).map_err(|e| e.to_string())?;
-        (revision.unwrap_or(0), compacted)
+        (revision, compacted)
     };
     txn.commit().map_err(|e| e.to_string())?;
     Ok(out)

@@ -1,5 +1,5 @@
-//! The garbage collector's monitors: one watch per collectable resource (events excepted),
-//! turned into graph changes. A relist reports the objects that vanished while the watch was
+//! The garbage collector's monitors: one metadata-only watch per collectable resource (events
+//! excepted), turned into graph changes. A relist reports the objects that vanished while the watch was
 //! down as deletions. The graph is complete once every monitor has listed once.
 
 use std::collections::HashSet;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
@@ -34,7 +35,7 @@ pub enum Msg {
 }
 
 /// The summary of an object of resource `r`.
-pub fn summary(r: &Resource, o: &DynamicObject) -> Summary {
+pub fn summary(r: &Resource, o: &PartialObjectMeta<DynamicObject>) -> Summary {
     let m = &o.metadata;
     Summary {
         identity: Identity {
@@ -66,7 +67,9 @@ pub fn start(
     for r in resources.collectable().filter(|r| !ignored(r)) {
         n += 1;
         let r = r.clone();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r.api);
+        // Metadata only (`as=PartialObjectMetadata`), as Kubernetes' collector watches: the
+        // graph needs names, UIDs, owners and finalizers, not the objects.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &r.api);
         let tx = tx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
