@@ -141,7 +141,11 @@ impl ApiObjects {
             return;
         };
         let api = kube::Api::<Service>::all(self.client.clone());
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        // Managed fields are never read here: not keeping them makes every node's copy of
+        // the cluster's Services smaller.
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|s: &mut Service| s.metadata.managed_fields = None);
         let mut stream = reflector::reflector(writer, stream).boxed();
         loop {
             let ev = tokio::select! {

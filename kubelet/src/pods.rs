@@ -324,7 +324,12 @@ impl PodManager {
 pub async fn watch(ctx: Arc<Context>) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));
-    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    // The kubelet writes pods by status patches and deletes only, and never reads their
+    // managed fields: its pod workers keep them without.
+    let mut stream = watcher::watcher(api, cfg)
+        .default_backoff()
+        .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+        .boxed();
     let mut initial = Vec::new();
     loop {
         let ev = tokio::select! {
