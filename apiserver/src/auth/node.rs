@@ -70,6 +70,14 @@ impl Graph {
     }
 }
 
+/// A stored pod, parsed, if it may be bound: only bound pods have edges, and a pod whose JSON
+/// has no `"nodeName"` key is not bound — the events of pending pods (every create) need no
+/// parsing. (Treated as `None`, which drops the key's edges, as an unbound pod does.)
+fn parse_bound(raw: &[u8]) -> Option<Value> {
+    memchr::memmem::find(raw, br#""nodeName""#)?;
+    serde_json::from_slice(raw).ok()
+}
+
 /// The graph of nodes and the objects their pods use, kept current from storage.
 #[derive(Default)]
 pub struct NodeGraph {
@@ -98,7 +106,7 @@ impl NodeGraph {
     }
 
     fn apply(&self, key: &str, value: Option<&[u8]>) {
-        let pod = value.and_then(|v| serde_json::from_slice::<Value>(v).ok());
+        let pod = value.and_then(parse_bound);
         self.graph
             .write()
             .expect("node graph lock")
@@ -122,8 +130,7 @@ impl NodeGraph {
                 };
                 let mut graph = Graph::default();
                 for kv in &listed.items {
-                    let pod = serde_json::from_slice::<Value>(&kv.value).ok();
-                    graph.apply(&kv.key, pod.as_ref());
+                    graph.apply(&kv.key, parse_bound(&kv.value).as_ref());
                 }
                 *me.graph.write().expect("node graph lock") = graph;
                 let mut stream = match store.watch(&prefix, true, listed.revision).await {
@@ -418,9 +425,27 @@ mod tests {
         set("/registry/pods/ns/p2", Some(pod("n2", "other-cm")));
         assert!(!g.uses("n1", "configmap", "ns", "cm"));
         assert!(g.uses("n2", "configmap", "ns", "other-cm"));
-        // Unbound pods add nothing.
+        // Unbound pods add nothing, with an empty node name or none at all (those are not
+        // even parsed).
         set("/registry/pods/ns/p3", Some(pod("", "cm")));
         assert!(!g.uses("", "configmap", "ns", "cm"));
+        let mut pending = pod("x", "pending-cm");
+        pending["spec"].as_object_mut().unwrap().remove("nodeName");
+        set("/registry/pods/ns/p4", Some(pending.clone()));
+        assert!(!g.uses("x", "configmap", "ns", "pending-cm"));
+        assert!(
+            g.graph
+                .read()
+                .unwrap()
+                .pods
+                .get("/registry/pods/ns/p4")
+                .is_none()
+        );
+        // A value without a node drops what the key had, as before.
+        set("/registry/pods/ns/p4", Some(pod("n3", "pending-cm")));
+        assert!(g.uses("n3", "configmap", "ns", "pending-cm"));
+        set("/registry/pods/ns/p4", Some(pending));
+        assert!(!g.uses("n3", "configmap", "ns", "pending-cm"));
         set("/registry/pods/ns/p2", None);
         let graph = g.graph.read().unwrap();
         assert!(graph.edges.is_empty(), "{:?}", graph.edges);
