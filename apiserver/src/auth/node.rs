@@ -434,12 +434,11 @@ mod tests {
         set("/registry/pods/ns/p4", Some(pending.clone()));
         assert!(!g.uses("x", "configmap", "ns", "pending-cm"));
         assert!(
-            g.graph
+            !g.graph
                 .read()
                 .unwrap()
                 .pods
-                .get("/registry/pods/ns/p4")
-                .is_none()
+                .contains_key("/registry/pods/ns/p4")
         );
         // A value without a node drops what the key had, as before.
         set("/registry/pods/ns/p4", Some(pod("n3", "pending-cm")));
