@@ -139,9 +139,7 @@ impl Shared {
 
 /// A watch of every `K` in the cluster, retried with back-off. The scheduler never reads
 /// managed fields: dropping them from what it keeps (as kube-scheduler's informers do) makes
-/// its cache a good deal smaller. Pods keep only what scheduling reads
-/// (`rkube_machinery::slim::pod_for_scheduling`); the scheduler writes pods only by binding,
-/// status patches and deletes, never from its cached copy.
+/// its cache a good deal smaller.
 fn watch_all<K>(
     client: &kube::Client,
 ) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + use<K>
@@ -155,12 +153,7 @@ where
 {
     watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|obj: &mut K| {
-            obj.meta_mut().managed_fields = None;
-            if let Some(pod) = (obj as &mut dyn std::any::Any).downcast_mut::<Pod>() {
-                rkube_machinery::slim::pod_for_scheduling(pod);
-            }
-        })
+        .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
 }
 
 /// Folds a watcher stream into handlers, with relist handling.
@@ -224,7 +217,9 @@ async fn watch_nodes(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'st
 }
 
 async fn watch_pods(shared: Arc<Shared>, synced: tokio::sync::mpsc::Sender<&'static str>) {
-    let stream = watch_all::<Pod>(&shared.client);
+    // Pods keep only what scheduling reads: the scheduler writes pods only by binding, status
+    // patches and deletes, never from its cached copy.
+    let stream = watch_all::<Pod>(&shared.client).modify(rkube_machinery::slim::pod_for_scheduling);
     run_watch(
         stream,
         "pods",

@@ -3,7 +3,7 @@
 //! that only need names, labels, owners and finalizers ask (`Accept:
 //! application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1`) — client-go's metadata
 //! informers (the garbage collector's) and kube-rs' `get_metadata`, `list_metadata` and
-//! `metadata_watcher`.
+//! `Api<PartialObjectMeta<K>>`.
 
 use bytes::Bytes;
 use serde::Deserialize;

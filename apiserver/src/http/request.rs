@@ -273,7 +273,7 @@ pub enum Output {
     Table,
     /// Only the objects' metadata: `PartialObjectMetadata` (and `PartialObjectMetadataList`
     /// for lists), as metadata-only clients ask (client-go's metadata informers, kube-rs'
-    /// `get_metadata` / `list_metadata` / `metadata_watcher`).
+    /// `get_metadata` / `list_metadata` / `Api<PartialObjectMeta<K>>`).
     Metadata,
 }
 

@@ -182,14 +182,10 @@ impl RunningPods {
 /// up to half of the machine's CPU in the kernel's inode allocator — a cost of the simulation
 /// (real nodes write to disks of their own), not of the control plane being measured.
 fn state_dir() -> std::io::Result<tempfile::TempDir> {
-    let shm = std::path::Path::new("/dev/shm");
-    match shm.is_dir() {
-        true => tempfile::Builder::new()
-            .prefix("rkube-hollow-")
-            .tempdir_in(shm)
-            .or_else(|_| tempfile::tempdir()),
-        false => tempfile::tempdir(),
-    }
+    tempfile::Builder::new()
+        .prefix("rkube-hollow-")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
 }
 
 /// Hollow kubelets started in this process, each with its own client certificate.
