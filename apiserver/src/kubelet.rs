@@ -1,4 +1,5 @@
-//! The API server's client of kubelets (`pods/log`, `nodes/proxy`): HTTPS to the address and
+//! The API server's client of kubelets (`pods/log`, `nodes/proxy`, and the upgraded streams of
+//! `pods/exec`, `pods/attach`, `pods/portforward`): HTTPS to the address and
 //! port a Node reports, presenting the API server's kubelet client certificate
 //! (`--kubelet-client-certificate`/`--kubelet-client-key`; by default
 //! `kube-apiserver-kubelet-client`, issued by the cluster CA and kept in
@@ -60,9 +61,13 @@ type HttpsClient = hyper_util::client::legacy::Client<
     Body,
 >;
 
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
 /// A connection pool to kubelets, with the API server's client identity.
 pub struct KubeletClient {
     http: HttpsClient,
+    /// Single connections for upgraded streams: HTTP/1.1 only (an upgrade has no h2 form).
+    http1: Connector,
 }
 
 impl std::fmt::Debug for KubeletClient {
@@ -90,6 +95,11 @@ impl KubeletClient {
             None => ServerTrust::InsecureSkipVerify,
         };
         let tls = https::client_config(&trust, Some(identity))?;
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_only()
+            .enable_http1()
+            .build();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -99,7 +109,49 @@ impl KubeletClient {
         let http =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);
-        Ok(Self { http })
+        Ok(Self { http, http1 })
+    }
+
+    /// Relays an upgrade request (`method path_and_query` with the client's upgrade headers)
+    /// to the kubelet of `node` over a new HTTP/1.1 connection: its answer, and on 101 the
+    /// two connections joined (see [`rkube_machinery::https::upgrade`]).
+    pub async fn relay_upgrade(
+        &self,
+        node: &Node,
+        method: axum::http::Method,
+        path_and_query: &str,
+        headers: &axum::http::HeaderMap,
+        client: hyper::upgrade::OnUpgrade,
+    ) -> Result<axum::http::Response<Body>, ApiError> {
+        let (name, host, port, uri) = target(node, path_and_query)?;
+        let reach = |e: String| {
+            ApiError::internal(format!(
+                "error trying to reach the kubelet on {name} ({host}:{port}): {e}"
+            ))
+        };
+        let mut connector = self.http1.clone();
+        let io = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            tower::Service::<axum::http::Uri>::call(&mut connector, uri),
+        )
+        .await
+        .map_err(|_| reach(format!("no connection within {ANSWER_TIMEOUT:?}")))?
+        .map_err(|e| reach(error_chain(e.as_ref())))?;
+        tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            rkube_machinery::https::upgrade::relay(
+                io,
+                method,
+                &format!("{host}:{port}"),
+                path_and_query,
+                headers,
+                &[],
+                client,
+            ),
+        )
+        .await
+        .map_err(|_| reach(format!("no answer within {ANSWER_TIMEOUT:?}")))?
+        .map_err(|e| reach(error_chain(&e)))
     }
 
     /// `GET <path_and_query>` (starting with `/`) on the kubelet of `node`: its response
@@ -110,19 +162,7 @@ impl KubeletClient {
         node: &Node,
         path_and_query: &str,
     ) -> Result<axum::http::Response<hyper::body::Incoming>, ApiError> {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let (host, port) = kubelet_address(node).ok_or_else(|| {
-            ApiError::bad_request(format!("node {name} has no address for its kubelet"))
-        })?;
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        let url = format!("https://{host}:{port}{path_and_query}");
-        let uri: axum::http::Uri = url
-            .parse()
-            .map_err(|e| ApiError::bad_request(format!("bad kubelet URL {url}: {e}")))?;
+        let (name, host, port, uri) = target(node, path_and_query)?;
         tokio::time::timeout(ANSWER_TIMEOUT, self.http.get(uri))
             .await
             .map_err(|_| {
@@ -138,6 +178,28 @@ impl KubeletClient {
                 ))
             })
     }
+}
+
+/// The kubelet of `node`: its name, host (bracketed if IPv6), port and the URL of
+/// `path_and_query` there.
+fn target(
+    node: &Node,
+    path_and_query: &str,
+) -> Result<(String, String, i32, axum::http::Uri), ApiError> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let (host, port) = kubelet_address(node).ok_or_else(|| {
+        ApiError::bad_request(format!("node {name} has no address for its kubelet"))
+    })?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let url = format!("https://{host}:{port}{path_and_query}");
+    let uri = url
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("bad kubelet URL {url}: {e}")))?;
+    Ok((name, host, port, uri))
 }
 
 /// An error with its causes (hyper's own message is only "client error (Connect)").

@@ -149,7 +149,15 @@ pub static NODES: ResourceDef = ResourceDef {
 pub static PODS: ResourceDef = ResourceDef {
     short_names: &["po"],
     categories: &["all"],
-    subresources: &["status", "binding", "log", "eviction"],
+    subresources: &[
+        "status",
+        "binding",
+        "log",
+        "eviction",
+        "exec",
+        "attach",
+        "portforward",
+    ],
     status_subresource: true,
     reset_status_on_create: true,
     ..def("", "pods", "pod", "Pod", true, "pods")

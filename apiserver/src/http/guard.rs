@@ -276,7 +276,10 @@ fn too_many(what: &str) -> Response {
 
 /// Whether a request is long-running (excluded from the in-flight limit).
 fn long_running(a: &Attributes, query: Option<&str>) -> bool {
-    a.verb == "watch" || (a.subresource == "log" && Query::parse(query).flag("follow"))
+    a.verb == "watch"
+        || (a.subresource == "log" && Query::parse(query).flag("follow"))
+        || (a.resource == "pods"
+            && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward"))
 }
 
 /// The filter: authentication, authorization, limits, audit.

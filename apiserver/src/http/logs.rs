@@ -38,7 +38,7 @@ pub(super) async fn read<T: serde::de::DeserializeOwned>(
 }
 
 /// The container whose log is asked for: the `container` parameter, or the only one.
-fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String, ApiError> {
+pub(super) fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String, ApiError> {
     let spec = pod.spec.clone().unwrap_or_default();
     let all: Vec<String> = spec
         .containers

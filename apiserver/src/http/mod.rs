@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod patch;
 pub mod proxy;
 pub mod request;
+pub mod stream;
 pub mod table;
 
 use std::sync::Arc;
@@ -315,9 +316,19 @@ async fn api_handler(State(st): State<Arc<AppState>>, req: Request) -> Response 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let q = Query::parse(req.uri().query());
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let user = parts.extensions.get::<Arc<UserInfo>>().cloned();
-    let (verb, resource, result) = route(&st, &method, &path, q, &parts.headers, body, user).await;
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let (verb, resource, result) = route(
+        &st,
+        &method,
+        &path,
+        q,
+        &parts.headers,
+        (body, upgrade),
+        user,
+    )
+    .await;
     let resp = result.unwrap_or_else(IntoResponse::into_response);
     st.metrics
         .observe(verb, &resource, resp.status().as_u16(), started.elapsed());
@@ -337,7 +348,7 @@ async fn route(
     path: &str,
     q: Query,
     headers: &HeaderMap,
-    body: Body,
+    (body, upgrade): (Body, Option<hyper::upgrade::OnUpgrade>),
     user: Option<Arc<UserInfo>>,
 ) -> Routed {
     let accept = headers
@@ -397,6 +408,31 @@ async fn route(
         Some(s) => format!("{}/{s}", target.def.resource),
         None => target.def.resource.to_string(),
     };
+    if std::ptr::eq(target.def, &crate::resources::PODS)
+        && let Some(sub @ ("exec" | "attach" | "portforward")) = target.sub.as_deref()
+        && let (Some(ns), Some(name)) = (target.namespace.as_deref(), target.name.as_deref())
+    {
+        let verb = if *method == Method::GET {
+            "get"
+        } else {
+            "create"
+        };
+        if *method != Method::GET && *method != Method::POST {
+            let e = ApiError::method_not_supported(&resource, method.as_str());
+            return (verb, resource, Err(e));
+        }
+        let r = stream::StreamRequest {
+            sub,
+            ns,
+            name,
+            method: method.clone(),
+            headers,
+            query: &q,
+            upgrade,
+        };
+        let result = stream::pod_stream(&st.api, &st.kubelet, r).await;
+        return (verb, resource, result);
+    }
     if target.def.create_only {
         let result = review(st, &target, method, headers, body, user.as_deref()).await;
         return ("create", resource, result);

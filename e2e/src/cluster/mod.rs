@@ -412,6 +412,12 @@ impl Cluster {
         cmd
     }
 
+    /// The real kubectl as the cluster admin, to run as the test likes (a child that keeps
+    /// running, an environment of its own).
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        self.client_command(&self.binaries.kubectl, args)
+    }
+
     /// Runs the real kubectl as the cluster admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.client_command(&self.binaries.kubectl, args)

@@ -15,6 +15,7 @@
 //! | 9 scenario 1 on etcd | `service::web_service_on_etcd` |
 //! | 10 the two-tier and Job examples | `examples::two_tier_app_found_by_dns_and_a_job_run_to_completion` |
 //! | in-cluster API access (issue 11) | `in_cluster::pod_lists_pods_with_its_service_account_token` |
+//! | exec and port-forward | `streams::exec_and_port_forward_through_the_api_server` |
 //!
 //! They need root and the packages of `scripts/setup`.
 
@@ -29,3 +30,4 @@ mod restart;
 mod rollout;
 mod scale;
 mod service;
+mod streams;

@@ -444,6 +444,33 @@ impl Cri {
         .await
     }
 
+    /// `Exec`: the URL of the runtime's streaming server that runs `cmd` in the container
+    /// for one client (SPDY or WebSocket streams).
+    pub async fn exec(&self, req: cri::ExecRequest) -> Result<String, CriError> {
+        let mut c = self.runtime.clone();
+        self.call("exec", Some(self.timeout), c.exec(req))
+            .await
+            .map(|r| r.url)
+    }
+
+    /// `Attach`: the URL of the runtime's streaming server attached to the container's
+    /// standard streams.
+    pub async fn attach(&self, req: cri::AttachRequest) -> Result<String, CriError> {
+        let mut c = self.runtime.clone();
+        self.call("attach", Some(self.timeout), c.attach(req))
+            .await
+            .map(|r| r.url)
+    }
+
+    /// `PortForward`: the URL of the runtime's streaming server forwarding to the sandbox's
+    /// ports.
+    pub async fn port_forward(&self, req: cri::PortForwardRequest) -> Result<String, CriError> {
+        let mut c = self.runtime.clone();
+        self.call("port_forward", Some(self.timeout), c.port_forward(req))
+            .await
+            .map(|r| r.url)
+    }
+
     /// `ListContainerStats` of all containers.
     pub async fn list_container_stats(&self) -> Result<Vec<cri::ContainerStats>, CriError> {
         let mut c = self.runtime.clone();

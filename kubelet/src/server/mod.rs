@@ -3,10 +3,12 @@
 //! previous, timestamps, limitBytes, sinceSeconds, sinceTime — the API server's `pods/log`
 //! reads here), `/healthz`, `/metrics` (Prometheus text), `/pods` and `/stats/summary` (CPU
 //! and memory of the node, its pods and their containers from CRI stats, in the kubelet
-//! Summary API shape that `kubectl top` and autoscalers read). Plain-HTTP `/healthz` alone is
+//! Summary API shape that `kubectl top` and autoscalers read), and the streams of exec, attach
+//! and port-forward relayed to the runtime ([`streaming`]). Plain-HTTP `/healthz` alone is
 //! served on the loopback health port (10248), as Kubernetes' kubelet does.
 
 pub mod auth;
+mod streaming;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, get, on};
 use bytes::Bytes;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -48,6 +50,21 @@ pub fn router(ctx: Arc<Context>, auth: Arc<auth::ApiAuth>) -> axum::Router {
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            on(MethodFilter::GET.or(MethodFilter::POST), streaming::exec),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            on(MethodFilter::GET.or(MethodFilter::POST), streaming::attach),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            on(
+                MethodFilter::GET.or(MethodFilter::POST),
+                streaming::port_forward,
+            ),
         )
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(auth, auth::guard))

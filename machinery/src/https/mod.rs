@@ -2,10 +2,12 @@
 //! server configurations that ask for (and verify) client certificates of a CA, client
 //! configurations that verify a server against a CA or — as Kubernetes' API server does with
 //! kubelets unless told a CA — skip verification, PEM files (read, written owner-only), bearer
-//! tokens of `Authorization` headers, an x509 subject reader ([`x509`]) and the accept loop
-//! that serves an axum router over TLS ([`serve`]).
+//! tokens of `Authorization` headers, an x509 subject reader ([`x509`]), the accept loop
+//! that serves an axum router over TLS ([`serve`]) and the relay of upgraded connections
+//! (exec, attach, port-forward streams; [`upgrade`]).
 
 pub mod serve;
+pub mod upgrade;
 pub mod x509;
 
 use std::path::{Path, PathBuf};

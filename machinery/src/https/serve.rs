@@ -82,7 +82,7 @@ pub async fn serve<F>(
             builder
                 .http2()
                 .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
-            let conn = builder.serve_connection(
+            let conn = builder.serve_connection_with_upgrades(
                 hyper_util::rt::TokioIo::new(tls),
                 hyper_util::service::TowerToHyperService::new(svc),
             );

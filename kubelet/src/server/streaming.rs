@@ -1,0 +1,328 @@
+//! The kubelet's stream endpoints — `/exec/{namespace}/{pod}/{container}`,
+//! `/attach/{namespace}/{pod}/{container}` and `/portForward/{namespace}/{pod}` — that the API
+//! server relays `pods/exec`, `pods/attach` and `pods/portforward` to. As Kubernetes' kubelet
+//! does, each asks the runtime over CRI (`Exec`, `Attach`, `PortForward`) for a URL on the
+//! runtime's streaming server (containerd's, on loopback) and relays the client's upgrade
+//! request there, so the runtime speaks SPDY or WebSocket with the client directly.
+//!
+//! Options come as the API server passes them: `command` (repeated), `stdin`, `stdout`,
+//! `stderr`, `tty`, `port` (repeated) — and under the kubelet's own names (`input`, `output`,
+//! `error`) too.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
+use rkube_cri::v1 as cri;
+
+use super::{ServerState, text};
+use crate::runtime::{Kind, State as CState};
+
+/// The values of `key` in `query`, in order.
+fn values(query: &str, key: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// Whether the boolean option (`stdin`, or its kubelet name `input`, …) is set.
+fn flag(query: &str, keys: &[&str]) -> bool {
+    keys.iter().any(|k| {
+        values(query, k)
+            .iter()
+            .any(|v| matches!(v.as_str(), "1" | "true" | "True"))
+    })
+}
+
+/// What a stream request asks for.
+#[derive(Debug, PartialEq)]
+struct Streams {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+}
+
+fn streams(query: &str) -> Streams {
+    let tty = flag(query, &["tty"]);
+    Streams {
+        stdin: flag(query, &["stdin", "input"]),
+        stdout: flag(query, &["stdout", "output"]),
+        // With a terminal, standard error is merged into standard output.
+        stderr: !tty && flag(query, &["stderr", "error"]),
+        tty,
+    }
+}
+
+/// The id of the running container `container` of pod `namespace/pod`, or the answer saying
+/// why there is none.
+async fn running_container(
+    s: &ServerState,
+    namespace: &str,
+    pod_name: &str,
+    container: &str,
+) -> Result<String, Response> {
+    let Some(pod) = s.ctx.pods.by_name(namespace, pod_name) else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod_name} not found on this node"),
+        ));
+    };
+    let spec = pod.spec.clone().unwrap_or_default();
+    let kind = if spec.containers.iter().any(|c| c.name == container) {
+        Kind::App
+    } else if spec
+        .init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == container)
+    {
+        Kind::Init
+    } else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format!("container {container} is not valid for pod {pod_name}"),
+        ));
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let rt = s
+        .ctx
+        .runtime
+        .pod(&uid)
+        .await
+        .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    rt.named(container, kind)
+        .find(|c| c.state == CState::Running)
+        .map(|c| c.id.clone())
+        .ok_or_else(|| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("container {container} of pod {pod_name} is not running"),
+            )
+        })
+}
+
+/// Relays `req` to the runtime's streaming server at `url`.
+async fn relay_to(url: &str, mut req: Request) -> Response {
+    let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required");
+    };
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the runtime's stream URL {url:?} is not a URL"),
+        );
+    };
+    let (Some(host), port) = (uri.host(), uri.port_u16().unwrap_or(80)) else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the runtime's stream URL {url:?} has no host"),
+        );
+    };
+    if uri.scheme_str() != Some("http") {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the runtime's stream URL {url:?} is not plain HTTP on loopback"),
+        );
+    }
+    let tcp = match tokio::net::TcpStream::connect((host, port)).await {
+        Ok(t) => t,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("connecting to the runtime's streaming server {host}:{port}: {e}"),
+            );
+        }
+    };
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let method = req.method().clone();
+    match rkube_machinery::https::upgrade::relay(
+        hyper_util::rt::TokioIo::new(tcp),
+        method,
+        &format!("{host}:{port}"),
+        &path,
+        req.headers(),
+        &[],
+        upgrade,
+    )
+    .await
+    {
+        Ok(resp) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => resp,
+        Ok(resp) => {
+            // The runtime refused the upgrade (an unsupported protocol version, say):
+            // said as the kubelet's answer, not passed on as if the kubelet had refused.
+            let status = resp.status();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let detail = String::from_utf8_lossy(&body).trim().to_string();
+            text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the container runtime refused the stream upgrade ({status}{}{detail})",
+                    if detail.is_empty() { "" } else { ": " }
+                ),
+            )
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn cri_failed(what: &str, e: crate::cri::CriError) -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
+}
+
+/// `/exec/{namespace}/{pod}/{container}?command=…`.
+pub(super) async fn exec(
+    State(s): State<Arc<ServerState>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let cmd = values(&query, "command");
+    if cmd.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least one command for the container",
+        );
+    }
+    let id = match running_container(&s, &namespace, &pod, &container).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let st = streams(&query);
+    let url = match s
+        .ctx
+        .cri
+        .exec(cri::ExecRequest {
+            container_id: id,
+            cmd,
+            tty: st.tty,
+            stdin: st.stdin,
+            stdout: st.stdout,
+            stderr: st.stderr,
+        })
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return cri_failed("exec", e),
+    };
+    relay_to(&url, req).await
+}
+
+/// `/attach/{namespace}/{pod}/{container}`.
+pub(super) async fn attach(
+    State(s): State<Arc<ServerState>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let id = match running_container(&s, &namespace, &pod, &container).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let st = streams(&query);
+    let url = match s
+        .ctx
+        .cri
+        .attach(cri::AttachRequest {
+            container_id: id,
+            stdin: st.stdin,
+            tty: st.tty,
+            stdout: st.stdout,
+            stderr: st.stderr,
+        })
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return cri_failed("attach", e),
+    };
+    relay_to(&url, req).await
+}
+
+/// `/portForward/{namespace}/{pod}?port=…`.
+pub(super) async fn port_forward(
+    State(s): State<Arc<ServerState>>,
+    Path((namespace, pod_name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let mut ports = Vec::new();
+    for p in values(&query, "port") {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => ports.push(i32::from(n)),
+            _ => return text(StatusCode::BAD_REQUEST, format!("invalid port {p:?}")),
+        }
+    }
+    let Some(pod) = s.ctx.pods.by_name(&namespace, &pod_name) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod_name} not found on this node"),
+        );
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let sandbox = match s.ctx.runtime.pod(&uid).await {
+        Ok(rt) => rt
+            .latest_sandbox()
+            .filter(|sb| sb.ready)
+            .map(|sb| sb.id.clone()),
+        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(sandbox) = sandbox else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("pod {pod_name} has no running sandbox"),
+        );
+    };
+    let url = match s
+        .ctx
+        .cri
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: sandbox,
+            port: ports,
+        })
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return cri_failed("port forward", e),
+    };
+    relay_to(&url, req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_under_both_names() {
+        assert_eq!(
+            streams("stdin=true&stdout=1&stderr=true&tty=false"),
+            Streams {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: false
+            }
+        );
+        assert_eq!(
+            streams("input=1&output=1&error=1&tty=1"),
+            Streams {
+                stdin: true,
+                stdout: true,
+                stderr: false,
+                tty: true
+            }
+        );
+        assert_eq!(
+            values("command=sh&command=-c&command=echo+a%26b", "command"),
+            ["sh", "-c", "echo a&b"]
+        );
+    }
+}
