@@ -685,3 +685,101 @@ async fn graceful_shutdown_closes_watches() {
         "nothing listens after shutdown"
     );
 }
+
+/// `pods/exec`, `pods/attach` and `pods/portforward` check the request before anything is
+/// relayed to a kubelet: a Status for a pod with no node, an exec without a command, a
+/// container the pod lacks, a request that is no upgrade, a finished pod; and discovery lists
+/// them. (The streams themselves run in e2e `streams`, through a real kubelet and containerd.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pod_streams_are_checked_before_they_are_relayed() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let pods: Api<Pod> = Api::namespaced(s.client().await, "default");
+    pods.create(&PostParams::default(), &pod("pending"))
+        .await
+        .unwrap();
+    let mut bound = pod("bound");
+    bound.spec.as_mut().unwrap().node_name = Some("n1".into());
+    pods.create(&PostParams::default(), &bound).await.unwrap();
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "SPDY/3.1")];
+    let exec =
+        |pod: &str, query: &str| format!("/api/v1/namespaces/default/pods/{pod}/exec?{query}");
+    let cases = [
+        (
+            exec("missing", "command=ls"),
+            &upgrade[..],
+            404,
+            "not found",
+        ),
+        (
+            exec("pending", "command=ls"),
+            &upgrade[..],
+            400,
+            "does not have a host assigned",
+        ),
+        (
+            exec("bound", "container=c"),
+            &upgrade[..],
+            400,
+            "at least one command",
+        ),
+        (
+            exec("bound", "command=ls&container=x"),
+            &upgrade[..],
+            400,
+            "container x is not valid",
+        ),
+        (
+            exec("bound", "command=ls"),
+            &[][..],
+            400,
+            "Upgrade request required",
+        ),
+        (
+            "/api/v1/namespaces/default/pods/bound/attach?container=c".into(),
+            &[][..],
+            400,
+            "Upgrade request required",
+        ),
+    ];
+    for (path, headers, code, message) in cases {
+        let (got, _, v) = s.http("POST", &path, headers, vec![]).await;
+        assert_eq!(got, code, "{path}: {v}");
+        assert_eq!(v["kind"], "Status", "{path}: {v}");
+        let text = v["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{path}: {v}");
+    }
+    pods.patch_status(
+        "bound",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    let (code, _, v) = s
+        .http(
+            "GET",
+            "/api/v1/namespaces/default/pods/bound/portforward?port=80",
+            &upgrade,
+            vec![],
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("completed pod; current phase is Succeeded"),
+        "{v}"
+    );
+
+    let (_, _, v) = s.http("GET", "/api/v1", &[], vec![]).await;
+    for sub in ["exec", "attach", "portforward"] {
+        let r = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == format!("pods/{sub}"))
+            .unwrap_or_else(|| panic!("pods/{sub} in discovery: {v}"));
+        assert_eq!(r["verbs"], json!(["create", "get"]), "{r}");
+    }
+}
