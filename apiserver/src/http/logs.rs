@@ -74,6 +74,34 @@ pub(super) fn pick_container(pod: &Pod, name: &str, q: &Query) -> Result<String,
     }
 }
 
+/// What a kubelet's answer other than success means for the client of `pods/<sub>` of pod
+/// `name`: its 400s and 404s are the client's, a refusal of the API server or anything else
+/// is the server's (with what the kubelet said).
+pub(super) async fn kubelet_refusal(
+    status: axum::http::StatusCode,
+    body: Body,
+    node_name: &str,
+    sub: &str,
+    name: &str,
+) -> ApiError {
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    match status.as_u16() {
+        404 => ApiError::not_found("", &format!("pods/{sub}"), name),
+        400 => ApiError::bad_request(text),
+        401 | 403 => ApiError::internal(format!(
+            "the kubelet on {node_name} refused the API server ({status}: {text}): {}",
+            crate::kubelet::REFUSED_HINT
+        )),
+        _ => ApiError::internal(format!(
+            "the kubelet on {node_name} answered {status}: {text}"
+        )),
+    }
+}
+
 /// Streams a container's log from the kubelet of the pod's node.
 pub async fn pod_log(
     api: &Api,
@@ -111,22 +139,7 @@ pub async fn pod_log(
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     if !status.is_success() {
-        let bytes = http_body_util::BodyExt::collect(body)
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).trim().to_string();
-        return Err(match status.as_u16() {
-            404 => ApiError::not_found("", "pods/log", name),
-            400 => ApiError::bad_request(text),
-            401 | 403 => ApiError::internal(format!(
-                "the kubelet on {node_name} refused the API server ({status}: {text}): {}",
-                crate::kubelet::REFUSED_HINT
-            )),
-            _ => ApiError::internal(format!(
-                "the kubelet on {node_name} answered {status}: {text}"
-            )),
-        });
+        return Err(kubelet_refusal(status, Body::new(body), &node_name, "log", name).await);
     }
     let content_type = parts
         .headers

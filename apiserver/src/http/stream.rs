@@ -11,7 +11,7 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use super::logs::{pick_container, read};
+use super::logs::{kubelet_refusal, pick_container, read};
 use super::request::Query;
 use crate::error::ApiError;
 use crate::kubelet::KubeletClient;
@@ -116,22 +116,7 @@ pub async fn pod_stream(
     if status == axum::http::StatusCode::SWITCHING_PROTOCOLS {
         return Ok(resp);
     }
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes).trim().to_string();
-    Err(match status.as_u16() {
-        404 => ApiError::not_found("", &format!("pods/{}", r.sub), r.name),
-        400 => ApiError::bad_request(text),
-        401 | 403 => ApiError::internal(format!(
-            "the kubelet on {node_name} refused the API server ({status}: {text}): {}",
-            crate::kubelet::REFUSED_HINT
-        )),
-        _ => ApiError::internal(format!(
-            "the kubelet on {node_name} answered {status}: {text}"
-        )),
-    })
+    Err(kubelet_refusal(status, resp.into_body(), &node_name, r.sub, r.name).await)
 }
 
 #[cfg(test)]

@@ -151,6 +151,44 @@ pub fn parse_options(q: &HashMap<String, String>) -> Result<(LogOptions, bool), 
     ))
 }
 
+/// Container `container` of pod `namespace/pod_name` on this node: the pod's runtime state and
+/// whether it is an app or an init container — or the answer saying why there is none.
+async fn pod_container(
+    s: &ServerState,
+    namespace: &str,
+    pod_name: &str,
+    container: &str,
+) -> Result<(crate::runtime::PodRuntime, Kind), Response> {
+    let Some(pod) = s.ctx.pods.by_name(namespace, pod_name) else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod_name} not found on this node"),
+        ));
+    };
+    let spec = pod.spec.as_ref();
+    let named = |cs: Option<&Vec<k8s_openapi::api::core::v1::Container>>| {
+        cs.is_some_and(|cs| cs.iter().any(|c| c.name == container))
+    };
+    let kind = if named(spec.map(|s| &s.containers)) {
+        Kind::App
+    } else if named(spec.and_then(|s| s.init_containers.as_ref())) {
+        Kind::Init
+    } else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            format!("container {container} is not valid for pod {pod_name}"),
+        ));
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let rt = s
+        .ctx
+        .runtime
+        .pod(&uid)
+        .await
+        .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok((rt, kind))
+}
+
 async fn container_logs(
     State(s): State<Arc<ServerState>>,
     Path((namespace, pod_name, container)): Path<(String, String, String)>,
@@ -160,32 +198,9 @@ async fn container_logs(
         Ok(x) => x,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
-    let Some(pod) = s.ctx.pods.by_name(&namespace, &pod_name) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod_name} not found on this node"),
-        );
-    };
-    let spec = pod.spec.clone().unwrap_or_default();
-    let kind = if spec.containers.iter().any(|c| c.name == container) {
-        Kind::App
-    } else if spec
-        .init_containers
-        .iter()
-        .flatten()
-        .any(|c| c.name == container)
-    {
-        Kind::Init
-    } else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("container {container} is not valid for pod {pod_name}"),
-        );
-    };
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let rt = match s.ctx.runtime.pod(&uid).await {
-        Ok(rt) => rt,
-        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let (rt, kind) = match pod_container(&s, &namespace, &pod_name, &container).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let instances: Vec<_> = rt.named(&container, kind).cloned().collect();
     let instance = if previous {

@@ -17,8 +17,8 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use rkube_cri::v1 as cri;
 
-use super::{ServerState, text};
-use crate::runtime::{Kind, State as CState};
+use super::{ServerState, pod_container, text};
+use crate::runtime::State as CState;
 
 /// The values of `key` in `query`, in order.
 fn values(query: &str, key: &str) -> Vec<String> {
@@ -65,35 +65,7 @@ async fn running_container(
     pod_name: &str,
     container: &str,
 ) -> Result<String, Response> {
-    let Some(pod) = s.ctx.pods.by_name(namespace, pod_name) else {
-        return Err(text(
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod_name} not found on this node"),
-        ));
-    };
-    let spec = pod.spec.clone().unwrap_or_default();
-    let kind = if spec.containers.iter().any(|c| c.name == container) {
-        Kind::App
-    } else if spec
-        .init_containers
-        .iter()
-        .flatten()
-        .any(|c| c.name == container)
-    {
-        Kind::Init
-    } else {
-        return Err(text(
-            StatusCode::NOT_FOUND,
-            format!("container {container} is not valid for pod {pod_name}"),
-        ));
-    };
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let rt = s
-        .ctx
-        .runtime
-        .pod(&uid)
-        .await
-        .map_err(|e| text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let (rt, kind) = pod_container(s, namespace, pod_name, container).await?;
     rt.named(container, kind)
         .find(|c| c.state == CState::Running)
         .map(|c| c.id.clone())
@@ -105,8 +77,17 @@ async fn running_container(
         })
 }
 
-/// Relays `req` to the runtime's streaming server at `url`.
-async fn relay_to(url: &str, mut req: Request) -> Response {
+/// Relays `req` to the runtime's streaming server at `url` (what the CRI call `op` answered).
+async fn relay_to(
+    url: Result<String, crate::cri::CriError>,
+    op: &str,
+    mut req: Request,
+) -> Response {
+    let url = match url {
+        Ok(u) => u,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{op}: {e}")),
+    };
+    let url = url.as_str();
     let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return text(StatusCode::BAD_REQUEST, "Upgrade request required");
     };
@@ -175,10 +156,6 @@ async fn relay_to(url: &str, mut req: Request) -> Response {
     }
 }
 
-fn cri_failed(what: &str, e: crate::cri::CriError) -> Response {
-    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}"))
-}
-
 /// `/exec/{namespace}/{pod}/{container}?command=…`.
 pub(super) async fn exec(
     State(s): State<Arc<ServerState>>,
@@ -198,7 +175,7 @@ pub(super) async fn exec(
         Err(r) => return r,
     };
     let st = streams(&query);
-    let url = match s
+    let url = s
         .ctx
         .cri
         .exec(cri::ExecRequest {
@@ -209,12 +186,8 @@ pub(super) async fn exec(
             stdout: st.stdout,
             stderr: st.stderr,
         })
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => return cri_failed("exec", e),
-    };
-    relay_to(&url, req).await
+        .await;
+    relay_to(url, "exec", req).await
 }
 
 /// `/attach/{namespace}/{pod}/{container}`.
@@ -229,7 +202,7 @@ pub(super) async fn attach(
         Err(r) => return r,
     };
     let st = streams(&query);
-    let url = match s
+    let url = s
         .ctx
         .cri
         .attach(cri::AttachRequest {
@@ -239,12 +212,8 @@ pub(super) async fn attach(
             stdout: st.stdout,
             stderr: st.stderr,
         })
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => return cri_failed("attach", e),
-    };
-    relay_to(&url, req).await
+        .await;
+    relay_to(url, "attach", req).await
 }
 
 /// `/portForward/{namespace}/{pod}?port=…`.
@@ -281,19 +250,15 @@ pub(super) async fn port_forward(
             format!("pod {pod_name} has no running sandbox"),
         );
     };
-    let url = match s
+    let url = s
         .ctx
         .cri
         .port_forward(cri::PortForwardRequest {
             pod_sandbox_id: sandbox,
             port: ports,
         })
-        .await
-    {
-        Ok(u) => u,
-        Err(e) => return cri_failed("port forward", e),
-    };
-    relay_to(&url, req).await
+        .await;
+    relay_to(url, "port forward", req).await
 }
 
 #[cfg(test)]
