@@ -102,6 +102,15 @@ pub(super) async fn kubelet_refusal(
     }
 }
 
+/// The node pod `name` is bound to; a Status when it is not bound.
+pub(super) fn node_of(pod: &Pod, name: &str) -> Result<String, ApiError> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))
+}
+
 /// Streams a container's log from the kubelet of the pod's node.
 pub async fn pod_log(
     api: &Api,
@@ -112,14 +121,7 @@ pub async fn pod_log(
 ) -> Result<Response, ApiError> {
     let pod: Pod = read(api, &resources::PODS, Some(ns), name).await?;
     let container = pick_container(&pod, name, q)?;
-    let node_name = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-        })?;
+    let node_name = node_of(&pod, name)?;
     let node: Node = read(api, &resources::NODES, None, &node_name).await?;
     let query = {
         let mut query = form_urlencoded::Serializer::new(String::new());

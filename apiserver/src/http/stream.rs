@@ -11,7 +11,7 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use super::logs::{kubelet_refusal, pick_container, read};
+use super::logs::{kubelet_refusal, node_of, pick_container, read};
 use super::request::Query;
 use crate::error::ApiError;
 use crate::kubelet::KubeletClient;
@@ -94,14 +94,7 @@ pub async fn pod_stream(
         )));
     }
     let path = kubelet_path(&r, &pod)?;
-    let node_name = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("pod {} does not have a host assigned", r.name))
-        })?;
+    let node_name = node_of(&pod, r.name)?;
     let Some(upgrade) = r.upgrade else {
         return Err(ApiError::bad_request("Upgrade request required"));
     };

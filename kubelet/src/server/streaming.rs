@@ -77,6 +77,18 @@ async fn running_container(
         })
 }
 
+/// The running container an exec or attach is for, and the streams the query asks for.
+async fn target(
+    s: &ServerState,
+    namespace: &str,
+    pod_name: &str,
+    container: &str,
+    query: &str,
+) -> Result<(String, Streams), Response> {
+    let id = running_container(s, namespace, pod_name, container).await?;
+    Ok((id, streams(query)))
+}
+
 /// Relays `req` to the runtime's streaming server at `url` (what the CRI call `op` answered).
 async fn relay_to(
     url: Result<String, crate::cri::CriError>,
@@ -170,11 +182,10 @@ pub(super) async fn exec(
             "you must specify at least one command for the container",
         );
     }
-    let id = match running_container(&s, &namespace, &pod, &container).await {
-        Ok(id) => id,
+    let (id, st) = match target(&s, &namespace, &pod, &container, &query).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let st = streams(&query);
     let url = s
         .ctx
         .cri
@@ -197,11 +208,10 @@ pub(super) async fn attach(
     req: Request,
 ) -> Response {
     let query = req.uri().query().unwrap_or_default().to_string();
-    let id = match running_container(&s, &namespace, &pod, &container).await {
-        Ok(id) => id,
+    let (id, st) = match target(&s, &namespace, &pod, &container, &query).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let st = streams(&query);
     let url = s
         .ctx
         .cri
