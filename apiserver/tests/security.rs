@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{Backend, Identity, TestServer};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchParams};
 use serde_json::json;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -457,6 +457,30 @@ async fn nodes_reach_only_their_own_objects() {
     assert!(forbidden(node_secrets.get("s2").await.map(|_| ())));
     assert!(forbidden(
         node_secrets.list(&ListParams::default()).await.map(|_| ())
+    ));
+    // A list or a watch naming one of its pods' Secrets by field selector (how a kubelet
+    // watches what its pods use); not another node's, not without the name.
+    let by_name = |n: &str| ListParams::default().fields(&format!("metadata.name={n}"));
+    let listed = node_secrets.list(&by_name("s1")).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(forbidden(
+        node_secrets.list(&by_name("s2")).await.map(|_| ())
+    ));
+    let watched = node_secrets
+        .watch(&WatchParams::default().fields("metadata.name=s1"), "0")
+        .await;
+    assert!(watched.is_ok(), "a watch of its pod's Secret by name");
+    assert!(forbidden(
+        node_secrets
+            .watch(&WatchParams::default().fields("metadata.name=s2"), "0")
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        node_secrets
+            .watch(&WatchParams::default().fields("type=Opaque"), "0")
+            .await
+            .map(|_| ())
     ));
     // Pods: status of its own only.
     let node_pods: Api<Pod> = Api::namespaced(n1.clone(), "default");
@@ -980,7 +1004,7 @@ async fn component_kubeconfigs_act_as_their_identities() {
     assert_eq!(can(&node, &["create", "nodes"]), "yes");
     assert_eq!(
         can(&node, &["list", "secrets"]),
-        "no - node \"n9\" can only get individual secrets of its pods"
+        "no - node \"n9\" can only read individual secrets of its pods"
     );
     // Without a CA there is nothing to sign with.
     let empty = tempfile::tempdir().unwrap();

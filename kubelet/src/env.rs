@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::runtime::reflector;
 use rkube_machinery::quantity::parse_quantity;
 
+use crate::watched::WatchedObjects;
+
 /// Why an environment could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
@@ -96,6 +98,11 @@ pub trait Objects: Send + Sync {
     async fn service_account_token(&self, req: &TokenFor) -> Result<String, EnvError>;
 }
 
+/// How long the watch of a ConfigMap or Secret lives on after its last read. Running pods
+/// read theirs at every sync (every `sync_frequency`, 30 s by default), so a watch stops a
+/// while after the last pod using its object is gone.
+const OBJECT_WATCH_IDLE: Duration = Duration::from_secs(180);
+
 /// A token and when it is to be replaced.
 #[derive(Clone)]
 struct CachedToken {
@@ -103,13 +110,17 @@ struct CachedToken {
     refresh_at: SystemTime,
 }
 
-/// Reads ConfigMaps and Secrets from the API server, Services from a cache of every Service
-/// (a watch, as the kubelet's Service lister: a pod's start does not list them), and requests
+/// Reads ConfigMaps and Secrets through a watch of each one its pods use
+/// ([`WatchedObjects`], the kubelet's watch-based manager: a pod's syncs do not ask the API
+/// server again), Services from a cache of every Service (a watch, as the kubelet's Service
+/// lister: a pod's start does not list them), and requests
 /// tokens (TokenRequest), keeping each token until 80% of its lifetime has passed (at most
 /// 24 h), as the kubelet's token manager does; tokens an hour past that (their pods are gone)
 /// are dropped.
 pub struct ApiObjects {
     client: kube::Client,
+    config_maps: WatchedObjects<ConfigMap>,
+    secrets: WatchedObjects<Secret>,
     tokens: Mutex<HashMap<TokenFor, CachedToken>>,
     services: reflector::Store<Service>,
     services_writer: Mutex<Option<reflector::store::Writer<Service>>>,
@@ -123,6 +134,8 @@ impl ApiObjects {
     pub fn new(client: kube::Client) -> Self {
         let (services, writer) = reflector::store();
         Self {
+            config_maps: WatchedObjects::new(client.clone(), OBJECT_WATCH_IDLE),
+            secrets: WatchedObjects::new(client.clone(), OBJECT_WATCH_IDLE),
             client,
             tokens: Mutex::new(HashMap::new()),
             services,
@@ -211,9 +224,10 @@ impl ApiObjects {
 #[async_trait::async_trait]
 impl Objects for ApiObjects {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, EnvError> {
-        kube::Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
+        self.config_maps
+            .get(namespace, name)
             .await
+            .map(|o| o.map(|cm| ConfigMap::clone(&cm)))
             .map_err(|e| EnvError::Api {
                 kind: "configmap",
                 namespace: namespace.into(),
@@ -223,9 +237,10 @@ impl Objects for ApiObjects {
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, EnvError> {
-        kube::Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
+        self.secrets
+            .get(namespace, name)
             .await
+            .map(|o| o.map(|s| Secret::clone(&s)))
             .map_err(|e| EnvError::Api {
                 kind: "secret",
                 namespace: namespace.into(),

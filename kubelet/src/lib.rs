@@ -35,6 +35,7 @@ pub mod service_env;
 pub mod status;
 pub mod util;
 pub mod volumes;
+pub mod watched;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -281,10 +281,15 @@ pub async fn authorize(api: &Api, user: &UserInfo, a: &Attributes) -> Decision {
     let write = WRITES.contains(&a.verb.as_str());
     match (a.api_group.as_str(), a.resource.as_str()) {
         ("", "secrets" | "configmaps" | "persistentvolumeclaims") => {
-            if a.verb != "get" || a.name.is_empty() {
+            // Reads of one object: a get, or a list or watch naming it by
+            // `fieldSelector=metadata.name=…` (how a kubelet watches what its pods use).
+            if !matches!(a.verb.as_str(), "get" | "list" | "watch")
+                || a.name.is_empty()
+                || !a.subresource.is_empty()
+            {
                 return deny(
                     node,
-                    &format!("can only get individual {} of its pods", a.resource),
+                    &format!("can only read individual {} of its pods", a.resource),
                 );
             }
             let kind = match a.resource.as_str() {

@@ -22,6 +22,7 @@ use super::request::{self, PathKind, Query};
 use crate::audit::AuditEvent;
 use crate::auth::{Attributes, Decision, PeerIdentity, UserInfo, forbidden_message};
 use crate::error::{ApiError, qualified};
+use rkube_machinery::selector::FieldSelector;
 
 /// The connection a request came on.
 #[derive(Clone, Debug)]
@@ -134,6 +135,15 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
     } else {
         t.namespace.clone().unwrap_or_default()
     };
+    // A list or watch of one object by `fieldSelector=metadata.name=…` names that object, as
+    // Kubernetes' request info does: RBAC's resourceNames and the Node authorizer see it.
+    let name = t.name.clone().or_else(|| {
+        matches!(verb, "list" | "watch")
+            .then(|| q.get("fieldSelector"))
+            .flatten()
+            .and_then(|f| FieldSelector::parse(f).ok())
+            .and_then(|f| f.requires_exact_match("metadata.name").map(str::to_string))
+    });
     Attributes {
         verb: verb.to_string(),
         resource_request: true,
@@ -141,7 +151,7 @@ pub fn attributes(method: &Method, path: &str, query: Option<&str>) -> Attribute
         resource: t.def.resource.to_string(),
         subresource: t.sub.clone().unwrap_or_default(),
         namespace,
-        name: t.name.clone().unwrap_or_default(),
+        name: name.unwrap_or_default(),
         path: path.to_string(),
     }
 }
@@ -439,6 +449,28 @@ mod tests {
         );
         let a = attributes(&Method::DELETE, "/api/v1/namespaces/x/configmaps", None);
         assert_eq!(a.verb, "deletecollection");
+        // A list or watch of one object by field selector names it; other selectors do not.
+        let a = attributes(
+            &Method::GET,
+            "/api/v1/namespaces/x/configmaps",
+            Some("watch=true&fieldSelector=metadata.name%3Dkube-root-ca.crt"),
+        );
+        assert_eq!(
+            (a.verb.as_str(), a.name.as_str()),
+            ("watch", "kube-root-ca.crt")
+        );
+        let a = attributes(
+            &Method::GET,
+            "/api/v1/namespaces/x/secrets",
+            Some("fieldSelector=type%3Dx,metadata.name%3D%3Ds"),
+        );
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("list", "s"));
+        let a = attributes(
+            &Method::GET,
+            "/api/v1/namespaces/x/secrets",
+            Some("fieldSelector=metadata.name%21%3Ds"),
+        );
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("list", ""));
         let a = attributes(&Method::GET, "/api/v1/namespaces/team", None);
         assert_eq!(
             (a.verb.as_str(), a.namespace.as_str(), a.name.as_str()),

@@ -155,6 +155,15 @@ impl Snapshot {
         s
     }
 
+    /// Requests by verb and resource, every response code together.
+    pub(crate) fn requests(&self) -> BTreeMap<(String, String), u64> {
+        let mut out = BTreeMap::new();
+        for ((verb, resource, _), n) in &self.totals {
+            *out.entry((verb.clone(), resource.clone())).or_default() += n;
+        }
+        out
+    }
+
     /// Fetches and parses `base/metrics` (as the bench CA's admin).
     pub(crate) async fn fetch(c: &Http, base: &str) -> anyhow::Result<Snapshot> {
         let (code, body) = request(c, "GET", &format!("{base}/metrics"), None).await?;

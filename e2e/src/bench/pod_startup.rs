@@ -25,7 +25,7 @@
 //! watch seeing it Running (target p99 ≤ 1 s), split into created → scheduled → Running;
 //! compared with the hollow part's bound pods, the API server's ceiling.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,7 @@ use kube::runtime::watcher;
 use rkube_testkit::etcd::EtcdServer;
 use rkube_testkit::node::NetnsNode;
 
+use super::apimetrics::Snapshot;
 use super::hollow_cluster::{HollowCluster, Options, deployment_json, node_name, sleep_container};
 use super::report::{Report, percentile_ms};
 use super::server::{
@@ -579,6 +580,8 @@ struct Rollout {
     scheduled: Vec<Duration>,
     /// Per pod: seen bound → seen Running, sorted.
     bound_to_running: Vec<Duration>,
+    /// API requests every client made while the Deployment rolled out, by verb and resource.
+    requests: BTreeMap<(String, String), u64>,
 }
 
 impl Rollout {
@@ -590,6 +593,7 @@ impl Rollout {
             startup: Vec::new(),
             scheduled: Vec::new(),
             bound_to_running: Vec::new(),
+            requests: BTreeMap::new(),
         };
         for (name, s) in seen {
             let (Some(created), Some(bound), Some(running)) = (s.created, s.bound, s.running)
@@ -623,6 +627,7 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
     let ns = "deploy";
     create_namespace(&cluster.http, &cluster.server.url, ns).await?;
     let watch = StartupWatch::start(cluster.admin.clone(), ns, replicas).await?;
+    let before = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
     let url = format!(
         "{}/apis/apps/v1/namespaces/{ns}/deployments",
         cluster.server.url
@@ -642,7 +647,10 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
         );
     }
     let seen = watch.finish().await?;
-    Rollout::new(sent, &seen)
+    let after = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
+    let mut r = Rollout::new(sent, &seen)?;
+    r.requests = after.since(&before).requests();
+    Ok(r)
 }
 
 /// The Deployment part: a Deployment of `cfg.replicas` on the hollow nodes of a fresh hollow
@@ -688,6 +696,22 @@ async fn deployment(
         percentile_ms(&r.startup, 1.0),
         "ms",
     );
+    // Where the API server's work comes from: requests per pod, by verb and resource.
+    let per_pod = |n: u64| n as f64 / cfg.replicas.max(1) as f64;
+    report.measure(
+        &format!("{label}: API requests per pod"),
+        per_pod(r.requests.values().sum()),
+        "req",
+    );
+    for ((verb, resource), n) in &r.requests {
+        if per_pod(*n) >= 0.05 {
+            report.measure(
+                &format!("{label}: API requests per pod, {verb} {resource}"),
+                per_pod(*n),
+                "req",
+            );
+        }
+    }
     report.cdf(
         &format!("{label}: latency distribution"),
         &[

@@ -9,6 +9,7 @@ mod auth;
 mod faults;
 mod harness;
 mod hollow;
+mod objects;
 mod pods;
 mod registry;
 mod restarts;
