@@ -477,6 +477,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let cluster = HollowCluster::start(&Options {
         nodes: cfg.nodes,
         etcd: cfg.etcd,
+        spread: false,
     })
     .await?;
     let result = tokio::select! {

@@ -355,7 +355,23 @@ pub(crate) struct Options {
     pub(crate) nodes: usize,
     /// The API server on a real etcd started here, not the embedded store.
     pub(crate) etcd: bool,
+    /// The scheduler spreads pods (NodeResourcesFit `LeastAllocated`, Kubernetes' default)
+    /// instead of packing them (`MostAllocated`, rkube's default).
+    pub(crate) spread: bool,
 }
+
+/// The scheduler configuration of a hollow cluster that spreads pods.
+const SPREAD: &str = r#"
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: LeastAllocated
+"#;
 
 /// A hollow cluster in this process. Stop it with [`HollowCluster::stop`].
 pub(crate) struct HollowCluster {
@@ -389,19 +405,24 @@ impl HollowCluster {
             components: Vec::new(),
             _etcd: etcd,
         };
-        if let Err(e) = cluster.start_components(opts.nodes).await {
+        if let Err(e) = cluster.start_components(opts.nodes, opts.spread).await {
             cluster.stop().await;
             return Err(e);
         }
         Ok(cluster)
     }
 
-    async fn start_components(&mut self, nodes: usize) -> anyhow::Result<()> {
+    async fn start_components(&mut self, nodes: usize, spread: bool) -> anyhow::Result<()> {
         let server = &self.server;
         let scheduler = rkube_machinery::client::client(
             kube_config(&server.kubeconfig_for_user("system:kube-scheduler", &[])?).await?,
         )?;
-        let opts = rkube_scheduler::Options::new(scheduler, Default::default());
+        let config = if spread {
+            rkube_scheduler::SchedulerConfiguration::from_yaml(SPREAD)?
+        } else {
+            Default::default()
+        };
+        let opts = rkube_scheduler::Options::new(scheduler, config);
         self.components.push(spawn("scheduler", move |shutdown| {
             rkube_scheduler::run(opts, shutdown)
         }));

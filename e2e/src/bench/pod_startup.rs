@@ -74,6 +74,9 @@ pub struct Config {
     pub replicas: usize,
     /// The hollow clusters' API server on etcd (started here), not the embedded store.
     pub etcd: bool,
+    /// The Deployment part's scheduler spreads pods (`LeastAllocated`) instead of packing
+    /// them.
+    pub spread: bool,
 }
 
 impl Default for Config {
@@ -88,15 +91,18 @@ impl Default for Config {
             deployment: true,
             replicas: 1_000,
             etcd: false,
+            spread: false,
         }
     }
 }
 
 /// When the watch first saw a pod (its creation), bound to a node, Running and Ready.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Seen {
     created: Option<Instant>,
     bound: Option<Instant>,
+    /// The node it was bound to.
+    node: Option<String>,
     running: Option<Instant>,
     ready: Option<Instant>,
 }
@@ -150,8 +156,11 @@ impl StartupWatch {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 let s = seen.entry(name.clone()).or_default();
                 s.created.get_or_insert(now);
-                if s.bound.is_none() && p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
+                if s.bound.is_none()
+                    && let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone())
+                {
                     s.bound = Some(now);
+                    s.node = Some(node);
                 }
                 let was_complete = s.running.is_some() && s.ready.is_some();
                 if s.running.is_none() && is_running(&p) {
@@ -277,7 +286,7 @@ impl Phase {
         let mut ready = Vec::new();
         let mut last = first;
         for (name, t) in sent {
-            let s = seen.get(name).copied().unwrap_or_default();
+            let s = seen.get(name).cloned().unwrap_or_default();
             let r = s
                 .running
                 .with_context(|| format!("pod {name} never seen Running"))?;
@@ -534,6 +543,7 @@ async fn hollow(report: &mut Report, cfg: &Config, baseline: &Phase) -> anyhow::
     let cluster = HollowCluster::start(&Options {
         nodes: n,
         etcd: cfg.etcd,
+        spread: false,
     })
     .await?;
     let result = measure_pods(
@@ -582,6 +592,8 @@ struct Rollout {
     bound_to_running: Vec<Duration>,
     /// API requests every client made while the Deployment rolled out, by verb and resource.
     requests: BTreeMap<(String, String), u64>,
+    /// The nodes the pods were bound to.
+    nodes: usize,
 }
 
 impl Rollout {
@@ -594,6 +606,11 @@ impl Rollout {
             scheduled: Vec::new(),
             bound_to_running: Vec::new(),
             requests: BTreeMap::new(),
+            nodes: seen
+                .values()
+                .filter_map(|s| s.node.as_deref())
+                .collect::<HashSet<_>>()
+                .len(),
         };
         for (name, s) in seen {
             let (Some(created), Some(bound), Some(running)) = (s.created, s.bound, s.running)
@@ -664,13 +681,18 @@ async fn deployment(
     let cluster = HollowCluster::start(&Options {
         nodes: n,
         etcd: cfg.etcd,
+        spread: cfg.spread,
     })
     .await?;
     let result = rollout(&cluster, cfg.replicas).await;
     cluster.stop().await;
     let r = result?;
 
-    let label = format!("Deployment of {} on {n} hollow nodes", cfg.replicas);
+    let label = format!(
+        "Deployment of {} on {n} hollow nodes{}",
+        cfg.replicas,
+        if cfg.spread { ", spread" } else { "" }
+    );
     report.measure(
         &format!("{label}: created → first pod"),
         r.first_pod.as_secs_f64() * 1000.0,
@@ -682,6 +704,12 @@ async fn deployment(
         "ms",
     );
     report.measure(&format!("{label}: Running"), r.rate(), "pods/s");
+    // The scheduler's default scoring packs nodes: how many of them the pods went to.
+    report.measure(
+        &format!("{label}: nodes the pods run on"),
+        r.nodes as f64,
+        "nodes",
+    );
     for (what, v) in [
         ("pod startup (created → Running)", &r.startup),
         ("created → scheduled", &r.scheduled),
@@ -752,6 +780,15 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     p.insert(
         "store".into(),
         if cfg.etcd { "etcd" } else { "embedded" }.into(),
+    );
+    p.insert(
+        "deployment_scoring".into(),
+        if cfg.spread {
+            "LeastAllocated (spread)"
+        } else {
+            "MostAllocated (bin-packing, the default)"
+        }
+        .into(),
     );
     p.insert(
         "latency".into(),
@@ -856,6 +893,7 @@ mod tests {
             deployment: true,
             replicas: 30,
             etcd: false,
+            spread: false,
         };
         let report = run(&cfg).await.expect("the benchmark runs");
         let value = |name: &str| {
@@ -927,6 +965,7 @@ mod tests {
                 Seen {
                     created: ms(50),
                     bound: ms(60),
+                    node: Some("n1".into()),
                     running: ms(100),
                     ready: ms(100),
                 },
@@ -936,6 +975,7 @@ mod tests {
                 Seen {
                     created: ms(70),
                     bound: ms(200),
+                    node: Some("n1".into()),
                     running: ms(470),
                     ready: ms(480),
                 },
@@ -943,6 +983,7 @@ mod tests {
         ]);
         let r = Rollout::new(t0, &seen).unwrap();
         assert_eq!(r.first_pod, Duration::from_millis(50));
+        assert_eq!(r.nodes, 1);
         assert_eq!(r.all_running, Duration::from_millis(470));
         assert_eq!(
             r.startup,

@@ -130,6 +130,10 @@ enum Workload {
         /// Run the hollow clusters' API server on etcd (started here).
         #[arg(long)]
         etcd: bool,
+        /// The Deployment part's scheduler spreads pods over the nodes (NodeResourcesFit
+        /// LeastAllocated, Kubernetes' default) instead of packing them (rkube's default).
+        #[arg(long)]
+        spread: bool,
     },
     /// Churn: R pod changes a second (pods created, patched, deleted; Deployments scaled) for
     /// a duration on a hollow cluster in this process — API p99 per verb (the API server's
@@ -378,6 +382,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             replicas,
             etcd,
+            spread,
         } => {
             let cfg = bench::pod_startup::Config {
                 real: parts.contains(&Part::Real),
@@ -389,6 +394,7 @@ async fn main() -> anyhow::Result<()> {
                 deployment: parts.contains(&Part::Deployment),
                 replicas: replicas.max(1),
                 etcd,
+                spread,
             };
             bench::pod_startup::run(&cfg).await?
         }
