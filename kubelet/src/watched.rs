@@ -39,6 +39,13 @@ struct Entry<K> {
     task: tokio::task::AbortHandle,
 }
 
+impl<K> Entry<K> {
+    /// Whether its watch still runs (it stops itself for want of readers).
+    fn running(&self) -> bool {
+        self.known.has_changed().is_ok()
+    }
+}
+
 impl<K> Drop for Entry<K> {
     fn drop(&mut self) {
         self.task.abort();
@@ -88,7 +95,7 @@ where
     pub fn watched(&self) -> usize {
         self.entries
             .lock()
-            .map(|e| e.values().filter(|e| e.known.has_changed().is_ok()).count())
+            .map(|e| e.values().filter(|e| e.running()).count())
             .unwrap_or(0)
     }
 
@@ -97,8 +104,7 @@ where
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<K>>, WatchError> {
         let mut known = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            // Watches that stopped for want of readers.
-            entries.retain(|_, e| e.known.has_changed().is_ok());
+            entries.retain(|_, e| e.running());
             let key = (namespace.to_string(), name.to_string());
             let entry = entries
                 .entry(key)
