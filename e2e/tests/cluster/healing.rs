@@ -79,16 +79,17 @@ fn pod(c: &Cluster, name: &str) -> Option<Pod> {
     c.get(&["pod", "-n", "heal", name])
 }
 
-/// Waits until pod `name` runs Ready again after a restart of its container; returns its
-/// (container ID, restart count).
+/// Waits until pod `name` runs Ready again with another container instance than `before`
+/// (its container's ID and restart count read before the test acted: the kubelet may restart
+/// it before the test reads the pod again); returns its (container ID, restart count).
 fn restarted(
     c: &Cluster,
     name: &str,
+    before: (String, i32),
     what: &str,
     control: &Path,
     flag: Option<&str>,
 ) -> (String, i32) {
-    let before = common::first_container(&pod(c, name).expect("the pod"));
     c.eventually(&format!("{name} restarted after {what}"), |c| {
         let p = pod(c, name)?;
         let (id, restarts) = common::first_container(&p);
@@ -115,12 +116,13 @@ fn killed_unhealthy_unready_and_deleted_pods_heal() {
     common::wait_endpoints(&c, "heal", "web", &[a.clone(), b.clone()]);
 
     // The process killed from the node: the kubelet starts the container again.
+    let before = common::first_container(&pod(&c, &a).expect("the pod"));
     let pids = c.container_pids("heal", &a);
     assert!(!pids.is_empty(), "no processes found for {a}");
     for pid in &pids {
         rkube_testkit::host::kill(*pid);
     }
-    let (_, restarts) = restarted(&c, &a, "its process was killed", &control, None);
+    let (_, restarts) = restarted(&c, &a, before, "its process was killed", &control, None);
     assert_eq!(restarts, 1);
     let p = pod(&c, &a).unwrap();
     assert_eq!(p.metadata.uid, uid_a, "the same pod");
@@ -134,9 +136,17 @@ fn killed_unhealthy_unready_and_deleted_pods_heal() {
     assert_eq!(last.exit_code, 137, "{last:?}");
 
     // A failing liveness probe: restarted by the kubelet.
+    let before = common::first_container(&pod(&c, &b).expect("the pod"));
     std::fs::write(control.join(format!("sick-{b}")), "").unwrap();
     let sick = format!("sick-{b}");
-    restarted(&c, &b, "its liveness probe failed", &control, Some(&sick));
+    restarted(
+        &c,
+        &b,
+        before,
+        "its liveness probe failed",
+        &control,
+        Some(&sick),
+    );
     let events = c.kubectl_ok(&[
         "get",
         "events",
