@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod encryption;
 pub mod error;
+pub mod event_ttl;
 pub mod http;
 pub mod kubeconfig;
 pub mod kubelet;

@@ -94,6 +94,9 @@ struct Args {
     /// How often storage history is compacted, in seconds.
     #[arg(long, default_value_t = 300)]
     compaction_interval_seconds: u64,
+    /// How long Events are kept after their last write (a Go duration: 1h, 30m, 90s).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    event_ttl: std::time::Duration,
 }
 
 #[derive(clap::Subcommand)]
@@ -149,6 +152,13 @@ fn print_kubeconfig(
     };
     print!("{}", render(server, pki.ca_pem(), user, &creds));
     Ok(())
+}
+
+/// A Go duration flag value (`1h`, `30m`, `90s`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    rkube_machinery::duration::parse(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration (like 1h, 30m or 90s)"))
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
@@ -212,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
     config.settings.pod_security_default = args.pod_security_default;
     config.compaction_interval =
         std::time::Duration::from_secs(args.compaction_interval_seconds.max(1));
+    config.event_ttl = args.event_ttl;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -44,6 +44,8 @@ pub struct Config {
     pub settings: Settings,
     /// How often history is compacted (history kept: one to two intervals).
     pub compaction_interval: Duration,
+    /// How long an Event lives after its last write (`--event-ttl`).
+    pub event_ttl: Duration,
     /// Extra names and IPs of the serving certificate (`--tls-san`).
     pub tls_sans: Vec<String>,
     /// The static token file (`--token-auth-file`).
@@ -73,6 +75,7 @@ impl Config {
             etcd_servers: Vec::new(),
             settings: Settings::default(),
             compaction_interval: Duration::from_secs(300),
+            event_ttl: crate::event_ttl::DEFAULT_TTL,
             tls_sans: Vec::new(),
             token_auth_file: None,
             encryption_provider_config: None,
@@ -227,7 +230,10 @@ pub async fn run(
         .filter(|d| !d.create_only)
         .map(|d| d.prefix())
         .collect();
-    // (events.k8s.io events share the core events' prefix.)
+    // (events.k8s.io events share the core events' prefix.) Events are not cached, as in
+    // kube-apiserver (its default --watch-cache-sizes disables them): many, written once or
+    // twice, read and watched rarely; lists and watches of them go to the store.
+    prefixes.retain(|p| p != crate::event_ttl::PREFIX);
     prefixes.sort();
     prefixes.dedup();
     let cache = Arc::new(WatchCache::new(
@@ -237,6 +243,7 @@ pub async fn run(
     ));
     let store: Arc<dyn Storage> = cache.clone();
     let compactor = compactor::spawn(backend.clone(), config.compaction_interval);
+    let event_expiry = crate::event_ttl::spawn(store.clone(), config.event_ttl);
     let rbac = crate::auth::rbac::RbacCache::new();
     let rbac_task = rbac.spawn(store.clone());
     let node_graph = crate::auth::node::NodeGraph::new();
@@ -345,6 +352,7 @@ pub async fn run(
         rbac_task,
         node_graph_task,
         compactor,
+        event_expiry,
     ] {
         task.abort();
         let _ = task.await;

@@ -590,3 +590,153 @@ async fn metadata_only_get_list_and_watch() {
     names.sort();
     assert_eq!(names, ["m1", "m2", "m3"]);
 }
+
+/// Events expire `--event-ttl` after their last write, on both backends: one recorded by
+/// kube-rs (events.k8s.io/v1) and one created by kubectl (v1) are deleted — a kube-rs watch of
+/// events (served by the store: events are not in the watch cache) sees them go — while an
+/// event written again keeps living; other objects are untouched.
+async fn events_expire(backend: Backend) {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let ttl = Duration::from_secs(3);
+    let s = TestServer::start_with(backend, |c| c.event_ttl = ttl).await;
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = cms
+        .create(&PostParams::default(), &cm("evented", &[("a", "b")]))
+        .await
+        .unwrap();
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let mut watch = watcher(events.clone(), watcher::Config::default()).boxed();
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "rkube-test".into(),
+            instance: None,
+        },
+    );
+    let note = |n: &str| Event {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some(n.into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&note("recorded by kube-rs"), &cm.object_ref(&()))
+        .await
+        .unwrap();
+    let yaml = r#"apiVersion: v1
+kind: Event
+metadata:
+  name: from-kubectl
+  namespace: default
+involvedObject:
+  kind: ConfigMap
+  name: evented
+  namespace: default
+reason: Created
+message: created by kubectl
+type: Normal
+"#;
+    let s = tokio::task::spawn_blocking(move || {
+        let out = s.kubectl_with(&["create", "-f", "-"], Some(yaml), &[]);
+        assert!(out.status.success(), "{out:?}");
+        s
+    })
+    .await
+    .unwrap();
+    // Both arrive through the watch (served by the store, not the watch cache).
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), watch.try_next())
+            .await
+            .expect("the events watch answers")
+            .unwrap()
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        if let watcher::Event::Apply(e) | watcher::Event::InitApply(e) = next().await {
+            seen.push(e.message.unwrap_or_default());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["created by kubectl", "recorded by kube-rs"]);
+
+    // Written again every second, the kube-rs event outlives the TTL; the other goes.
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        recorder
+            .publish(&note("recorded by kube-rs"), &cm.object_ref(&()))
+            .await
+            .unwrap();
+        let left = events.list(&ListParams::default()).await.unwrap().items;
+        let names: Vec<String> = left
+            .iter()
+            .filter_map(|e| e.metadata.name.clone())
+            .collect();
+        if !names.iter().any(|n| n == "from-kubectl") {
+            assert_eq!(left.len(), 1, "{names:?}");
+            assert!(
+                left[0]
+                    .series
+                    .as_ref()
+                    .is_some_and(|x| x.count.unwrap_or(0) >= 2)
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the kubectl event never expired: {names:?}"
+        );
+    }
+    assert!(
+        start.elapsed() >= ttl - Duration::from_secs(1),
+        "expired before its TTL"
+    );
+    // The watch saw it deleted.
+    loop {
+        if let watcher::Event::Delete(e) = next().await
+            && e.metadata.name.as_deref() == Some("from-kubectl")
+        {
+            break;
+        }
+    }
+
+    // Left alone, it expires too; kubectl then finds no events, and the ConfigMap stays.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cms.get_opt("evented").await.unwrap().is_some());
+    let out = tokio::task::spawn_blocking(move || {
+        s.kubectl_ok(&["get", "events", "-n", "default", "-o", "name"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_expire_embedded() {
+    Box::pin(events_expire(Backend::Embedded)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_expire_etcd() {
+    Box::pin(events_expire(Backend::Etcd)).await;
+}

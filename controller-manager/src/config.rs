@@ -226,38 +226,7 @@ impl Config {
 
 /// Parses a Go-style duration: `40s`, `5m`, `1h30m`, `500ms`, `1.5s`, or bare seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    let err = || ConfigError::Duration(s.to_string());
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(err());
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| err());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += value * unit;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| err())
+    rkube_machinery::duration::parse(s).ok_or_else(|| ConfigError::Duration(s.to_string()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! API machinery shared by rkube's components — what kube-rs and k8s-openapi do not provide:
-//! label and field selectors, name and label syntax checks, trimming cached pods, resource quantities, the schemas of
+//! label and field selectors, name and label syntax checks, Go-style durations, trimming cached pods, resource quantities, the schemas of
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
 //! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, request bodies (JSON,
 //! YAML and protobuf), and Lease-based leader election, the shutdown signal and error printing
@@ -15,6 +15,7 @@ pub mod body;
 pub mod certificates;
 #[cfg(feature = "runtime")]
 pub mod client;
+pub mod duration;
 #[cfg(feature = "runtime")]
 pub mod https;
 #[cfg(feature = "runtime")]
