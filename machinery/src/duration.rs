@@ -6,23 +6,32 @@ use std::time::Duration;
 /// Parses a Go duration (`300ms`, `5s`, `1m30s`, `1h0m0s`, `1.5h`) or a bare number of
 /// seconds; `None` for anything else (an unknown unit, a sign, an empty string).
 pub fn parse(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
+    let t = s.trim();
+    match t.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+        Err(_) => parse_go(t).ok(),
     }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).ok();
+}
+
+/// Parses a duration as Go's `time.ParseDuration` does (what Kubernetes configuration files
+/// hold): every number has a unit, except a lone `0`; the error says what is wrong.
+pub fn parse_go(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(format!("invalid duration {s:?}"));
     }
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_end].parse().ok()?;
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let value: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -34,12 +43,12 @@ pub fn parse(s: &str) -> Option<Duration> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => return None,
+            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
         };
         total += value * unit;
         rest = &rest[unit_end..];
     }
-    Duration::try_from_secs_f64(total).ok()
+    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
 }
 
 #[cfg(test)]
@@ -59,5 +68,21 @@ mod tests {
         for bad in ["", "s", "5x", "-5s", "1h-1m", "m5"] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn go_syntax_wants_units() {
+        assert_eq!(parse_go("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go("1m0s"), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse_go("30"),
+            Err("missing unit in duration \"30\"".to_string())
+        );
+        assert_eq!(
+            parse_go("3d"),
+            Err("unknown unit \"d\" in duration \"3d\"".to_string())
+        );
+        assert!(parse_go("").is_err());
+        assert!(parse_go("1.2.3s").is_err());
     }
 }

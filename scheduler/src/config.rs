@@ -58,38 +58,7 @@ pub struct GoDuration(pub Duration);
 impl GoDuration {
     /// Parses `1h2m3.5s`, `250ms`, `10us`, `0`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s == "0" {
-            return Ok(GoDuration(Duration::ZERO));
-        }
-        let mut rest = s;
-        let mut total = 0f64;
-        if rest.is_empty() {
-            return Err(format!("invalid duration {s:?}"));
-        }
-        while !rest.is_empty() {
-            let num_end = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-            let (num, tail) = rest.split_at(num_end);
-            let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-            let unit_end = tail
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(tail.len());
-            let (unit, tail) = tail.split_at(unit_end);
-            let scale = match unit {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-            };
-            total += value * scale;
-            rest = tail;
-        }
-        Ok(GoDuration(Duration::from_secs_f64(total)))
+        rkube_machinery::duration::parse_go(s).map(GoDuration)
     }
 }
 
