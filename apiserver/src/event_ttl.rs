@@ -106,7 +106,6 @@ struct Stamps {
     metadata: MetaStamps,
     last_timestamp: Option<String>,
     event_time: Option<String>,
-    #[serde(default)]
     series: Option<SeriesStamps>,
 }
 

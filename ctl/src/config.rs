@@ -170,7 +170,7 @@ pub fn parse_timeout(s: &str) -> Result<Option<std::time::Duration>, ConfigError
     if s == "0" {
         return Ok(None);
     }
-    crate::util::parse_duration(s)
+    rkube_machinery::duration::parse(s)
         .map(Some)
         .ok_or_else(|| ConfigError::Invalid(format!("invalid timeout value {s:?}")))
 }

@@ -1,12 +1,5 @@
-//! Small helpers shared by the commands: Go-style durations (`--timeout=30s`) and
-//! `key=value` argument parsing for labels and annotations.
-
-use std::time::Duration;
-
-/// A Go duration (`300ms`, `5s`, `1m30s`, `2h`), or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    rkube_machinery::duration::parse(s)
-}
+//! Small helpers shared by the commands: `key=value` argument parsing for labels and
+//! annotations.
 
 /// A label or annotation change from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +32,6 @@ pub fn split_key_changes(args: &[String]) -> (Vec<String>, Vec<KeyChange>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
-    }
 
     #[test]
     fn key_changes() {

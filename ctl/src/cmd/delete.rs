@@ -79,7 +79,7 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         }
     }
     if args.wait && args.dry_run == DryRun::None && !deleted.is_empty() {
-        let timeout = crate::util::parse_duration(&args.timeout).filter(|d| !d.is_zero());
+        let timeout = rkube_machinery::duration::parse(&args.timeout).filter(|d| !d.is_zero());
         wait_gone(ctx, &deleted, timeout).await?;
     }
     match errors.len() {

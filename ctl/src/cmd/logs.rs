@@ -103,7 +103,7 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
                 q.push(("tailLines", tail.to_string()));
             }
             if let Some(s) = &args.since {
-                let d = crate::util::parse_duration(s)
+                let d = rkube_machinery::duration::parse(s)
                     .ok_or_else(|| CtlError::Usage(format!("invalid --since {s:?}")))?;
                 q.push(("sinceSeconds", d.as_secs().max(1).to_string()));
             }

@@ -131,7 +131,7 @@ pub fn verdict(pod: &Value, args: &DrainArgs) -> PodVerdict {
 
 /// Runs `drain`.
 pub async fn drain(ctx: &Ctx, args: &DrainArgs) -> Result<()> {
-    let timeout = crate::util::parse_duration(&args.timeout).filter(|d| !d.is_zero());
+    let timeout = rkube_machinery::duration::parse(&args.timeout).filter(|d| !d.is_zero());
     for node in node_names(ctx, &args.nodes, &args.selector).await? {
         set_unschedulable(ctx, &node, true, args.dry_run).await?;
         let mut q = vec![("fieldSelector", format!("spec.nodeName={node}"))];

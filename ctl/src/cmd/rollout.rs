@@ -366,7 +366,7 @@ async fn status(ctx: &Ctx, t: &Target, watch: bool, timeout: &str, rev: i64) -> 
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
 
-    let timeout = crate::util::parse_duration(timeout)
+    let timeout = rkube_machinery::duration::parse(timeout)
         .ok_or_else(|| CtlError::Usage(format!("invalid --timeout {timeout:?}")))?;
     // The object must exist (a NotFound is the answer otherwise).
     let obj = ctx.get_json(&t.path()).await?;

@@ -87,7 +87,7 @@ pub fn met(c: &Condition, obj: &Value) -> bool {
 /// Runs `wait`.
 pub async fn run(ctx: &Ctx, args: &WaitArgs) -> Result<()> {
     let cond = parse_for(&args.for_)?;
-    let timeout = crate::util::parse_duration(&args.timeout)
+    let timeout = rkube_machinery::duration::parse(&args.timeout)
         .ok_or_else(|| CtlError::Usage(format!("invalid --timeout {:?}", args.timeout)))?;
     let targets = common::targets(
         ctx,
