@@ -53,7 +53,7 @@ pub fn pod_ref(pod: &PodInfo) -> ObjectReference {
         name: Some(pod.name.clone()),
         namespace: Some(pod.namespace.clone()),
         uid: (!pod.uid.is_empty()).then(|| pod.uid.clone()),
-        resource_version: pod.pod.metadata.resource_version.clone(),
+        resource_version: pod.resource_version.clone(),
         ..Default::default()
     }
 }

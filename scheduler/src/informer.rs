@@ -74,12 +74,13 @@ impl Shared {
     }
 
     pub(crate) fn on_pod(&self, pod: Pod) {
-        let info = Arc::new(PodInfo::new(Arc::new(pod)));
+        let info = PodInfo::new(Arc::new(pod));
         if info.finished {
             self.on_pod_delete(&info.key);
             return;
         }
         if info.node_name.is_some() {
+            let info = Arc::new(info.bound());
             self.queue.delete(&info.key);
             let event = {
                 let mut cache = self.cache();
@@ -104,6 +105,7 @@ impl Shared {
             self.queue.delete(&info.key);
             return;
         }
+        let info = Arc::new(info);
         {
             let mut cache = self.cache();
             let nominated = info.nominated_node_name.as_deref();

@@ -147,8 +147,13 @@ pub type Labels = Arc<BTreeMap<String, String>>;
 /// A pod parsed for scheduling.
 #[derive(Debug)]
 pub struct PodInfo {
-    /// The pod as last seen.
-    pub pod: Arc<Pod>,
+    /// The pod as last seen (trimmed to what scheduling reads), while it waits to be scheduled.
+    /// `None` for a bound pod in the cache ([`PodInfo::bound`]): what the plugins read of
+    /// bound pods is parsed into the fields below, and a cluster's worth of pods is the
+    /// scheduler's largest cost in memory.
+    pub pod: Option<Arc<Pod>>,
+    /// `metadata.resourceVersion` as last seen.
+    pub resource_version: Option<String>,
     /// `namespace/name`.
     pub key: PodKey,
     /// Namespace.
@@ -307,20 +312,33 @@ impl PodInfo {
             ),
             start_time,
             parse_error,
+            resource_version: pod.metadata.resource_version.clone(),
             labels,
             namespace,
             name,
-            pod,
+            pod: Some(pod),
         }
     }
 
-    /// The pod's spec (empty if it has none).
+    /// The same pod without its object: how the cache keeps a bound pod.
+    pub fn bound(mut self) -> Self {
+        self.pod = None;
+        self
+    }
+
+    /// The pod object, while it waits to be scheduled.
+    pub fn object(&self) -> Option<&Pod> {
+        self.pod.as_deref()
+    }
+
+    /// The spec of a pod waiting to be scheduled (empty if it has none, and for a bound pod,
+    /// whose spec is not kept).
     pub fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
         static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> =
             std::sync::OnceLock::new();
         self.pod
-            .spec
             .as_ref()
+            .and_then(|p| p.spec.as_ref())
             .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
     }
 
@@ -381,7 +399,7 @@ mod tests {
         let b = PodInfo::new(slim.clone());
         assert_eq!(b.requests, a.requests);
         assert!(b.host_ports.len() == 1 && b.preferred_anti_affinity.len() == 1);
-        a.pod = slim.clone();
+        a.pod = Some(slim.clone());
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         // What plugins read from the pod itself.
         let (f, s) = (full.spec.as_ref().unwrap(), slim.spec.as_ref().unwrap());

@@ -309,8 +309,7 @@ impl SchedulingQueue {
         let key = info.key.clone();
         match inner.entries.get_mut(&key) {
             Some(e) => {
-                let changed = e.pod.info.pod.spec != info.pod.spec
-                    || e.pod.info.pod.metadata.labels != info.pod.metadata.labels;
+                let changed = e.pod.info.spec() != info.spec() || e.pod.info.labels != info.labels;
                 let priority_changed = e.pod.info.priority != info.priority;
                 e.pod.info = info;
                 let place = e.place;

@@ -248,9 +248,8 @@ fn record_failure(
         controller: fwk.scheduler_name.clone(),
     });
     let current = pod
-        .pod
-        .status
-        .as_ref()
+        .object()
+        .and_then(|p| p.status.as_ref())
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
     let unchanged = current.is_some_and(|c| {

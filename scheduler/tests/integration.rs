@@ -1,6 +1,7 @@
 //! The scheduler against a real API server (nodes are plain Node objects, no kubelets):
 //! bin-packing with MostAllocated, a pod that fits nowhere (event, condition) until a node is
-//! added, preemption, and the health/metrics endpoint.
+//! added, preemption, bound pods (cached without their objects) that attract, repel and hold
+//! host ports, and the health/metrics endpoint.
 
 mod common;
 
@@ -176,6 +177,90 @@ async fn pods_of_other_schedulers_and_bound_pods_are_left_alone() {
             .unwrap_or_default()
             .starts_with("0/1 nodes are available: 1 Insufficient cpu."),
     );
+    sched.stop().await.unwrap();
+}
+
+/// Bound pods are cached without their objects (only what scheduling reads of them, parsed):
+/// pods bound before the scheduler started still attract, repel and hold their host ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_pods_keep_their_labels_terms_and_host_ports() {
+    let (server, client) = server().await;
+    create_node(&client, testing::node("n1", "8", "16Gi")).await;
+    create_node(&client, testing::node("n2", "8", "16Gi")).await;
+    // Host ports need the privileged Pod Security level.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let label = serde_json::json!({"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "privileged"}}});
+    namespaces
+        .patch(
+            "default",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&label),
+        )
+        .await
+        .unwrap();
+    let json = |v: serde_json::Value| -> Pod { serde_json::from_value(v).unwrap() };
+    // On n1: a database with a host port, and a pod that keeps pods labeled `noisy` away.
+    create_pod(
+        &client,
+        json(serde_json::json!({
+            "metadata": {"name": "db", "labels": {"app": "db"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                "ports": [{"containerPort": 5432, "hostPort": 5432}]}]}
+        })),
+    )
+    .await;
+    create_pod(
+        &client,
+        json(serde_json::json!({
+            "metadata": {"name": "quiet"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"noisy": "yes"}},
+                    "topologyKey": "kubernetes.io/hostname"}]}}}
+        })),
+    )
+    .await;
+    let sched = start_scheduler(&server, SchedulerConfiguration::default(), "s1", true).await;
+    let term = |kind: &str, labels: serde_json::Value| {
+        serde_json::json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}]}})
+    };
+    let cases = [
+        // Next to the database (its labels), away from it, off its host port, away from the
+        // pod that repels noisy pods (its term).
+        (
+            "near",
+            term("podAffinity", serde_json::json!({"app": "db"})),
+            None,
+            "n1",
+        ),
+        (
+            "far",
+            term("podAntiAffinity", serde_json::json!({"app": "db"})),
+            None,
+            "n2",
+        ),
+        ("port", serde_json::json!({}), Some(5432), "n2"),
+        ("noisy", serde_json::json!({}), None, "n2"),
+    ];
+    for (name, affinity, host_port, want) in cases {
+        let mut pod = json(serde_json::json!({
+            "metadata": {"name": name, "labels": {"noisy": if name == "noisy" { "yes" } else { "no" }}},
+            "spec": {"affinity": affinity, "containers": [{"name": "c", "image": "i",
+                "resources": {"requests": {"cpu": "100m"}}}]}
+        }));
+        if let Some(port) = host_port {
+            pod.spec.as_mut().unwrap().containers[0].ports =
+                Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+                    container_port: port,
+                    host_port: Some(port),
+                    ..Default::default()
+                }]);
+        }
+        create_pod(&client, pod).await;
+        assert_eq!(bound_node(&client, name, 30).await, want, "{name}");
+    }
     sched.stop().await.unwrap();
 }
 

@@ -260,7 +260,7 @@ mod tests {
             s.priority = Some(priority);
             s.node_name = node.clone();
         });
-        let mut p = (*info.pod).clone();
+        let mut p = info.object().expect("pending").clone();
         p.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::from_second(start).unwrap(),
         ));
@@ -334,7 +334,7 @@ mod tests {
         let pods = vec![prio("low", "2", 1, Some("n1"), 100)];
         let p = {
             let base = prio("high", "2", 10, None, 300);
-            let mut pod = (*base.pod).clone();
+            let mut pod = base.object().expect("pending").clone();
             pod.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
             PodInfo::new(Arc::new(pod))
         };

@@ -406,7 +406,7 @@ mod tests {
             s.node_name = node.clone();
             f(s)
         });
-        let mut pod = (*info.pod).clone();
+        let mut pod = info.object().expect("pending").clone();
         pod.metadata.labels = Some([("app".to_string(), app.to_string())].into());
         Arc::new(PodInfo::new(Arc::new(pod)))
     }

@@ -420,7 +420,7 @@ mod tests {
             s.node_name = node.clone();
             s.topology_spread_constraints = (!cs.is_empty()).then(|| cs.clone());
         });
-        let mut pod = (*info.pod).clone();
+        let mut pod = info.object().expect("pending").clone();
         pod.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
         Arc::new(PodInfo::new(Arc::new(pod)))
     }
