@@ -175,14 +175,14 @@ impl<K: Object> Informer<K> {
             } = runner;
             // Controllers never read managed fields: dropping them (as kube-controller-manager's
             // informers do) keeps the cache a good deal smaller. Pods lose more (see
-            // `rkube_machinery::slim::pod_spec`): controllers read their metadata, node names,
-            // tolerations, container ports and resources, and status.
+            // `rkube_machinery::slim::pod_for_controllers`): controllers read their metadata,
+            // node names, tolerations, named container ports, and status.
             let mut stream = watcher(api, config)
                 .default_backoff()
                 .modify(|o: &mut K| {
                     o.meta_mut().managed_fields = None;
                     if let Some(pod) = (o as &mut dyn Any).downcast_mut::<Pod>() {
-                        rkube_machinery::slim::pod_spec(pod);
+                        rkube_machinery::slim::pod_for_controllers(pod);
                     }
                 })
                 .boxed();
@@ -545,7 +545,7 @@ mod tests {
         }))
         .unwrap();
         let mut slim = pod.clone();
-        rkube_machinery::slim::pod_spec(&mut slim);
+        rkube_machinery::slim::pod_for_controllers(&mut slim);
         assert!(slim.spec.as_ref().unwrap().volumes.is_none());
         assert_eq!(slim.status, pod.status);
         // The endpoints controller still finds named ports, on sidecars too.

@@ -5,7 +5,7 @@
 //! (controllers and the scheduler write pods by patch, delete, binding and the status
 //! subresource only).
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 /// Drops the volumes, the ephemeral containers, and each container's command, args,
 /// environment, mounts, devices, probes, lifecycle hooks and security context. Kept:
@@ -34,6 +34,56 @@ pub fn pod_spec(pod: &mut Pod) {
         c.security_context = None;
     }
     spec.ephemeral_containers = None;
+}
+
+/// [`pod_spec`], and of the containers only what controllers read — the named ports a
+/// Service's `targetPort` may refer to: containers and sidecars (init containers with
+/// `restartPolicy: Always`) keep their name, ports and restart policy, and those without ports
+/// go, as do the other init containers. Of the container statuses only the name, state, last
+/// state, readiness and restart count stay. For the controller manager.
+pub fn pod_for_controllers(pod: &mut Pod) {
+    pod_spec(pod);
+    if let Some(spec) = pod.spec.as_mut() {
+        let keep = |c: &mut Container| -> Option<Container> {
+            c.ports.as_ref().filter(|p| !p.is_empty())?;
+            Some(Container {
+                name: std::mem::take(&mut c.name),
+                ports: c.ports.take(),
+                restart_policy: c.restart_policy.take(),
+                ..Default::default()
+            })
+        };
+        spec.containers = spec.containers.iter_mut().filter_map(keep).collect();
+        if let Some(init) = spec.init_containers.as_mut() {
+            *init = init
+                .iter_mut()
+                .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+                .filter_map(keep)
+                .collect();
+        }
+        if spec.init_containers.as_ref().is_some_and(Vec::is_empty) {
+            spec.init_containers = None;
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        let statuses = status
+            .container_statuses
+            .iter_mut()
+            .chain(status.init_container_statuses.iter_mut())
+            .chain(status.ephemeral_container_statuses.iter_mut())
+            .flatten();
+        for c in statuses {
+            *c = ContainerStatus {
+                name: std::mem::take(&mut c.name),
+                state: c.state.take(),
+                last_state: c.last_state.take(),
+                ready: c.ready,
+                restart_count: c.restart_count,
+                started: c.started,
+                ..Default::default()
+            };
+        }
+    }
 }
 
 /// [`pod_spec`], and of the status only what scheduling reads: the phase, the conditions, the
@@ -102,6 +152,60 @@ mod tests {
         assert_eq!(c.image, f.containers[0].image);
         let side = &s.init_containers.as_ref().unwrap()[0];
         assert_eq!(side.restart_policy.as_deref(), Some("Always"));
+    }
+
+    #[test]
+    fn controller_trimming_keeps_named_ports_and_restart_counts() {
+        let mut full = pod();
+        let spec = full.spec.as_mut().unwrap();
+        let ports = spec.containers[0].ports.clone();
+        // A container without ports and a plain init container go; the sidecar has ports.
+        spec.containers.push(Container {
+            name: "quiet".into(),
+            image: Some("i".into()),
+            ..Default::default()
+        });
+        let init = spec.init_containers.as_mut().unwrap();
+        init[0].ports = ports.clone();
+        init.push(Container {
+            name: "setup".into(),
+            ports,
+            ..Default::default()
+        });
+        let mut slim = full.clone();
+        pod_for_controllers(&mut slim);
+        let (s, f) = (slim.spec.as_ref().unwrap(), full.spec.as_ref().unwrap());
+        assert_eq!(s.containers.len(), 1);
+        assert_eq!(s.containers[0].name, "c");
+        assert_eq!(s.containers[0].ports, f.containers[0].ports);
+        assert!(s.containers[0].image.is_none() && s.containers[0].resources.is_none());
+        let init = s.init_containers.as_ref().unwrap();
+        assert_eq!(init.len(), 1, "only the sidecar");
+        assert_eq!(init[0].name, "side");
+        assert_eq!(init[0].restart_policy.as_deref(), Some("Always"));
+        assert_eq!(init[0].ports, f.containers[0].ports);
+        assert_eq!(s.node_name, f.node_name);
+        assert_eq!(s.tolerations, f.tolerations);
+        assert_eq!(slim.metadata, full.metadata);
+        let (ss, fs) = (slim.status.as_ref().unwrap(), full.status.as_ref().unwrap());
+        let (c, fc) = (
+            &ss.container_statuses.as_ref().unwrap()[0],
+            &fs.container_statuses.as_ref().unwrap()[0],
+        );
+        assert_eq!((c.restart_count, c.ready, &c.name), (2, true, &fc.name));
+        assert!(c.image.is_empty());
+        assert_eq!(
+            (&ss.phase, &ss.conditions, &ss.pod_ip),
+            (&fs.phase, &fs.conditions, &fs.pod_ip)
+        );
+        // No ports anywhere: no containers kept.
+        let mut bare = pod();
+        for c in bare.spec.as_mut().unwrap().containers.iter_mut() {
+            c.ports = None;
+        }
+        pod_for_controllers(&mut bare);
+        let spec = bare.spec.unwrap();
+        assert!(spec.containers.is_empty() && spec.init_containers.is_none());
     }
 
     #[test]
