@@ -132,6 +132,9 @@ pub struct ServerArgs {
     /// before they are evicted, unless they tolerate it themselves.
     #[arg(long, default_value_t = 300)]
     pub default_unreachable_toleration_seconds: u32,
+    /// How long Events are kept after their last write (kube-apiserver's flag; e.g. 1h, 30m).
+    #[arg(long, default_value = "1h", value_parser = positive_duration)]
+    pub event_ttl: Duration,
     /// This machine's node.
     #[command(flatten)]
     pub node: NodeArgs,
@@ -139,6 +142,14 @@ pub struct ServerArgs {
 
 fn duration(s: &str) -> Result<Duration, String> {
     rkube_controller_manager::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    duration(s).and_then(|d| {
+        (!d.is_zero())
+            .then_some(d)
+            .ok_or_else(|| "must be longer than 0".to_string())
+    })
 }
 
 impl ServerArgs {
@@ -161,6 +172,7 @@ impl ServerArgs {
         c.default_not_ready_toleration_seconds = self.default_not_ready_toleration_seconds.into();
         c.default_unreachable_toleration_seconds =
             self.default_unreachable_toleration_seconds.into();
+        c.event_ttl = self.event_ttl;
         c.validate()?;
         Ok(c)
     }
@@ -293,6 +305,8 @@ mod tests {
             "--default-not-ready-toleration-seconds",
             "5",
             "--default-unreachable-toleration-seconds=7",
+            "--event-ttl",
+            "30m",
         ])
         .unwrap()
         .into_config()
@@ -301,6 +315,7 @@ mod tests {
         assert_eq!(c.node_monitor_grace_period, Duration::from_secs(20));
         assert_eq!(c.default_not_ready_toleration_seconds, 5);
         assert_eq!(c.default_unreachable_toleration_seconds, 7);
+        assert_eq!(c.event_ttl, Duration::from_secs(1800));
         assert_eq!(
             c.disabled.iter().copied().collect::<Vec<_>>(),
             [Component::Scheduler, Component::Dns, Component::Proxy]
@@ -322,6 +337,7 @@ mod tests {
         assert_eq!(d.node_monitor_grace_period, Duration::from_secs(40));
         assert_eq!(d.default_not_ready_toleration_seconds, 300);
         assert_eq!(d.default_unreachable_toleration_seconds, 300);
+        assert_eq!(d.event_ttl, Duration::from_secs(3600));
         // Agents must reach the API server: every address by default.
         assert_eq!(d.listen_addr().to_string(), "0.0.0.0:6443");
     }
@@ -430,5 +446,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("invalid taint"), "{e}");
+        for bad in ["0s", "soon"] {
+            let e = server(&["--event-ttl", bad]).unwrap_err().to_string();
+            assert!(e.contains("for '--event-ttl"), "{e}");
+        }
     }
 }

@@ -174,6 +174,8 @@ pub struct ServerConfig {
     pub default_not_ready_toleration_seconds: i64,
     /// Seconds pods tolerate an unreachable node by default.
     pub default_unreachable_toleration_seconds: i64,
+    /// How long Events are kept after their last write.
+    pub event_ttl: Duration,
 }
 
 /// The node CIDR size the controller manager hands out.
@@ -196,6 +198,7 @@ impl ServerConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            event_ttl: rkube_apiserver::event_ttl::DEFAULT_TTL,
         }
     }
 

@@ -183,6 +183,7 @@ pub async fn run(
         config.default_not_ready_toleration_seconds;
     api_config.settings.default_unreachable_toleration_seconds =
         config.default_unreachable_toleration_seconds;
+    api_config.event_ttl = config.event_ttl;
     api_config.tls_sans = config.tls_sans.clone();
     // Agents reach the API server at the node's IP: the serving certificate names it.
     if let Some(ip) = node_ip {

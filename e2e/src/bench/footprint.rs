@@ -151,7 +151,7 @@ async fn measure(
         running
             .wait(
                 created,
-                Duration::from_secs(120) + Duration::from_millis(30) * count as u32,
+                Duration::from_secs(120) + Duration::from_millis(60) * count as u32,
             )
             .await?;
         cp.check()?;

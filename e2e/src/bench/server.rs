@@ -455,9 +455,40 @@ pub(crate) struct EventStatus {
     pub(crate) phase: Option<String>,
 }
 
+/// The type of a watch event (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`).
+#[derive(serde::Deserialize)]
+struct EventType {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A page of a list, as [`watch_collection`] reads it.
+#[derive(serde::Deserialize)]
+struct ListPage {
+    metadata: ListPageMeta,
+    #[serde(default)]
+    items: Vec<EventObject>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListPageMeta {
+    #[serde(rename = "resourceVersion", default)]
+    resource_version: String,
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
+/// How long a watch may stay silent (the server sends a bookmark every few seconds) before it
+/// is dropped and resumed on a new connection.
+const WATCH_SILENCE: Duration = Duration::from_secs(30);
+
 /// Watches the collection at `path` of the API server at `base` (as the admin) from its
 /// current resourceVersion until `stop` turns true, calling `on_event` with each event and
-/// when it arrived; a watch the server ends is resumed from the last resourceVersion seen.
+/// when it arrived. A watch the server ends, or one silent for [`WATCH_SILENCE`] (bookmarks
+/// included), is resumed from the last resourceVersion seen; one the server answers with an
+/// error (its resourceVersion is too old) is replaced by a list — each listed object passed
+/// to `on_event` as an event — and a watch from the list's resourceVersion. Both are reported
+/// on standard error: a benchmark's figures are exact only without them.
 pub(crate) fn watch_collection(
     base: String,
     path: String,
@@ -470,13 +501,18 @@ pub(crate) fn watch_collection(
         if code != 200 {
             bail!("list {path}: {code}");
         }
-        let mut rv =
-            serde_json::from_slice::<serde_json::Value>(&body)?["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("0")
-                .to_string();
+        let mut rv = serde_json::from_slice::<ListPage>(&body)?
+            .metadata
+            .resource_version;
+        let mut relist = false;
         loop {
-            let url = format!("{base}{path}?watch=1&resourceVersion={rv}&timeoutSeconds=3600");
+            if relist {
+                rv = list_as_events(&c, &base, &path, &mut on_event).await?;
+                relist = false;
+            }
+            let url = format!(
+                "{base}{path}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600"
+            );
             let resp = c
                 .request(axum::http::Request::get(url).body(Full::new(Bytes::new()))?)
                 .await?;
@@ -488,19 +524,50 @@ pub(crate) fn watch_collection(
             let mut stop = stop.clone();
             loop {
                 let frame = tokio::select! {
-                    f = body.frame() => f,
+                    f = tokio::time::timeout(WATCH_SILENCE, body.frame()) => match f {
+                        Ok(f) => f,
+                        Err(_) => {
+                            eprintln!("watch {path}: silent for {WATCH_SILENCE:?}; watching again from {rv}");
+                            break;
+                        }
+                    },
                     _ = stop.wait_for(|s| *s) => return Ok(()),
                 };
                 let Some(Ok(f)) = frame else { break };
                 let Some(d) = f.data_ref() else { continue };
                 buf.extend_from_slice(d);
                 let now = Instant::now();
-                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=pos).collect();
-                    if let Ok(ev) = serde_json::from_slice::<WatchEvent>(&line) {
-                        on_event(&ev, now);
-                        rv = ev.object.metadata.resource_version;
+                let mut start = 0;
+                while let Some(len) = buf[start..].iter().position(|b| *b == b'\n') {
+                    let line = &buf[start..start + len];
+                    start += len + 1;
+                    let Ok(t) = serde_json::from_slice::<EventType>(line) else {
+                        continue;
+                    };
+                    match t.kind.as_str() {
+                        "ERROR" => {
+                            eprintln!(
+                                "watch {path}: {}; listing again",
+                                String::from_utf8_lossy(line)
+                            );
+                            relist = true;
+                        }
+                        "BOOKMARK" => {
+                            if let Ok(ev) = serde_json::from_slice::<WatchEvent>(line) {
+                                rv = ev.object.metadata.resource_version;
+                            }
+                        }
+                        _ => {
+                            if let Ok(ev) = serde_json::from_slice::<WatchEvent>(line) {
+                                on_event(&ev, now);
+                                rv = ev.object.metadata.resource_version;
+                            }
+                        }
                     }
+                }
+                buf.drain(..start);
+                if relist {
+                    break;
                 }
             }
             if *stop.borrow() {
@@ -508,6 +575,45 @@ pub(crate) fn watch_collection(
             }
         }
     })
+}
+
+/// Lists the collection at `path` in pages, passing each object to `on_event` as an event;
+/// returns the list's resourceVersion.
+async fn list_as_events(
+    c: &Http,
+    base: &str,
+    path: &str,
+    on_event: &mut (impl FnMut(&WatchEvent, Instant) + Send),
+) -> anyhow::Result<String> {
+    let mut next: Option<String> = None;
+    let mut listed = 0;
+    loop {
+        let mut url = format!("{base}{path}?limit=500");
+        if let Some(token) = &next {
+            let token = token
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
+            url.push_str(&format!("&continue={token}"));
+        }
+        let (code, body) = request(c, "GET", &url, None).await?;
+        if code != 200 {
+            bail!("list {path}: {code}");
+        }
+        let page: ListPage = serde_json::from_slice(&body)?;
+        let now = Instant::now();
+        for object in page.items {
+            listed += 1;
+            on_event(&WatchEvent { object }, now);
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => next = Some(token),
+            None => {
+                eprintln!("watch {path}: listed {listed} objects");
+                return Ok(page.metadata.resource_version);
+            }
+        }
+    }
 }
 
 /// Creates the namespace `ns`.
