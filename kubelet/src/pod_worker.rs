@@ -1152,7 +1152,11 @@ pub async fn cleanup(ctx: &Context, uid: &str, rt: &PodRuntime, pod: Option<&Pod
         }
     }
     for s in &rt.sandboxes {
-        let _ = ctx.cri.stop_pod_sandbox(&s.id).await;
+        if let Err(e) = ctx.cri.stop_pod_sandbox(&s.id).await
+            && !e.is_not_found()
+        {
+            tracing::warn!(sandbox = %s.id, error = %e, "stopping a sandbox");
+        }
         if let Err(e) = ctx.cri.remove_pod_sandbox(&s.id).await
             && !e.is_not_found()
         {

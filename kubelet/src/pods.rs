@@ -311,6 +311,13 @@ impl PodManager {
                     });
                 futures::future::join_all(futs).await;
                 pod_worker::cleanup(&ctx, &uid, &rt, None).await;
+                if !rt.is_empty() {
+                    tracing::info!(
+                        pod = %format!("{}/{}", rt.namespace, rt.name),
+                        uid = %uid,
+                        "removed an orphaned pod's containers and sandboxes"
+                    );
+                }
                 cleaning
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
