@@ -423,6 +423,9 @@ where
 /// The parts of a watch event the benchmarks read.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    #[serde(rename = "type", default)]
+    pub(crate) kind: String,
     /// The object.
     pub(crate) object: EventObject,
 }
@@ -541,29 +544,26 @@ pub(crate) fn watch_collection(
                 while let Some(len) = buf[start..].iter().position(|b| *b == b'\n') {
                     let line = &buf[start..start + len];
                     start += len + 1;
-                    let Ok(t) = serde_json::from_slice::<EventType>(line) else {
-                        continue;
+                    let event = serde_json::from_slice::<WatchEvent>(line);
+                    // An ERROR's object is a Status, which does not parse as an EventObject.
+                    let error = match &event {
+                        Ok(ev) => ev.kind == "ERROR",
+                        Err(_) => serde_json::from_slice::<EventType>(line)
+                            .is_ok_and(|t| t.kind == "ERROR"),
                     };
-                    match t.kind.as_str() {
-                        "ERROR" => {
-                            eprintln!(
-                                "watch {path}: {}; listing again",
-                                String::from_utf8_lossy(line)
-                            );
-                            relist = true;
-                        }
-                        "BOOKMARK" => {
-                            if let Ok(ev) = serde_json::from_slice::<WatchEvent>(line) {
-                                rv = ev.object.metadata.resource_version;
-                            }
-                        }
-                        _ => {
-                            if let Ok(ev) = serde_json::from_slice::<WatchEvent>(line) {
-                                on_event(&ev, now);
-                                rv = ev.object.metadata.resource_version;
-                            }
-                        }
+                    if error {
+                        eprintln!(
+                            "watch {path}: {}; listing again",
+                            String::from_utf8_lossy(line)
+                        );
+                        relist = true;
+                        continue;
                     }
+                    let Ok(ev) = event else { continue };
+                    if ev.kind != "BOOKMARK" {
+                        on_event(&ev, now);
+                    }
+                    rv = ev.object.metadata.resource_version;
                 }
                 buf.drain(..start);
                 if relist {
@@ -590,11 +590,8 @@ async fn list_as_events(
     loop {
         let mut url = format!("{base}{path}?limit=500");
         if let Some(token) = &next {
-            let token = token
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D");
-            url.push_str(&format!("&continue={token}"));
+            url.push_str("&continue=");
+            url.extend(form_urlencoded::byte_serialize(token.as_bytes()));
         }
         let (code, body) = request(c, "GET", &url, None).await?;
         if code != 200 {
@@ -604,7 +601,13 @@ async fn list_as_events(
         let now = Instant::now();
         for object in page.items {
             listed += 1;
-            on_event(&WatchEvent { object }, now);
+            on_event(
+                &WatchEvent {
+                    kind: "ADDED".into(),
+                    object,
+                },
+                now,
+            );
         }
         match page.metadata.continue_.filter(|t| !t.is_empty()) {
             Some(token) => next = Some(token),
