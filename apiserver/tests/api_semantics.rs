@@ -783,3 +783,117 @@ async fn pod_streams_are_checked_before_they_are_relayed() {
         assert_eq!(r["verbs"], json!(["create", "get"]), "{r}");
     }
 }
+
+/// A watch of one node's pods (`spec.nodeName=<node>`, what every kubelet runs; served by the
+/// watch cache's index of pods by node) sees a pod created on the node, a pending pod bound
+/// to it (ADDED: it enters the selection), their changes and a deletion; pods of another node
+/// and pods not yet scheduled do not reach it. kube-rs and kubectl alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_of_one_nodes_pods() {
+    let s = TestServer::start(Backend::Embedded).await;
+    let pods: Api<Pod> = Api::namespaced(s.client().await, "default");
+    let on = |name: &str, node: &str| {
+        let mut p = pod(name);
+        p.spec.as_mut().unwrap().node_name = Some(node.into());
+        p
+    };
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut w = pods
+        .watch(&WatchParams::default().fields("spec.nodeName=n1"), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let kubectl = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args([
+            "get",
+            "pods",
+            "--field-selector",
+            "spec.nodeName=n1",
+            "-w",
+            "-o",
+            "name",
+            "--request-timeout=30s",
+        ])
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let pp = PostParams::default();
+    pods.create(&pp, &pod("pending")).await.unwrap();
+    pods.create(&pp, &on("elsewhere", "n2")).await.unwrap();
+    pods.create(&pp, &on("here", "n1")).await.unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "pending"},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let (code, _, body) = s
+        .http(
+            "POST",
+            "/api/v1/namespaces/default/pods/pending/binding",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&binding).unwrap(),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let label = Patch::Merge(json!({"metadata": {"labels": {"seen": "yes"}}}));
+    for name in ["elsewhere", "here"] {
+        pods.patch(name, &PatchParams::default(), &label)
+            .await
+            .unwrap();
+    }
+    pods.delete("here", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ev = w.try_next().await.unwrap().expect("the watch ended");
+            let (kind, p) = match ev {
+                WatchEvent::Added(p) => ("ADDED", p),
+                WatchEvent::Modified(p) => ("MODIFIED", p),
+                WatchEvent::Deleted(p) => ("DELETED", p),
+                other => panic!("{other:?}"),
+            };
+            let name = p.metadata.name.unwrap();
+            let done = kind == "DELETED" && name == "here";
+            seen.push(format!("{kind} {name}"));
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no deletion of `here`; saw {seen:?}"));
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("ADDED here"),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"ADDED pending".to_string()), "{seen:?}");
+    assert!(seen.contains(&"MODIFIED here".to_string()), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|e| e.ends_with(" here") || e == "ADDED pending"),
+        "only n1's pods: {seen:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut kubectl = kubectl;
+    let _ = kubectl.kill();
+    let out = kubectl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pod/here") && text.contains("pod/pending"),
+        "{text}"
+    );
+    assert!(!text.contains("pod/elsewhere"), "{text}");
+}

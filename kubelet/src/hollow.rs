@@ -18,7 +18,6 @@ use tonic::{Request, Response, Status};
 use crate::cri::Cri;
 use crate::labels;
 use crate::metrics::Metrics;
-use futures::StreamExt;
 
 /// How the hollow runtime behaves.
 #[derive(Clone, Debug)]
@@ -104,41 +103,22 @@ impl FakeRuntime {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A CRI client that talks to this runtime in-process: the generated gRPC servers serve
-    /// in-memory streams, one per connection the client's channel opens.
+    /// A CRI client that talks to this runtime in-process: the client's requests go, encoded,
+    /// straight to the generated gRPC servers (no socket and no HTTP/2 between them — on a
+    /// real node the runtime's work is not the control plane's, so a hundred hollow nodes in
+    /// one process should not spend the shared cores on framing).
     pub fn client(&self, metrics: Arc<Metrics>) -> Cri {
-        let (conn_tx, conn_rx) = tokio::sync::mpsc::unbounded_channel::<tokio::io::DuplexStream>();
         let rt = RuntimeServiceServer::new(self.clone())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
-        let img = ImageServiceServer::new(self.clone());
-        let incoming = tokio_stream::wrappers::UnboundedReceiverStream::new(conn_rx)
-            .map(Ok::<_, std::io::Error>);
-        tokio::spawn(async move {
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(rt)
-                .add_service(img)
-                .serve_with_incoming(incoming)
-                .await
-            {
-                tracing::warn!(error = %e, "the hollow runtime's server stopped");
-            }
-        });
-        let channel = tonic::transport::Endpoint::from_static("http://[::1]:1")
-            .connect_with_connector_lazy(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let (client, server) = tokio::io::duplex(1 << 20);
-                let sent = conn_tx.send(server);
-                async move {
-                    sent.map_err(|_| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::ConnectionRefused,
-                            "the hollow runtime is gone",
-                        )
-                    })?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(client))
-                }
-            }));
-        Cri::from_transports(channel.clone(), channel, metrics)
+        let img = ImageServiceServer::new(self.clone())
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        Cri::from_transports(
+            crate::cri::transport(rt),
+            crate::cri::transport(img),
+            metrics,
+        )
     }
 
     /// Makes images known (the hollow side of an images-directory import).

@@ -4,6 +4,9 @@
 //! in them. A token authenticates as `system:serviceaccount:<ns>:<name>` only while the
 //! ServiceAccount (and the pod it is bound to) still exist with the uids it names.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
@@ -99,12 +102,21 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.split('.').count() == 3
 }
 
+/// How many tokens whose signatures were verified are remembered.
+const VERIFIED_CAPACITY: usize = 16_384;
+
 /// Signs and verifies ServiceAccount tokens.
 pub struct TokenIssuer {
     key: EcdsaKeyPair,
     public: Vec<u8>,
     key_id: String,
     rng: SystemRandom,
+    /// The claims of tokens whose signatures were verified, by the token's SHA-256: every
+    /// request of a client with a token presents the same one, and verifying an ECDSA
+    /// signature costs far more than the rest of authenticating it. Only the signature check
+    /// is skipped: issuer, audience and times are checked at every use, and the caller
+    /// checks the ServiceAccount (and pod) at every use.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Arc<Claims>>>,
 }
 
 impl TokenIssuer {
@@ -122,6 +134,7 @@ impl TokenIssuer {
             public,
             key_id,
             rng,
+            verified: Default::default(),
         })
     }
 
@@ -140,7 +153,37 @@ impl TokenIssuer {
     }
 
     /// The claims of a token whose signature, issuer, audience and times are valid.
-    pub fn decode(&self, token: &str, now: i64) -> Result<Claims, SaTokenError> {
+    pub fn decode(&self, token: &str, now: i64) -> Result<Arc<Claims>, SaTokenError> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or_default();
+        let known = self.verified_tokens().get(&digest).cloned();
+        let claims = match known {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify_signature(token)?);
+                let mut v = self.verified_tokens();
+                if v.len() >= VERIFIED_CAPACITY {
+                    v.retain(|_, c| now < c.exp + 60);
+                    if v.len() >= VERIFIED_CAPACITY {
+                        v.clear();
+                    }
+                }
+                v.insert(digest, c.clone());
+                c
+            }
+        };
+        Self::check_claims(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Claims>>> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The claims of a token with a valid ES256 signature of this issuer's key.
+    fn verify_signature(&self, token: &str) -> Result<Claims, SaTokenError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -164,8 +207,12 @@ impl TokenIssuer {
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.public)
             .verify(format!("{h}.{p}").as_bytes(), &sig)
             .map_err(|_| SaTokenError::Signature)?;
-        let claims: Claims = serde_json::from_slice(&bytes(p)?)
-            .map_err(|e| SaTokenError::Malformed(format!("claims: {e}")))?;
+        serde_json::from_slice(&bytes(p)?)
+            .map_err(|e| SaTokenError::Malformed(format!("claims: {e}")))
+    }
+
+    /// Issuer, audience and validity times.
+    fn check_claims(claims: &Claims, now: i64) -> Result<(), SaTokenError> {
         if claims.iss != ISSUER {
             return Err(SaTokenError::Audience(format!("issuer {}", claims.iss)));
         }
@@ -179,7 +226,7 @@ impl TokenIssuer {
         if now >= claims.exp + 60 || now + 60 < claims.nbf {
             return Err(SaTokenError::Expired);
         }
-        Ok(claims)
+        Ok(())
     }
 
     /// The user of a valid token whose ServiceAccount (and pod) still exist.
@@ -406,7 +453,9 @@ mod tests {
         let now = 1_700_000_000;
         let t = i.sign(&claims(now)).unwrap();
         assert!(looks_like_jwt(&t));
-        assert_eq!(i.decode(&t, now).unwrap(), claims(now));
+        assert_eq!(*i.decode(&t, now).unwrap(), claims(now));
+        // Again, from the verified tokens: the same claims, and still checked for expiry.
+        assert_eq!(*i.decode(&t, now + 1).unwrap(), claims(now));
         assert!(matches!(
             i.decode(&t, now + 700),
             Err(SaTokenError::Expired)

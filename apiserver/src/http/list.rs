@@ -11,7 +11,7 @@ use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
-use rkube_machinery::selector::{FieldSelector, LabelSelector};
+use rkube_machinery::selector::{FieldOperator, FieldSelector, LabelSelector};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use super::table;
 use crate::error::ApiError;
 use crate::registry::codec::with_resource_version;
 use crate::registry::{Api, KindOps};
-use crate::storage::{EventKind, KeyValue, ListOptions, ReadAt, Revision, WatchItem};
+use crate::storage::{EventKind, IndexValue, KeyValue, ListOptions, ReadAt, Revision, WatchItem};
 
 /// Selectors of a list or watch.
 pub struct Selectors {
@@ -96,6 +96,18 @@ impl Selectors {
 
     fn is_empty(&self) -> bool {
         self.labels.is_none() && self.fields.is_none()
+    }
+
+    /// The node a `spec.nodeName=<node>` term selects (not the empty value of unscheduled
+    /// pods): the watch cache's index value for a kubelet's watch of its pods.
+    fn node_index(&self) -> Option<IndexValue> {
+        let r = self.fields.as_ref()?.requirements().iter().find(|r| {
+            r.field == "spec.nodeName" && r.operator == FieldOperator::Equals && !r.value.is_empty()
+        })?;
+        Some(IndexValue {
+            field: "spec.nodeName",
+            value: r.value.clone(),
+        })
     }
 
     /// Whether a stored object matches.
@@ -531,7 +543,11 @@ pub async fn watch(
         parse_rv(rv.as_deref().unwrap_or("0"))?
     };
 
-    let stream = api.store.watch(&prefix, true, from).await;
+    let index = ctx.selectors.node_index();
+    let stream = api
+        .store
+        .watch_indexed(&prefix, true, from, index.as_ref())
+        .await;
     let stream = match stream {
         Ok(s) => Some(s),
         Err(crate::storage::StorageError::Compacted {

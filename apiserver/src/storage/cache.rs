@@ -15,8 +15,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::{
-    Event, EventKind, KeyValue, ListOptions, ListResult, ReadAt, Result, Revision, Storage,
-    StorageError, WatchItem, WatchStream, key_in_range, watch_matches,
+    Event, EventKind, IndexValue, KeyValue, ListOptions, ListResult, ReadAt, Result, Revision,
+    Storage, StorageError, WatchItem, WatchStream, key_in_range, watch_matches,
 };
 
 /// Settings of the watch cache.
@@ -123,8 +123,12 @@ impl WatchCache {
                         .trim_start_matches("/registry/")
                         .trim_end_matches('/')
                         .to_string(),
-                    watchers: c.tx.receiver_count(),
-                    queued: c.tx.len(),
+                    watchers: c.tx.receiver_count()
+                        + st.by_value
+                            .values()
+                            .map(|t| t.receiver_count())
+                            .sum::<usize>(),
+                    queued: c.tx.len() + st.by_value.values().map(|t| t.len()).sum::<usize>(),
                     objects: st.items.len(),
                     window_events: st.events.len(),
                     window_bytes: st.events_bytes,
@@ -162,6 +166,59 @@ impl Drop for WatchCache {
     }
 }
 
+/// Capacity of the fan-out to the watchers of one value of an indexed field (a node's
+/// kubelet): small, since one is made per value watched; a watcher that falls behind catches
+/// up from the window.
+const INDEXED_FANOUT_CAPACITY: usize = 64;
+
+/// A field of a prefix's objects whose watchers are told only of the changes of objects
+/// with their value (old or new), as Kubernetes' watch cache indexes pods by
+/// `spec.nodeName`: each kubelet watches its node's pods, and a change of one pod then
+/// wakes one kubelet's watch, not every kubelet's.
+#[derive(Clone, Copy)]
+struct Index {
+    field: &'static str,
+    /// The field's value in a stored object (`None`: unset or not readable).
+    of: fn(&[u8]) -> Option<String>,
+}
+
+impl Index {
+    /// Whether the object changed had `value` before or after the change.
+    fn touches(&self, ev: &Event, value: &str) -> bool {
+        (self.of)(&ev.kv.value).as_deref() == Some(value)
+            || ev
+                .prev
+                .as_ref()
+                .is_some_and(|p| (self.of)(&p.value).as_deref() == Some(value))
+    }
+}
+
+/// The index of a prefix, if it has one.
+fn index_of(prefix: &str) -> Option<Index> {
+    (prefix == crate::resources::PODS.prefix()).then_some(Index {
+        field: "spec.nodeName",
+        of: pod_node_name,
+    })
+}
+
+/// `spec.nodeName` of a stored pod.
+fn pod_node_name(value: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(rename = "nodeName")]
+        node_name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Pod {
+        spec: Option<Spec>,
+    }
+    serde_json::from_slice::<Pod>(value)
+        .ok()?
+        .spec?
+        .node_name
+        .filter(|n| !n.is_empty())
+}
+
 /// What the fan-out carries.
 #[derive(Clone, Debug)]
 enum Msg {
@@ -179,10 +236,32 @@ struct State {
     /// Every event after this revision is in `events`.
     oldest: Revision,
     ready: bool,
+    /// The fan-out to the watchers of each value of the prefix's index.
+    by_value: HashMap<String, broadcast::Sender<Msg>>,
+}
+
+impl State {
+    /// Sends to the watchers of these values of the index, forgetting values nobody
+    /// watches any more.
+    fn send_indexed<'a>(&mut self, values: impl IntoIterator<Item = &'a str>, msg: &Msg) {
+        for v in values {
+            if let Some(tx) = self.by_value.get(v)
+                && tx.send(msg.clone()).is_err()
+            {
+                self.by_value.remove(v);
+            }
+        }
+    }
+
+    /// Sends to the watchers of every value of the index.
+    fn send_all_indexed(&mut self, msg: &Msg) {
+        self.by_value.retain(|_, tx| tx.send(msg.clone()).is_ok());
+    }
 }
 
 struct PrefixCache {
     prefix: String,
+    index: Option<Index>,
     history: usize,
     history_bytes: usize,
     freshness_wait: Duration,
@@ -197,6 +276,7 @@ struct PrefixCache {
 impl PrefixCache {
     fn start(prefix: String, backend: Arc<dyn Storage>, config: &CacheConfig) -> Arc<Self> {
         let cache = Arc::new(Self {
+            index: index_of(&prefix),
             prefix,
             history: config.history.max(1),
             history_bytes: config.history_bytes,
@@ -209,6 +289,7 @@ impl PrefixCache {
                 events_bytes: 0,
                 oldest: 0,
                 ready: false,
+                by_value: HashMap::new(),
             }),
             tx: broadcast::channel(config.fanout_capacity.max(16)).0,
             revision: watch::channel(None).0,
@@ -258,15 +339,18 @@ impl PrefixCache {
         st.ready = true;
         if was_ready {
             let _ = self.tx.send(Msg::Reset);
+            st.send_all_indexed(&Msg::Reset);
         }
         self.revision.send_replace(Some(list.revision));
     }
 
     /// Tells every watcher that everything up to the cache's revision has been delivered.
     fn bookmark(&self) {
-        let st = self.state.read().expect("state lock");
+        let mut st = self.state.write().expect("state lock");
         if st.ready {
-            let _ = self.tx.send(Msg::Item(WatchItem::Progress(st.revision)));
+            let msg = Msg::Item(WatchItem::Progress(st.revision));
+            st.send_all_indexed(&msg);
+            let _ = self.tx.send(msg);
         }
     }
 
@@ -304,7 +388,21 @@ impl PrefixCache {
                 st.revision = *rev;
             }
         }
-        let _ = self.tx.send(Msg::Item(item));
+        let msg = Msg::Item(item);
+        if !st.by_value.is_empty() {
+            match (&msg, self.index) {
+                (Msg::Item(WatchItem::Event(ev)), Some(index)) => {
+                    // The watchers of the object's value before and after the change: one
+                    // that sees it leave gets it too (as DELETED).
+                    let now = (index.of)(&ev.kv.value);
+                    let before = ev.prev.as_ref().and_then(|p| (index.of)(&p.value));
+                    let before = before.filter(|b| Some(b) != now.as_ref());
+                    st.send_indexed(now.iter().chain(&before).map(String::as_str), &msg);
+                }
+                _ => st.send_all_indexed(&msg),
+            }
+        }
+        let _ = self.tx.send(msg);
         self.revision.send_replace(Some(st.revision));
     }
 }
@@ -397,24 +495,54 @@ struct CacheWatch {
     progressed: Revision,
     backlog: VecDeque<Arc<Event>>,
     rx: broadcast::Receiver<Msg>,
+    /// The value of the prefix's index this watcher's fan-out carries (`None`: every change).
+    indexed: Option<String>,
     done: bool,
 }
 
 impl CacheWatch {
     /// Subscribes after `last`: the events after it from the window, then the live fan-out.
     /// `None` when `last` is older than the window.
+    /// With `indexed`, the backlog and the fan-out carry only the changes of objects with
+    /// that value of the prefix's index.
     fn subscribe(
         cache: &Arc<PrefixCache>,
         last: Revision,
+        indexed: Option<&str>,
     ) -> Option<(VecDeque<Arc<Event>>, broadcast::Receiver<Msg>, Revision)> {
-        let st = cache.state.read().expect("state lock");
-        let start = if last == 0 { st.revision } else { last };
-        if start < st.oldest {
-            return None;
+        let subscribed = |st: &State| {
+            let start = if last == 0 { st.revision } else { last };
+            if start < st.oldest {
+                return None;
+            }
+            let at = st.events.partition_point(|e| e.revision() <= start);
+            let backlog = st.events.range(at..);
+            let backlog = match (indexed, cache.index) {
+                (Some(value), Some(index)) => backlog
+                    .filter(|e| index.touches(e, value))
+                    .cloned()
+                    .collect(),
+                _ => backlog.cloned().collect(),
+            };
+            Some((backlog, start))
+        };
+        match indexed {
+            Some(value) => {
+                let mut st = cache.state.write().expect("state lock");
+                let (backlog, start) = subscribed(&st)?;
+                let rx = st
+                    .by_value
+                    .entry(value.to_string())
+                    .or_insert_with(|| broadcast::channel(INDEXED_FANOUT_CAPACITY).0)
+                    .subscribe();
+                Some((backlog, rx, start))
+            }
+            None => {
+                let st = cache.state.read().expect("state lock");
+                let (backlog, start) = subscribed(&st)?;
+                Some((backlog, cache.tx.subscribe(), start))
+            }
         }
-        let at = st.events.partition_point(|e| e.revision() <= start);
-        let backlog = st.events.range(at..).cloned().collect();
-        Some((backlog, cache.tx.subscribe(), start))
     }
 
     async fn next(&mut self) -> Option<Result<WatchItem>> {
@@ -457,7 +585,7 @@ impl CacheWatch {
                     )));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    match Self::subscribe(&self.cache, self.last) {
+                    match Self::subscribe(&self.cache, self.last, self.indexed.as_deref()) {
                         Some((backlog, rx, _)) => {
                             self.backlog = backlog;
                             self.rx = rx;
@@ -535,11 +663,25 @@ impl Storage for WatchCache {
     }
 
     async fn watch(&self, key: &str, recursive: bool, from: Revision) -> Result<WatchStream> {
+        self.watch_indexed(key, recursive, from, None).await
+    }
+
+    async fn watch_indexed(
+        &self,
+        key: &str,
+        recursive: bool,
+        from: Revision,
+        index: Option<&IndexValue>,
+    ) -> Result<WatchStream> {
         let Some(cache) = self.cache_for(key) else {
             return self.backend.watch(key, recursive, from).await;
         };
         cache.wait_for(0).await?;
-        let Some((backlog, rx, start)) = CacheWatch::subscribe(&cache, from) else {
+        let indexed = index
+            .filter(|i| cache.index.is_some_and(|c| c.field == i.field))
+            .map(|i| i.value.clone());
+        let Some((backlog, rx, start)) = CacheWatch::subscribe(&cache, from, indexed.as_deref())
+        else {
             // Older than the window: the backend still has the history (or says Compacted).
             return self.backend.watch(key, recursive, from).await;
         };
@@ -552,6 +694,7 @@ impl Storage for WatchCache {
             progressed: start,
             backlog,
             rx,
+            indexed,
             done: false,
         };
         Ok(Box::pin(futures::stream::unfold(
@@ -644,6 +787,91 @@ mod tests {
             last = ev.revision();
         }
         assert_eq!(last, rev);
+        cache.close().await;
+    }
+
+    fn pod(node: &str, n: u32) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"metadata":{{"labels":{{"nodeName":"x"}}}},"spec":{{"nodeName":"{node}"}},"n":{n}}}"#
+        ))
+    }
+
+    /// A watch indexed by `spec.nodeName` gets the changes of its node's pods — including a
+    /// pod bound to it, a pod deleted from it, a burst longer than its fan-out — in order,
+    /// and bookmarks; other nodes' and unscheduled pods' changes do not reach it.
+    #[tokio::test]
+    async fn indexed_watches_get_their_values_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Storage> =
+            Arc::new(EmbeddedStorage::open(EmbeddedConfig::new(dir.path().join("db"))).unwrap());
+        let cache = WatchCache::new(
+            backend,
+            vec!["/registry/pods/".into()],
+            CacheConfig {
+                progress_interval: Duration::from_millis(200),
+                ..CacheConfig::default()
+            },
+        );
+        let on = |node: &str| IndexValue {
+            field: "spec.nodeName",
+            value: node.into(),
+        };
+        let mut a = cache
+            .watch_indexed("/registry/pods/", true, 0, Some(&on("a")))
+            .await
+            .unwrap();
+        let mut everything = cache.watch("/registry/pods/", true, 0).await.unwrap();
+        let key = |n: &str| format!("/registry/pods/default/{n}");
+        cache.create(&key("on-b"), pod("b", 0)).await.unwrap();
+        let pending = cache.create(&key("bound"), pod("", 0)).await.unwrap();
+        let on_a = cache.create(&key("on-a"), pod("a", 0)).await.unwrap();
+        let bound = cache
+            .update(&key("bound"), pending.mod_revision, pod("a", 1))
+            .await
+            .unwrap();
+        // A burst past the fan-out's capacity: the watcher catches up from the window.
+        let mut rev = on_a.mod_revision;
+        for i in 0..(INDEXED_FANOUT_CAPACITY as u32 + 20) {
+            rev = cache
+                .update(&key("on-a"), rev, pod("a", i + 1))
+                .await
+                .unwrap()
+                .mod_revision;
+        }
+        cache.create(&key("on-c"), pod("c", 0)).await.unwrap();
+        let gone = cache.delete(&key("bound"), None).await.unwrap();
+
+        let mut seen = Vec::new();
+        while seen.last() != Some(&gone.mod_revision) {
+            let ev = next_event(&mut a).await;
+            assert!(
+                ev.kv.key.ends_with("/on-a") || ev.kv.key.ends_with("/bound"),
+                "{ev:?}"
+            );
+            seen.push(ev.revision());
+        }
+        let mut want = vec![on_a.mod_revision, bound.mod_revision];
+        want.extend(on_a.mod_revision + 2..=rev);
+        want.push(gone.mod_revision);
+        assert_eq!(seen, want);
+        // The unindexed watch got everything.
+        let mut all = 0;
+        while next_event(&mut everything).await.revision() != gone.mod_revision {
+            all += 1;
+        }
+        assert_eq!(all as usize, INDEXED_FANOUT_CAPACITY + 20 + 5);
+        // Bookmarks reach indexed watchers.
+        let progress = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(Ok(WatchItem::Progress(r))) = a.next().await {
+                    return r;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(progress >= gone.mod_revision);
+        assert_eq!(cache.stats()[0].watchers, 2);
         cache.close().await;
     }
 }

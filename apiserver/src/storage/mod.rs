@@ -208,6 +208,22 @@ pub trait Storage: Send + Sync + 'static {
     /// (`0`: from now). Fails with `Compacted` when `from` is older than the history kept.
     async fn watch(&self, key: &str, recursive: bool, from: Revision) -> Result<WatchStream>;
 
+    /// Like [`Storage::watch`], for a watcher that needs only the changes of objects whose
+    /// old or new value of an indexed field is `index`'s (Kubernetes' watch-cache triggers:
+    /// a kubelet's watch of its node's pods). Only a prefilter: the stream may carry other
+    /// changes too, and the caller still applies its selectors. Backends without such an
+    /// index send every change.
+    async fn watch_indexed(
+        &self,
+        key: &str,
+        recursive: bool,
+        from: Revision,
+        index: Option<&IndexValue>,
+    ) -> Result<WatchStream> {
+        let _ = index;
+        self.watch(key, recursive, from).await
+    }
+
     /// The newest revision of the store.
     async fn current_revision(&self) -> Result<Revision>;
 
@@ -216,6 +232,15 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The latest revision that has been compacted (0 if none).
     async fn compacted_revision(&self) -> Result<Revision>;
+}
+
+/// A watcher's value of an indexed field, see [`Storage::watch_indexed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexValue {
+    /// The field (`spec.nodeName`).
+    pub field: &'static str,
+    /// The value the watcher selects.
+    pub value: String,
 }
 
 /// What a [`guaranteed_update`] closure decides for the current state.

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
@@ -293,14 +293,16 @@ impl Ctx {
     /// One pass of node health and tainting (`monitorNodeHealth`).
     pub async fn monitor(&self) -> Result<(), Error> {
         let now = self.clock.now();
-        let mut nodes: Vec<Node> = self.nodes.state().iter().map(|n| (**n).clone()).collect();
+        // The cached nodes, shared: a pass runs after every burst of node updates, and a
+        // node is copied only when it is written.
+        let mut nodes: Vec<Arc<Node>> = self.nodes.state();
         for node in nodes.iter_mut() {
             if self.silent(node, now)
                 && let Some(updated) = self.mark_unknown(node, now).await?
             {
                 self.mark_pods_not_ready(updated.metadata.name.as_deref().unwrap_or_default())
                     .await;
-                *node = updated;
+                *node = Arc::new(updated);
             }
         }
         // Zone states decide whether NoExecute taints may be added.
@@ -355,7 +357,7 @@ impl Ctx {
                 continue;
             };
             let name = node.metadata.name.clone().unwrap_or_default();
-            let mut updated = node.clone();
+            let mut updated = Node::clone(node);
             updated.spec.get_or_insert_with(Default::default).taints =
                 (!next.is_empty()).then_some(next);
             match api.replace(&name, &PostParams::default(), &updated).await {
@@ -390,46 +392,60 @@ impl Ctx {
         let now = self.clock.now();
         let mut next: Option<jiff::Timestamp> = None;
         let mut live = std::collections::HashSet::new();
-        for pod in self.pods.state() {
-            if pod.metadata.deletion_timestamp.is_some() || node_name(&pod).is_empty() {
-                continue;
+        // The NoExecute taints of the nodes that have any: a pass runs after every burst of
+        // node updates, and on a healthy cluster it has no pod to look at.
+        let tainted: HashMap<String, Vec<Taint>> = self
+            .nodes
+            .state()
+            .iter()
+            .filter_map(|n| {
+                let no_execute: Vec<Taint> = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|t| t.effect == "NoExecute")
+                    .cloned()
+                    .collect();
+                let name = n.metadata.name.clone()?;
+                (!no_execute.is_empty()).then_some((name, no_execute))
+            })
+            .collect();
+        if !tainted.is_empty() {
+            for pod in self.pods.state() {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let Some(no_execute) = tainted.get(node_name(&pod)) else {
+                    continue;
+                };
+                let tolerations = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.tolerations.as_deref())
+                    .unwrap_or_default();
+                let wait = match taints::eviction(tolerations, no_execute) {
+                    Eviction::Never => continue,
+                    Eviction::Untolerated => self.settings.pod_eviction_timeout.as_secs() as i64,
+                    Eviction::After(s) => s,
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                live.insert(uid.clone());
+                let start = *self
+                    .state
+                    .lock()
+                    .expect("state")
+                    .eviction_start
+                    .entry(uid)
+                    .or_insert(now);
+                let due = plus_secs(start, wait);
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                    continue;
+                }
+                self.evict_pod(&pod).await?;
             }
-            let Some(node) = self.nodes.get(&ref_in(None, node_name(&pod))) else {
-                continue;
-            };
-            let no_execute: Vec<_> = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|t| t.effect == "NoExecute")
-                .collect();
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let tolerations = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.tolerations.clone())
-                .unwrap_or_default();
-            let wait = match taints::eviction(&tolerations, &no_execute) {
-                Eviction::Never => continue,
-                Eviction::Untolerated => self.settings.pod_eviction_timeout.as_secs() as i64,
-                Eviction::After(s) => s,
-            };
-            live.insert(uid.clone());
-            let start = *self
-                .state
-                .lock()
-                .expect("state")
-                .eviction_start
-                .entry(uid.clone())
-                .or_insert(now);
-            let due = plus_secs(start, wait);
-            if due > now {
-                next = Some(next.map_or(due, |n| n.min(due)));
-                continue;
-            }
-            self.evict_pod(&pod).await?;
         }
         self.state
             .lock()

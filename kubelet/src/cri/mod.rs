@@ -15,9 +15,32 @@ use tonic::codegen::http;
 
 use crate::metrics::Metrics;
 
-/// The transport the generated clients run over: a unix socket, or in-memory streams to the
-/// in-process hollow runtime.
-pub type Transport = tonic::transport::Channel;
+/// The transport the generated clients run over: a channel to a unix socket (containerd), or
+/// the hollow runtime's generated gRPC server called in-process (requests and responses are
+/// still protobuf-encoded bodies, without HTTP/2 framing or a socket between them).
+pub type Transport = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    tower::BoxError,
+>;
+
+/// A [`Transport`] over any gRPC service: a [`tonic::transport::Channel`] or a generated
+/// server.
+pub fn transport<S>(service: S) -> Transport
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+{
+    use tower::ServiceExt as _;
+    Transport::new(service.map_err(Into::into))
+}
 
 /// Why a CRI call failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +161,7 @@ impl Cri {
                     Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
                 }
             }));
-        Self::from_transports(channel.clone(), channel, metrics)
+        Self::from_transports(transport(channel.clone()), transport(channel), metrics)
     }
 
     /// A client over given transports (an in-process server for the hollow runtime).
