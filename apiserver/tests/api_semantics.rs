@@ -36,6 +36,22 @@ fn pod(name: &str) -> Pod {
     .unwrap()
 }
 
+/// Binds pod `default/<pod>` to `node` through the binding subresource: the status code and
+/// the body.
+async fn bind(s: &TestServer, pod: &str, node: &str) -> (u16, serde_json::Value) {
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod},
+                         "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+    let (code, _, body) = s
+        .http(
+            "POST",
+            &format!("/api/v1/namespaces/default/pods/{pod}/binding"),
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&binding).unwrap(),
+        )
+        .await;
+    (code, body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_subresource_and_generation() {
     let s = TestServer::start(Backend::Embedded).await;
@@ -106,16 +122,7 @@ async fn graceful_pod_deletion_bindings_and_evictions() {
         .unwrap();
     let created_rv = created.metadata.resource_version.unwrap();
     // Bind it to a node, once.
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"},
-                         "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
-    let (code, _, body) = s
-        .http(
-            "POST",
-            "/api/v1/namespaces/default/pods/bound/binding",
-            &[("content-type", "application/json")],
-            serde_json::to_vec(&binding).unwrap(),
-        )
-        .await;
+    let (code, body) = bind(&s, "bound", "n1").await;
     assert_eq!(code, 201, "{body}");
     let p = pods.get("bound").await.unwrap();
     assert_eq!(p.spec.as_ref().unwrap().node_name.as_deref(), Some("n1"));
@@ -152,14 +159,7 @@ async fn graceful_pod_deletion_bindings_and_evictions() {
             .iter()
             .any(|c| c.type_ == "PodScheduled")
     );
-    let (code, _, body) = s
-        .http(
-            "POST",
-            "/api/v1/namespaces/default/pods/bound/binding",
-            &[("content-type", "application/json")],
-            serde_json::to_vec(&binding).unwrap(),
-        )
-        .await;
+    let (code, body) = bind(&s, "bound", "n1").await;
     assert_eq!(code, 409, "a pod is bound only once: {body}");
 
     // A bound pod is deleted gracefully: it stays, marked, until deleted with grace 0.
@@ -832,16 +832,7 @@ async fn a_watch_of_one_nodes_pods() {
     pods.create(&pp, &pod("pending")).await.unwrap();
     pods.create(&pp, &on("elsewhere", "n2")).await.unwrap();
     pods.create(&pp, &on("here", "n1")).await.unwrap();
-    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "pending"},
-                         "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
-    let (code, _, body) = s
-        .http(
-            "POST",
-            "/api/v1/namespaces/default/pods/pending/binding",
-            &[("content-type", "application/json")],
-            serde_json::to_vec(&binding).unwrap(),
-        )
-        .await;
+    let (code, body) = bind(&s, "pending", "n1").await;
     assert_eq!(code, 201, "{body}");
     let label = Patch::Merge(json!({"metadata": {"labels": {"seen": "yes"}}}));
     for name in ["elsewhere", "here"] {
