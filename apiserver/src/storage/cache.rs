@@ -183,13 +183,13 @@ struct Index {
 }
 
 impl Index {
-    /// Whether the object changed had `value` before or after the change.
-    fn touches(&self, ev: &Event, value: &str) -> bool {
-        (self.of)(&ev.kv.value).as_deref() == Some(value)
-            || ev
-                .prev
-                .as_ref()
-                .is_some_and(|p| (self.of)(&p.value).as_deref() == Some(value))
+    /// The object's values after and before the change (each once): its watchers, including
+    /// one that sees the object leave (as DELETED).
+    fn values(&self, ev: &Event) -> Vec<String> {
+        let now = (self.of)(&ev.kv.value);
+        let before = ev.prev.as_ref().and_then(|p| (self.of)(&p.value));
+        let before = before.filter(|b| Some(b) != now.as_ref());
+        now.into_iter().chain(before).collect()
     }
 }
 
@@ -392,12 +392,8 @@ impl PrefixCache {
         if !st.by_value.is_empty() {
             match (&msg, self.index) {
                 (Msg::Item(WatchItem::Event(ev)), Some(index)) => {
-                    // The watchers of the object's value before and after the change: one
-                    // that sees it leave gets it too (as DELETED).
-                    let now = (index.of)(&ev.kv.value);
-                    let before = ev.prev.as_ref().and_then(|p| (index.of)(&p.value));
-                    let before = before.filter(|b| Some(b) != now.as_ref());
-                    st.send_indexed(now.iter().chain(&before).map(String::as_str), &msg);
+                    let values = index.values(ev);
+                    st.send_indexed(values.iter().map(String::as_str), &msg);
                 }
                 _ => st.send_all_indexed(&msg),
             }
@@ -519,7 +515,7 @@ impl CacheWatch {
             let backlog = st.events.range(at..);
             let backlog = match (indexed, cache.index) {
                 (Some(value), Some(index)) => backlog
-                    .filter(|e| index.touches(e, value))
+                    .filter(|e| index.values(e).iter().any(|v| v == value))
                     .cloned()
                     .collect(),
                 _ => backlog.cloned().collect(),
