@@ -61,7 +61,7 @@ pub async fn sweep(
     let mut opts = ListOptions {
         read_at: ReadAt::Latest,
         limit: Some(PAGE),
-        start_after: None,
+        ..Default::default()
     };
     let mut deleted = 0;
     loop {

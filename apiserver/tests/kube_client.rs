@@ -72,7 +72,7 @@ async fn api_roundtrip(backend: Backend) {
     let all = cms.list(&ListParams::default()).await.unwrap();
     assert_eq!(all.items.len(), 7);
 
-    // Pagination: pages of 2 joined by continue tokens.
+    // Pagination: pages of 2 joined by continue tokens, each saying how many objects follow.
     let mut names = Vec::new();
     let mut lp = ListParams::default().limit(2);
     let mut pages = 0;
@@ -81,6 +81,12 @@ async fn api_roundtrip(backend: Backend) {
         pages += 1;
         assert!(page.items.len() <= 2);
         names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        let follow = 7 - names.len() as i64;
+        assert_eq!(
+            page.metadata.remaining_item_count,
+            (follow > 0).then_some(follow),
+            "page {pages}"
+        );
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => lp = lp.continue_token(&token),
             None => break,
@@ -522,6 +528,8 @@ async fn metadata_only_get_list_and_watch() {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 2);
+    // With a selector the count of what follows is unknown, so not given.
+    assert_eq!(page.metadata.remaining_item_count, None);
     let rest = cms
         .list_metadata(
             &ListParams::default()

@@ -107,6 +107,20 @@ fn run_workflow(s: &TestServer) {
     ] {
         assert!(out.contains(ns), "{out}");
     }
+    // Chunked lists: kubectl pages through them; a page says how many objects follow it.
+    let all = s.kubectl_ok(&["get", "ns", "-o", "name"]).lines().count();
+    let chunked = s.kubectl_ok(&["get", "ns", "-o", "name", "--chunk-size=2"]);
+    assert_eq!(chunked.lines().count(), all, "{chunked}");
+    let page: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/api/v1/namespaces?limit=2"]))
+            .unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        page["metadata"]["remainingItemCount"],
+        all as u64 - 2,
+        "{page}"
+    );
+    assert!(page["metadata"]["continue"].is_string(), "{page}");
     let out = s.kubectl_ok(&["get", "cm,secret", "-n", "demo"]);
     assert!(
         out.contains("configmap/web-config") && out.contains("secret/web-secret"),

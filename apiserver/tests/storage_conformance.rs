@@ -219,6 +219,95 @@ mod cases {
         assert_eq!(s.get(k).await.unwrap().unwrap().value, Bytes::from("800"));
     }
 
+    /// A page asked to count what follows reports the live keys after it in its range, at the
+    /// revision it was read at; deleted keys and keys outside the prefix do not count.
+    pub async fn list_counts_what_remains(h: &mut Harness) {
+        let s = h.store();
+        for i in 0..10 {
+            s.create(&format!("/registry/pods/ns1/p{i}"), val("v"))
+                .await
+                .unwrap();
+        }
+        s.create("/registry/pods/ns2/other", val("o"))
+            .await
+            .unwrap();
+        s.create("/registry/podsx/ns1/not-a-pod", val("x"))
+            .await
+            .unwrap();
+        for i in [4, 8] {
+            let k = format!("/registry/pods/ns1/p{i}");
+            s.delete(&k, None).await.unwrap();
+        }
+        let before = s.current_revision().await.unwrap();
+        s.create("/registry/pods/ns1/p99", val("later"))
+            .await
+            .unwrap();
+        let counted = |read_at, start_after: Option<&str>| ListOptions {
+            read_at,
+            limit: Some(3),
+            start_after: start_after.map(str::to_owned),
+            count_remaining: true,
+        };
+        let page = s
+            .list("/registry/pods/ns1/", counted(ReadAt::Exact(before), None))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 3);
+        assert!(page.more);
+        assert_eq!(page.remaining, 8 - 3, "8 live pods at that revision");
+        let page = s
+            .list(
+                "/registry/pods/ns1/",
+                counted(ReadAt::Exact(before), Some("/registry/pods/ns1/p5")),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<_> = page.items.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "/registry/pods/ns1/p6",
+                "/registry/pods/ns1/p7",
+                "/registry/pods/ns1/p9"
+            ]
+        );
+        assert!(!page.more);
+        assert_eq!(page.remaining, 0);
+        // The latest state, from the store and (when cached) from memory.
+        let current = s.current_revision().await.unwrap();
+        for read_at in [ReadAt::Latest, ReadAt::NotOlderThan(current)] {
+            let page = s
+                .list("/registry/pods/ns1/", counted(read_at, None))
+                .await
+                .unwrap();
+            assert_eq!(page.remaining, 9 - 3, "{read_at:?}");
+            let page = s
+                .list(
+                    "/registry/pods/ns1/",
+                    counted(read_at, Some("/registry/pods/ns1/p5")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(page.items.len(), 3, "{read_at:?}");
+            assert!(page.more, "{read_at:?}");
+            assert_eq!(page.remaining, 1, "p99 follows p9 ({read_at:?})");
+        }
+        // Not asked: not counted, and the page is the same.
+        let page = s
+            .list(
+                "/registry/pods/ns1/",
+                ListOptions {
+                    count_remaining: false,
+                    ..counted(ReadAt::Latest, None)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 3);
+        assert!(page.more);
+        assert_eq!(page.remaining, 0);
+    }
+
     pub async fn list_pagination_is_consistent_under_writes(h: &mut Harness) {
         let s = h.store();
         for i in 0..50 {
@@ -666,6 +755,10 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_compare_and_swap() {
                 cases::concurrent_compare_and_swap(&mut harness().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_counts_what_remains() {
+                cases::list_counts_what_remains(&mut harness().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn list_pagination_is_consistent_under_writes() {

@@ -223,6 +223,24 @@ pub struct Listed {
     pub revision: Revision,
     /// Continue token, when more items follow.
     pub continue_token: Option<String>,
+    /// How many objects follow this page, when known: set with a continue token on lists
+    /// without selectors, as Kubernetes does (with selectors the count is unknown).
+    pub remaining_item_count: Option<u64>,
+}
+
+impl Listed {
+    /// The list's `metadata`: `resourceVersion`, and `continue` and `remainingItemCount` when
+    /// more items follow.
+    pub fn meta(&self) -> Value {
+        let mut meta = json!({"resourceVersion": self.revision.to_string()});
+        if let Some(c) = &self.continue_token {
+            meta["continue"] = Value::String(c.clone());
+        }
+        if let Some(n) = self.remaining_item_count {
+            meta["remainingItemCount"] = n.into();
+        }
+        meta
+    }
 }
 
 /// Lists a target with the query's selectors and pagination.
@@ -245,6 +263,9 @@ pub async fn list_objects(
     let mut read_at = read_at;
     let mut revision;
     let mut continue_token = None;
+    let mut remaining_item_count = None;
+    // Only a list without selectors knows how many objects follow a page.
+    let count_remaining = limit.is_some() && selectors.is_empty();
     loop {
         let want = limit.map(|l| l - items.len());
         let page = api
@@ -255,6 +276,7 @@ pub async fn list_objects(
                     read_at,
                     limit: want,
                     start_after: start_after.clone(),
+                    count_remaining,
                 },
             )
             .await
@@ -277,6 +299,7 @@ pub async fn list_objects(
         let last_key = last_key.unwrap_or_default();
         if limit.is_some_and(|l| items.len() >= l) {
             continue_token = Some(encode_continue(revision, &last_key));
+            remaining_item_count = count_remaining.then_some(page.remaining);
             break;
         }
         // Selectors filtered some out: keep reading at the same revision.
@@ -287,16 +310,14 @@ pub async fn list_objects(
         items,
         revision,
         continue_token,
+        remaining_item_count,
     })
 }
 
 /// Joins stored objects into a `<Kind>List` JSON document without re-encoding them.
 pub fn list_body(kind: &dyn KindOps, listed: &Listed) -> Bytes {
     let def = kind.def();
-    let mut meta = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(c) = &listed.continue_token {
-        meta["continue"] = Value::String(c.clone());
-    }
+    let meta = listed.meta();
     let head = format!(
         r#"{{"kind":"{}List","apiVersion":"{}","metadata":{},"items":["#,
         def.kind,
@@ -514,6 +535,7 @@ pub async fn watch(
                         read_at,
                         limit: Some(5_000),
                         start_after: start_after.clone(),
+                        count_remaining: false,
                     },
                 )
                 .await

@@ -36,10 +36,7 @@ pub fn object(raw: &[u8]) -> Result<Bytes, ApiError> {
 
 /// A `PartialObjectMetadataList` of listed objects.
 pub fn list(listed: &Listed) -> Result<Bytes, ApiError> {
-    let mut meta = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(c) = &listed.continue_token {
-        meta["continue"] = Value::String(c.clone());
-    }
+    let meta = listed.meta();
     let items = listed
         .items
         .iter()
@@ -71,12 +68,13 @@ mod tests {
             items: vec![Bytes::from_static(raw)],
             revision: 9,
             continue_token: Some("c".into()),
+            remaining_item_count: Some(4),
         };
         let l: Value = serde_json::from_slice(&list(&listed).unwrap()).unwrap();
         assert_eq!(l["kind"], "PartialObjectMetadataList");
         assert_eq!(
             l["metadata"],
-            json!({"resourceVersion": "9", "continue": "c"})
+            json!({"resourceVersion": "9", "continue": "c", "remainingItemCount": 4})
         );
         assert_eq!(l["items"][0], v);
     }

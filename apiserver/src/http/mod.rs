@@ -790,6 +790,7 @@ async fn delete_collection(
         items: deleted,
         revision: listed.revision,
         continue_token: None,
+        remaining_item_count: None,
     };
     Ok(raw_json_response(200, list::list_body(kind, &out)))
 }

@@ -39,10 +39,7 @@ pub fn table(
     }
     let mut meta = json!({});
     if let Some(l) = listed {
-        meta["resourceVersion"] = Value::String(l.revision.to_string());
-        if let Some(c) = &l.continue_token {
-            meta["continue"] = Value::String(c.clone());
-        }
+        meta = l.meta();
     } else if let Some(raw) = items.first() {
         let v: Value = serde_json::from_slice(raw).unwrap_or_default();
         if let Some(rv) = v["metadata"].get("resourceVersion") {

@@ -626,27 +626,28 @@ impl Storage for WatchCache {
             .unwrap_or(prefix);
         let limit = opts.limit.unwrap_or(usize::MAX);
         let mut items = Vec::new();
-        let mut more = false;
-        for (key, kv) in st
+        let mut remaining = 0u64;
+        let in_range = st
             .items
             .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-        {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if !key_in_range(prefix, opts.start_after.as_deref(), key) {
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, _)| key_in_range(prefix, opts.start_after.as_deref(), key));
+        for (_, kv) in in_range {
+            if items.len() < limit {
+                items.push(kv.clone());
                 continue;
             }
-            if items.len() == limit {
-                more = true;
+            // The page is full: the rest is only counted, if asked.
+            remaining += 1;
+            if !opts.count_remaining {
                 break;
             }
-            items.push(kv.clone());
         }
         Ok(ListResult {
             items,
             revision: st.revision,
-            more,
+            more: remaining > 0,
+            remaining: if opts.count_remaining { remaining } else { 0 },
         })
     }
 

@@ -448,6 +448,27 @@ fn list_at(db: &Database, prefix: &str, opts: &ListOptions) -> Result<ListResult
             .range((start, 0u64)..(end.as_slice(), 0u64))
             .map_err(internal)?
     };
+    // Whether the version at `rev` is live (not a deletion), read from its first byte only.
+    let live = |rev: u64| -> Result<bool> {
+        let raw = log
+            .get(rev)
+            .map_err(internal)?
+            .ok_or_else(|| StorageError::Internal(format!("index names missing revision {rev}")))?;
+        Ok(raw.value().first().is_some_and(|d| *d == 0))
+    };
+    // Once the page is full, the keys after it are only counted.
+    let mut remaining = 0u64;
+    // `false` when the walk can stop: the page is full and nobody asked for the count.
+    let mut take = |r: u64, items: &mut Vec<KeyValue>, more: &mut bool| -> Result<bool> {
+        if *more {
+            remaining += u64::from(live(r)?);
+        } else if !emit(r, items)? {
+            // `emit` refuses only a live key in range: the first one after the page.
+            *more = true;
+            remaining = 1;
+        }
+        Ok(opts.count_remaining || !*more)
+    };
     // Walk every (key, revision) in range; for each key take its newest revision <= at.
     let mut current_key: Option<Vec<u8>> = None;
     let mut newest: Option<u64> = None;
@@ -456,9 +477,8 @@ fn list_at(db: &Database, prefix: &str, opts: &ListOptions) -> Result<ListResult
         let (key, rev) = entry.value();
         if current_key.as_deref() != Some(key) {
             if let Some(r) = newest.take()
-                && !emit(r, &mut items)?
+                && !take(r, &mut items, &mut more)?
             {
-                more = true;
                 break;
             }
             current_key = Some(key.to_vec());
@@ -467,16 +487,14 @@ fn list_at(db: &Database, prefix: &str, opts: &ListOptions) -> Result<ListResult
             newest = Some(rev);
         }
     }
-    if !more
-        && let Some(r) = newest
-        && !emit(r, &mut items)?
-    {
-        more = true;
+    if let Some(r) = newest {
+        take(r, &mut items, &mut more)?;
     }
     Ok(ListResult {
         items,
         revision: at,
         more,
+        remaining: if opts.count_remaining { remaining } else { 0 },
     })
 }
 

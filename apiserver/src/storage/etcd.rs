@@ -259,10 +259,19 @@ impl Storage for EtcdStorage {
             items.truncate(limit);
             more = true;
         }
+        // etcd counts every key of the requested range, whatever the limit.
+        let remaining = if more && opts.count_remaining {
+            u64::try_from(resp.count())
+                .unwrap_or(0)
+                .saturating_sub(items.len() as u64)
+        } else {
+            0
+        };
         Ok(ListResult {
             items,
             revision,
             more,
+            remaining,
         })
     }
 

@@ -100,6 +100,9 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// Start after this key (exclusive): the position a continue token carries.
     pub start_after: Option<String>,
+    /// Count the live keys after a full page ([`ListResult::remaining`]); costs a walk of the
+    /// rest of the range, so only lists that report the count ask for it.
+    pub count_remaining: bool,
 }
 
 /// The result of [`Storage::list`].
@@ -111,6 +114,10 @@ pub struct ListResult {
     pub revision: Revision,
     /// Whether more items follow the last one returned.
     pub more: bool,
+    /// How many live keys of the range follow the last one returned, when
+    /// [`ListOptions::count_remaining`] asked (0 otherwise, and when `more` is false): what the
+    /// API reports as a list's `metadata.remainingItemCount`.
+    pub remaining: u64,
 }
 
 /// Conditions a delete must meet.
