@@ -51,13 +51,137 @@ struct Container {
     sandbox_id: String,
 }
 
+/// The sandboxes and containers of one pod (by the kubelet's pod UID label).
+#[derive(Default)]
+struct PodIds {
+    sandboxes: Vec<String>,
+    containers: Vec<String>,
+}
+
 #[derive(Default)]
 struct State {
     sandboxes: HashMap<String, Sandbox>,
     containers: HashMap<String, Container>,
+    /// Ids by pod UID: the kubelet lists one pod's sandboxes and containers by that label on
+    /// every sync, which would otherwise scan the whole node.
+    by_pod: HashMap<String, PodIds>,
     images: BTreeMap<String, cri::Image>,
     pod_cidr: Option<ipnet::Ipv4Net>,
     next_ip: u32,
+}
+
+/// The pod UID label of a sandbox (empty when it has none).
+fn pod_uid(sb: &Sandbox) -> &str {
+    sb.status
+        .labels
+        .get(labels::POD_UID)
+        .map_or("", String::as_str)
+}
+
+impl State {
+    fn add_sandbox(&mut self, sb: Sandbox) {
+        let id = sb.status.id.clone();
+        self.by_pod
+            .entry(pod_uid(&sb).to_owned())
+            .or_default()
+            .sandboxes
+            .push(id.clone());
+        self.sandboxes.insert(id, sb);
+    }
+
+    /// Removes a sandbox and its containers.
+    fn remove_sandbox(&mut self, id: &str) {
+        let Some(sb) = self.sandboxes.remove(id) else {
+            return;
+        };
+        let uid = pod_uid(&sb);
+        let ids = self.by_pod.get_mut(uid).map(|p| {
+            p.sandboxes.retain(|s| s != id);
+            std::mem::take(&mut p.containers)
+        });
+        for c in ids.unwrap_or_default() {
+            let keep = self.containers.get(&c).is_some_and(|c| c.sandbox_id != id);
+            if keep {
+                if let Some(p) = self.by_pod.get_mut(uid) {
+                    p.containers.push(c);
+                }
+            } else {
+                self.containers.remove(&c);
+            }
+        }
+        if self
+            .by_pod
+            .get(uid)
+            .is_some_and(|p| p.sandboxes.is_empty() && p.containers.is_empty())
+        {
+            self.by_pod.remove(uid);
+        }
+    }
+
+    /// Adds a container of an existing sandbox (its pod is the sandbox's).
+    fn add_container(&mut self, c: Container) {
+        let uid = self
+            .sandboxes
+            .get(&c.sandbox_id)
+            .map(pod_uid)
+            .unwrap_or_default()
+            .to_owned();
+        let id = c.status.id.clone();
+        self.by_pod
+            .entry(uid)
+            .or_default()
+            .containers
+            .push(id.clone());
+        self.containers.insert(id, c);
+    }
+
+    fn remove_container(&mut self, id: &str) {
+        let Some(c) = self.containers.remove(id) else {
+            return;
+        };
+        let uid = self
+            .sandboxes
+            .get(&c.sandbox_id)
+            .map(pod_uid)
+            .unwrap_or_default();
+        if let Some(p) = self.by_pod.get_mut(uid) {
+            p.containers.retain(|x| x != id);
+        }
+    }
+
+    /// The sandboxes a label selector can match: one pod's when it names a pod UID.
+    fn sandboxes_for<'a>(
+        &'a self,
+        selector: &HashMap<String, String>,
+    ) -> Box<dyn Iterator<Item = &'a Sandbox> + 'a> {
+        match selector.get(labels::POD_UID) {
+            Some(uid) => Box::new(
+                self.by_pod
+                    .get(uid)
+                    .into_iter()
+                    .flat_map(|p| p.sandboxes.iter())
+                    .filter_map(|id| self.sandboxes.get(id)),
+            ),
+            None => Box::new(self.sandboxes.values()),
+        }
+    }
+
+    /// The containers a label selector can match: one pod's when it names a pod UID.
+    fn containers_for<'a>(
+        &'a self,
+        selector: &HashMap<String, String>,
+    ) -> Box<dyn Iterator<Item = &'a Container> + 'a> {
+        match selector.get(labels::POD_UID) {
+            Some(uid) => Box::new(
+                self.by_pod
+                    .get(uid)
+                    .into_iter()
+                    .flat_map(|p| p.containers.iter())
+                    .filter_map(|id| self.containers.get(id)),
+            ),
+            None => Box::new(self.containers.values()),
+        }
+    }
 }
 
 /// The hollow runtime. Cheap to clone (shared state).
@@ -214,7 +338,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
             annotations: config.annotations,
             runtime_handler: String::new(),
         };
-        s.sandboxes.insert(id.clone(), Sandbox { status });
+        s.add_sandbox(Sandbox { status });
         Ok(Response::new(cri::RunPodSandboxResponse {
             pod_sandbox_id: id,
         }))
@@ -247,8 +371,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
     ) -> R<cri::RemovePodSandboxResponse> {
         let id = req.into_inner().pod_sandbox_id;
         let mut s = self.lock();
-        s.containers.retain(|_, c| c.sandbox_id != id);
-        s.sandboxes.remove(&id);
+        s.remove_sandbox(&id);
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
@@ -276,8 +399,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
         let filter = req.into_inner().filter.unwrap_or_default();
         let s = self.lock();
         let items = s
-            .sandboxes
-            .values()
+            .sandboxes_for(&filter.label_selector)
             .filter(|sb| filter.id.is_empty() || sb.status.id == filter.id)
             .filter(|sb| {
                 filter
@@ -338,13 +460,10 @@ impl rkube_cri::RuntimeService for FakeRuntime {
             },
             ..Default::default()
         };
-        s.containers.insert(
-            id.clone(),
-            Container {
-                status,
-                sandbox_id: req.pod_sandbox_id,
-            },
-        );
+        s.add_container(Container {
+            status,
+            sandbox_id: req.pod_sandbox_id,
+        });
         Ok(Response::new(cri::CreateContainerResponse {
             container_id: id,
         }))
@@ -430,9 +549,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
         &self,
         req: Request<cri::RemoveContainerRequest>,
     ) -> R<cri::RemoveContainerResponse> {
-        self.lock()
-            .containers
-            .remove(&req.into_inner().container_id);
+        self.lock().remove_container(&req.into_inner().container_id);
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
@@ -443,8 +560,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
         let f = req.into_inner().filter.unwrap_or_default();
         let s = self.lock();
         let containers = s
-            .containers
-            .values()
+            .containers_for(&f.label_selector)
             .filter(|c| f.id.is_empty() || c.status.id == f.id)
             .filter(|c| f.pod_sandbox_id.is_empty() || c.sandbox_id == f.pod_sandbox_id)
             .filter(|c| f.state.as_ref().is_none_or(|st| st.state == c.status.state))
@@ -813,5 +929,79 @@ mod tests {
         assert!(cri.list_containers(&[]).await.unwrap().is_empty());
         assert!(cri.container_status(&app).await.unwrap_err().is_not_found());
         assert!(cri.image_status("nginx:1.25").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn lists_by_pod_uid_see_that_pods_objects_only() {
+        let fake = FakeRuntime::default();
+        let cri = fake.client(Default::default());
+        cri.update_pod_cidr("10.244.7.0/24").await.unwrap();
+        let app = |uid: &str| cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "app".into(),
+                attempt: 0,
+            }),
+            labels: [
+                (labels::CONTAINER_KIND.to_string(), "app".to_string()),
+                (labels::POD_UID.to_string(), uid.to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let mut ids = HashMap::new();
+        for uid in ["u1", "u2"] {
+            let mut mine = Vec::new();
+            for _ in 0..2 {
+                let sb = cri.run_pod_sandbox(sandbox_config(uid), "").await.unwrap();
+                let c = cri
+                    .create_container(&sb, app(uid), sandbox_config(uid))
+                    .await
+                    .unwrap();
+                mine.push((sb, c));
+            }
+            ids.insert(uid, mine);
+        }
+        let of = |uid: &'static str| [(labels::POD_UID, uid)];
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        for uid in ["u1", "u2"] {
+            let sbs = cri.list_pod_sandbox(&of(uid)).await.unwrap();
+            let want: Vec<_> = ids[uid].iter().map(|(sb, _)| sb.clone()).collect();
+            assert_eq!(
+                sorted(sbs.into_iter().map(|s| s.id).collect()),
+                sorted(want)
+            );
+            let cs = cri.list_containers(&of(uid)).await.unwrap();
+            let want: Vec<_> = ids[uid].iter().map(|(_, c)| c.clone()).collect();
+            assert_eq!(sorted(cs.into_iter().map(|c| c.id).collect()), sorted(want));
+        }
+        assert!(cri.list_pod_sandbox(&of("u3")).await.unwrap().is_empty());
+        // Other labels still filter, with or without the pod's.
+        let both = [(labels::POD_UID, "u1"), (labels::CONTAINER_KIND, "init")];
+        assert!(cri.list_containers(&both).await.unwrap().is_empty());
+        assert_eq!(cri.list_containers(&[]).await.unwrap().len(), 4);
+
+        // Removing a container, then a sandbox (with its container), leaves the rest listed.
+        let (sb0, c0) = ids["u1"][0].clone();
+        let (sb1, c1) = ids["u1"][1].clone();
+        cri.remove_container(&c0).await.unwrap();
+        let cs = cri.list_containers(&of("u1")).await.unwrap();
+        assert_eq!(cs.into_iter().map(|c| c.id).collect::<Vec<_>>(), [c1]);
+        cri.remove_pod_sandbox(&sb1).await.unwrap();
+        assert!(cri.list_containers(&of("u1")).await.unwrap().is_empty());
+        let sbs = cri.list_pod_sandbox(&of("u1")).await.unwrap();
+        assert_eq!(
+            sbs.into_iter().map(|s| s.id).collect::<Vec<_>>(),
+            [sb0.clone()]
+        );
+        cri.remove_pod_sandbox(&sb0).await.unwrap();
+        assert!(cri.list_pod_sandbox(&of("u1")).await.unwrap().is_empty());
+        assert_eq!(cri.list_containers(&of("u2")).await.unwrap().len(), 2);
+        assert!(
+            !fake.lock().by_pod.contains_key("u1"),
+            "an empty pod is forgotten"
+        );
     }
 }
