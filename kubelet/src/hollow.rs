@@ -992,10 +992,8 @@ mod tests {
         cri.remove_pod_sandbox(&sb1).await.unwrap();
         assert!(cri.list_containers(&of("u1")).await.unwrap().is_empty());
         let sbs = cri.list_pod_sandbox(&of("u1")).await.unwrap();
-        assert_eq!(
-            sbs.into_iter().map(|s| s.id).collect::<Vec<_>>(),
-            [sb0.clone()]
-        );
+        let ids: Vec<_> = sbs.into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, std::slice::from_ref(&sb0));
         cri.remove_pod_sandbox(&sb0).await.unwrap();
         assert!(cri.list_pod_sandbox(&of("u1")).await.unwrap().is_empty());
         assert_eq!(cri.list_containers(&of("u2")).await.unwrap().len(), 2);

@@ -29,7 +29,7 @@ pub struct Selectors {
     /// Byte strings a stored object must contain to match (see [`needles`]): checked before
     /// the object is decoded, so the many per-node watches (one per kubelet) skip the objects
     /// of other nodes without parsing them.
-    needles: Vec<Vec<u8>>,
+    needles: Vec<memchr::memmem::Finder<'static>>,
 }
 
 /// What the compact JSON of a matching object must contain: `"key":"value"` for each label
@@ -86,7 +86,11 @@ impl Selectors {
                 Ok::<_, ApiError>(sel)
             })
             .transpose()?;
-        let needles = needles(labels.as_ref(), fields.as_ref());
+        // Searchers built once per request, not once per object checked.
+        let needles = needles(labels.as_ref(), fields.as_ref())
+            .iter()
+            .map(|n| memchr::memmem::Finder::new(n).into_owned())
+            .collect();
         Ok(Self {
             labels,
             fields,
@@ -115,11 +119,7 @@ impl Selectors {
         if self.is_empty() {
             return Ok(true);
         }
-        if !self
-            .needles
-            .iter()
-            .all(|n| memchr::memmem::find(raw, n).is_some())
-        {
+        if !self.needles.iter().all(|n| n.find(raw).is_some()) {
             return Ok(false);
         }
         let (labels, fields) = kind.selectable(raw)?;
@@ -750,14 +750,17 @@ mod tests {
             let s = selectors(query);
             assert_eq!(s.matches(kind.as_ref(), &raw).unwrap(), want, "{query}");
         }
+        let needles = |q| {
+            selectors(q)
+                .needles
+                .iter()
+                .map(|n| n.needle().to_vec())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            selectors("fieldSelector=spec.nodeName%3Dn1").needles,
+            needles("fieldSelector=spec.nodeName%3Dn1"),
             vec![br#""nodeName":"n1""#.to_vec()]
         );
-        assert!(
-            selectors("labelSelector=app+in+(db,web)")
-                .needles
-                .is_empty()
-        );
+        assert!(needles("labelSelector=app+in+(db,web)").is_empty());
     }
 }
