@@ -72,6 +72,10 @@ pub struct Context {
     pub last_relist: Mutex<Option<Instant>>,
     /// Cancelled at shutdown.
     pub cancel: CancellationToken,
+    /// The tasks that call the runtime on a pod's behalf (pod workers, orphan cleanups): at
+    /// shutdown the kubelet lets their current calls finish before it stops a managed
+    /// containerd, so a sandbox is never left half stopped (its shim running, forgotten).
+    pub runtime_tasks: tokio_util::task::TaskTracker,
 }
 
 impl Context {

@@ -52,6 +52,10 @@ use crate::cri::{Cri, CriError};
 use crate::events::{EventType, Events};
 use crate::metrics::Metrics;
 
+/// How long a stopping kubelet waits for the runtime calls under way (a container's stop
+/// may take its grace period; past this, containerd is stopped anyway).
+const RUNTIME_CALLS_GRACE: Duration = Duration::from_secs(10);
+
 /// Why the kubelet could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -274,6 +278,7 @@ impl Kubelet {
             pods: pods::PodManager::default(),
             last_relist: Default::default(),
             cancel: CancellationToken::new(),
+            runtime_tasks: tokio_util::task::TaskTracker::new(),
             cri,
             client,
             config,
@@ -401,6 +406,19 @@ impl Kubelet {
         self.ctx.cancel.cancel();
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+        // Pod workers stop at their next step; runtime calls under way finish first (a
+        // StopPodSandbox cut short by containerd's own shutdown leaves the sandbox's shim
+        // running with nothing to remove it).
+        self.ctx.runtime_tasks.close();
+        if tokio::time::timeout(RUNTIME_CALLS_GRACE, self.ctx.runtime_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.ctx.runtime_tasks.len(),
+                "runtime calls still under way at shutdown; stopping anyway"
+            );
         }
         if let Some(m) = self.managed.take() {
             m.stop().await;

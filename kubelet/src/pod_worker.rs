@@ -143,7 +143,8 @@ pub fn spawn(ctx: Arc<Context>, pod: Arc<Pod>, generation: u64) -> Handle {
         backoff_events: HashMap::new(),
         terminating: false,
     };
-    tokio::spawn(worker.run(rx));
+    let tasks = worker.ctx.runtime_tasks.clone();
+    tasks.spawn(worker.run(rx));
     Handle { tx, generation }
 }
 

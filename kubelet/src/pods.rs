@@ -283,7 +283,8 @@ impl PodManager {
                 }
             }
             let (ctx, cleaning) = (ctx.clone(), self.cleaning.clone());
-            tokio::spawn(async move {
+            let tasks = ctx.runtime_tasks.clone();
+            tasks.spawn(async move {
                 if !rt.is_empty() {
                     tracing::info!(
                         pod = %format!("{}/{}", rt.namespace, rt.name),

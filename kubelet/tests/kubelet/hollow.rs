@@ -297,3 +297,59 @@ async fn services_for_pod_environments_come_from_a_watch() {
     cancel.cancel();
     watch.await.unwrap();
 }
+
+/// A stopping kubelet lets the runtime calls under way finish before it returns (and, with a
+/// managed containerd, before it stops containerd): a sandbox being created when the stop
+/// comes exists once `stop` is done, rather than being cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_waits_for_runtime_calls_under_way() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("slow");
+    let mut cfg = hollow_config(&cluster, "slow", &node_dir).await;
+    let sandbox_delay = Duration::from_secs(4);
+    cfg.runtime = RuntimeMode::Fake(FakeConfig {
+        sandbox_delay,
+        ..FakeConfig::default()
+    });
+    let kubelet = Kubelet::start(cfg).await.expect("hollow kubelet");
+    let cri = kubelet.cri();
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    eventually("the Node registered", || {
+        let nodes = nodes.clone();
+        async move { nodes.get("slow").await.ok() }
+    })
+    .await;
+    nodes
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": "10.244.9.0/24"}})),
+        )
+        .await
+        .unwrap();
+    let spec = serde_json::json!({
+        "containers": [{"name": "app", "image": "nginx:1.25"}],
+        "volumes": [{"name": "scratch", "emptyDir": {}}]
+    });
+    let created = create(&cluster.pods(), &pod("slow", "p", spec)).await;
+    let uid = created.metadata.uid.unwrap();
+    // The pod's volumes are set up just before its sandbox is asked for.
+    let pod_dir = node_dir.join("pods").join(&uid);
+    eventually("the pod's directory", || {
+        let exists = pod_dir.exists();
+        async move { exists.then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cri.list_pod_sandbox(&[]).await.unwrap().is_empty());
+
+    let started = std::time::Instant::now();
+    kubelet.stop().await;
+    assert_eq!(
+        cri.list_pod_sandbox(&[]).await.unwrap().len(),
+        1,
+        "the sandbox call under way finished before stop returned"
+    );
+    assert!(started.elapsed() < sandbox_delay + Duration::from_secs(5));
+}
