@@ -154,16 +154,7 @@ impl State {
         &'a self,
         selector: &HashMap<String, String>,
     ) -> Box<dyn Iterator<Item = &'a Sandbox> + 'a> {
-        match selector.get(labels::POD_UID) {
-            Some(uid) => Box::new(
-                self.by_pod
-                    .get(uid)
-                    .into_iter()
-                    .flat_map(|p| p.sandboxes.iter())
-                    .filter_map(|id| self.sandboxes.get(id)),
-            ),
-            None => Box::new(self.sandboxes.values()),
-        }
+        self.matching(selector, &self.sandboxes, |p| &p.sandboxes)
     }
 
     /// The containers a label selector can match: one pod's when it names a pod UID.
@@ -171,15 +162,26 @@ impl State {
         &'a self,
         selector: &HashMap<String, String>,
     ) -> Box<dyn Iterator<Item = &'a Container> + 'a> {
+        self.matching(selector, &self.containers, |p| &p.containers)
+    }
+
+    /// The objects of `all` a selector can match: those `ids` lists for the pod it names, or
+    /// every one when it names none.
+    fn matching<'a, T>(
+        &'a self,
+        selector: &HashMap<String, String>,
+        all: &'a HashMap<String, T>,
+        ids: fn(&PodIds) -> &Vec<String>,
+    ) -> Box<dyn Iterator<Item = &'a T> + 'a> {
         match selector.get(labels::POD_UID) {
             Some(uid) => Box::new(
                 self.by_pod
                     .get(uid)
                     .into_iter()
-                    .flat_map(|p| p.containers.iter())
-                    .filter_map(|id| self.containers.get(id)),
+                    .flat_map(move |p| ids(p).iter())
+                    .filter_map(|id| all.get(id)),
             ),
-            None => Box::new(self.containers.values()),
+            None => Box::new(all.values()),
         }
     }
 }
