@@ -1,5 +1,6 @@
 //! The kubelet's Prometheus metrics (`/metrics`): runtime operations by type (count, errors,
-//! latency), pod start latency, PLEG relist latency, running pods and containers.
+//! latency), pod start latency, pod worker syncs by cause, PLEG relist latency, running pods
+//! and containers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -57,6 +58,7 @@ impl Histogram {
 struct Inner {
     ops: BTreeMap<&'static str, (u64, u64, Histogram)>,
     pod_start: Histogram,
+    pod_worker: BTreeMap<&'static str, Histogram>,
     pleg_relist: Histogram,
     running_pods: u64,
     running_containers: u64,
@@ -89,6 +91,22 @@ impl Metrics {
     /// Records a pod's start latency (first seen to all containers running).
     pub fn pod_started(&self, took: Duration) {
         self.lock().pod_start.observe(took.as_secs_f64());
+    }
+
+    /// Records one sync of a pod worker and why it ran (`create`: the pod's first, `update`:
+    /// the pod changed, `sync`: the runtime, a probe, a back-off or the sync period, `kill`:
+    /// the pod is being deleted).
+    pub fn pod_worker_synced(&self, operation: &'static str, took: Duration) {
+        self.lock()
+            .pod_worker
+            .entry(operation)
+            .or_default()
+            .observe(took.as_secs_f64());
+    }
+
+    /// The pod worker syncs recorded for `operation` (for tests and benchmarks).
+    pub fn pod_worker_count(&self, operation: &str) -> u64 {
+        self.lock().pod_worker.get(operation).map_or(0, |h| h.count)
     }
 
     /// Records a PLEG relist and what it found.
@@ -177,6 +195,18 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE kubelet_pod_start_duration_seconds histogram");
         m.pod_start
             .render(&mut out, "kubelet_pod_start_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP kubelet_pod_worker_duration_seconds Duration in seconds to sync a single pod. Broken down by operation type: create, update, sync or kill."
+        );
+        let _ = writeln!(out, "# TYPE kubelet_pod_worker_duration_seconds histogram");
+        for (op, h) in &m.pod_worker {
+            h.render(
+                &mut out,
+                "kubelet_pod_worker_duration_seconds",
+                &format!("operation_type=\"{op}\""),
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP kubelet_pleg_relist_duration_seconds Duration in seconds for relisting pods in PLEG."

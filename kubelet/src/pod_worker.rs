@@ -52,6 +52,15 @@ pub struct Handle {
     pub generation: u64,
 }
 
+/// Why a worker syncs (ordered: an update among other causes counts as an update).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Cause {
+    /// A runtime change, a probe result, a back-off's end or the sync period.
+    Other,
+    /// The pod changed (or is gone from the API).
+    Update,
+}
+
 enum Next {
     At(Instant),
     Done,
@@ -151,12 +160,15 @@ pub fn spawn(ctx: Arc<Context>, pod: Arc<Pod>, generation: u64) -> Handle {
 impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut next = Instant::now();
+        let mut first = true;
         loop {
+            // Why this sync runs; `None` while nothing calls for one.
+            let mut cause = Some(Cause::Other);
             if next > Instant::now() {
                 let changed = self.probes.changed.clone();
                 tokio::select! {
                     m = rx.recv() => match m {
-                        Some(m) => self.apply(m),
+                        Some(m) => cause = self.apply(m),
                         None => return,
                     },
                     _ = changed.notified() => {}
@@ -165,13 +177,31 @@ impl Worker {
                 }
             }
             while let Ok(m) = rx.try_recv() {
-                self.apply(m);
+                cause = cause.max(self.apply(m));
             }
             if self.ctx.cancel.is_cancelled() {
                 return;
             }
+            let Some(cause) = cause else {
+                continue;
+            };
+            let operation = if self.removed || self.pod.metadata.deletion_timestamp.is_some() {
+                "kill"
+            } else if first {
+                "create"
+            } else if cause == Cause::Update {
+                "update"
+            } else {
+                "sync"
+            };
+            first = false;
             self.wakeups.clear();
-            match Box::pin(self.sync()).await {
+            let started = std::time::Instant::now();
+            let outcome = Box::pin(self.sync()).await;
+            self.ctx
+                .metrics
+                .pod_worker_synced(operation, started.elapsed());
+            match outcome {
                 Next::At(t) => next = t,
                 Next::Done => {
                     self.ctx.pods.worker_done(&self.uid, self.generation);
@@ -181,12 +211,46 @@ impl Worker {
         }
     }
 
-    fn apply(&mut self, m: Msg) {
+    /// Takes in a message and says why it calls for a sync — `None` for an update that only
+    /// brings back the status this worker wrote (Kubernetes' kubelet reconciles such a pod
+    /// without syncing it).
+    fn apply(&mut self, m: Msg) -> Option<Cause> {
         match m {
-            Msg::Update(p) => self.pod = p,
-            Msg::Removed => self.removed = true,
-            Msg::Wake => {}
+            Msg::Update(p) => {
+                let echo = self.is_own_status_echo(&p);
+                self.pod = p;
+                (!echo).then_some(Cause::Update)
+            }
+            Msg::Removed => {
+                self.removed = true;
+                Some(Cause::Update)
+            }
+            Msg::Wake => Some(Cause::Other),
         }
+    }
+
+    /// Whether `new` differs from the pod this worker has only in a status that holds exactly
+    /// the kubelet-owned fields it last wrote (its own status write coming back through the
+    /// watch). A change of the spec, labels, annotations or deletion, or of the status by
+    /// anyone else (a readiness gate's condition, a phase written by another client), is not.
+    fn is_own_status_echo(&self, new: &Pod) -> bool {
+        let (old, last_sent) = (&self.pod, self.last_sent.as_ref());
+        let Some(last_sent) = last_sent else {
+            return false;
+        };
+        let (om, nm) = (&old.metadata, &new.metadata);
+        if old.spec != new.spec
+            || om.labels != nm.labels
+            || om.annotations != nm.annotations
+            || om.deletion_timestamp != nm.deletion_timestamp
+            || om.deletion_grace_period_seconds != nm.deletion_grace_period_seconds
+        {
+            return false;
+        }
+        let (Some(os), Some(ns)) = (&old.status, &new.status) else {
+            return false;
+        };
+        status::same_not_owned(os, ns) && &status::owned_json(ns) == last_sent
     }
 
     fn wake_at(&mut self, t: Instant) {

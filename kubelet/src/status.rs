@@ -495,6 +495,43 @@ pub fn owned_json(status: &PodStatus) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
+/// Whether two statuses agree in the fields the kubelet does not write (to tell a change by
+/// someone else from the kubelet's own writes). Every field is named, so a field added to
+/// `PodStatus` has to be sorted here.
+pub fn same_not_owned(a: &PodStatus, b: &PodStatus) -> bool {
+    fn not_owned(s: &PodStatus) -> impl PartialEq + '_ {
+        let PodStatus {
+            // Owned (`OWNED_FIELDS`).
+            conditions: _,
+            container_statuses: _,
+            host_ip: _,
+            host_ips: _,
+            init_container_statuses: _,
+            message: _,
+            phase: _,
+            pod_ip: _,
+            pod_ips: _,
+            qos_class: _,
+            reason: _,
+            start_time: _,
+            // Written by others.
+            ephemeral_container_statuses,
+            nominated_node_name,
+            observed_generation,
+            resize,
+            resource_claim_statuses,
+        } = s;
+        (
+            ephemeral_container_statuses,
+            nominated_node_name,
+            observed_generation,
+            resize,
+            resource_claim_statuses,
+        )
+    }
+    not_owned(a) == not_owned(b)
+}
+
 /// The merge patch writing `new`'s owned fields, with a UID precondition.
 pub fn status_patch(uid: &str, new: &PodStatus) -> serde_json::Value {
     serde_json::json!({

@@ -8,6 +8,7 @@
 //! [`HollowNodes`] are also started alone against an API server running as a process of its
 //! own (the footprint and scale-limit workloads), so that they do not count in its memory.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -247,6 +248,22 @@ impl HollowNodes {
     }
 
     /// Stops every kubelet.
+    /// The pod syncs every kubelet's pod workers ran so far, by why they ran (`create`,
+    /// `update`, `sync`, `kill`).
+    pub(crate) fn pod_syncs(&self) -> BTreeMap<&'static str, u64> {
+        ["create", "update", "sync", "kill"]
+            .into_iter()
+            .map(|op| {
+                let n = self
+                    .kubelets
+                    .iter()
+                    .map(|k| k.metrics().pod_worker_count(op))
+                    .sum();
+                (op, n)
+            })
+            .collect()
+    }
+
     pub(crate) async fn stop(self) {
         futures::future::join_all(self.kubelets.into_iter().map(Kubelet::stop)).await;
     }

@@ -594,6 +594,8 @@ struct Rollout {
     requests: BTreeMap<(String, String), u64>,
     /// The nodes the pods were bound to.
     nodes: usize,
+    /// The kubelets' pod syncs while the Deployment rolled out, by why they ran.
+    pod_syncs: BTreeMap<&'static str, u64>,
 }
 
 impl Rollout {
@@ -606,6 +608,7 @@ impl Rollout {
             scheduled: Vec::new(),
             bound_to_running: Vec::new(),
             requests: BTreeMap::new(),
+            pod_syncs: BTreeMap::new(),
             nodes: seen
                 .values()
                 .filter_map(|s| s.node.as_deref())
@@ -645,6 +648,7 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
     create_namespace(&cluster.http, &cluster.server.url, ns).await?;
     let watch = StartupWatch::start(cluster.admin.clone(), ns, replicas).await?;
     let before = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
+    let syncs_before = cluster.nodes.pod_syncs();
     let url = format!(
         "{}/apis/apps/v1/namespaces/{ns}/deployments",
         cluster.server.url
@@ -667,6 +671,12 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
     let after = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
     let mut r = Rollout::new(sent, &seen)?;
     r.requests = after.since(&before).requests();
+    r.pod_syncs = cluster
+        .nodes
+        .pod_syncs()
+        .into_iter()
+        .map(|(op, n)| (op, n - syncs_before.get(op).copied().unwrap_or(0)))
+        .collect();
     Ok(r)
 }
 
@@ -739,6 +749,19 @@ async fn deployment(
                 "req",
             );
         }
+    }
+    // Where the kubelets' work comes from: pod syncs per pod, by why they ran.
+    report.measure(
+        &format!("{label}: kubelet pod syncs per pod"),
+        per_pod(r.pod_syncs.values().sum()),
+        "syncs",
+    );
+    for (op, n) in &r.pod_syncs {
+        report.measure(
+            &format!("{label}: kubelet pod syncs per pod, {op}"),
+            per_pod(*n),
+            "syncs",
+        );
     }
     report.cdf(
         &format!("{label}: latency distribution"),
@@ -914,6 +937,15 @@ mod tests {
         let p50 = value(&format!("{deploy}: pod startup (created → Running) p50"));
         let p99 = value(&format!("{deploy}: pod startup (created → Running) p99"));
         assert!(p50 <= p99, "p50 {p50} ms, p99 {p99} ms");
+        // Each pod's worker starts it once; its own status write does not sync it again.
+        assert_eq!(
+            value(&format!("{deploy}: kubelet pod syncs per pod, create")),
+            1.0
+        );
+        assert_eq!(
+            value(&format!("{deploy}: kubelet pod syncs per pod, update")),
+            0.0
+        );
         assert_eq!(report.ratios.len(), if real { 8 } else { 4 });
     }
 

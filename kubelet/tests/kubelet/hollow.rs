@@ -353,3 +353,76 @@ async fn stop_waits_for_runtime_calls_under_way() {
     );
     assert!(started.elapsed() < sandbox_delay + Duration::from_secs(5));
 }
+
+/// A pod's own status write coming back through the watch does not sync the pod again (as
+/// Kubernetes' kubelet only reconciles it); a change of its labels does, and so does a status
+/// change by another client (a readiness gate's condition), which the kubelet takes into the
+/// Ready condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_status_writes_do_not_resync_pods() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = hollow_config(&cluster, "echo", &dir.path().join("echo")).await;
+    let kubelet = Kubelet::start(cfg).await.expect("hollow kubelet");
+    let metrics = kubelet.metrics();
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    eventually("the Node registered", || {
+        let nodes = nodes.clone();
+        async move { nodes.get("echo").await.ok() }
+    })
+    .await;
+    nodes
+        .patch(
+            "echo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": "10.244.7.0/24"}})),
+        )
+        .await
+        .unwrap();
+    let pods = cluster.pods();
+    let spec = serde_json::json!({
+        "containers": [{"name": "app", "image": "nginx:1.25"}],
+        "readinessGates": [{"conditionType": "example.com/ready"}]
+    });
+    create(&pods, &pod("echo", "gated", spec)).await;
+    let p = wait_pod(&pods, "gated", "running", running).await;
+    assert!(!condition(&p, "Ready"), "not Ready before its gate");
+    // The write of Running comes back to the kubelet within this time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(metrics.pod_worker_count("create"), 1);
+    assert_eq!(
+        metrics.pod_worker_count("update"),
+        0,
+        "the kubelet's own status write synced the pod again"
+    );
+
+    pods.patch(
+        "gated",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"labels": {"tier": "web"}}})),
+    )
+    .await
+    .unwrap();
+    eventually("a sync for the new label", || async {
+        (metrics.pod_worker_count("update") == 1).then_some(())
+    })
+    .await;
+
+    let gate = serde_json::json!({"status": {"conditions": [
+        {"type": "example.com/ready", "status": "True"}
+    ]}});
+    pods.patch_status("gated", &PatchParams::default(), &Patch::Strategic(gate))
+        .await
+        .unwrap();
+    wait_pod(&pods, "gated", "Ready once its gate is True", |p| {
+        condition(p, "Ready")
+    })
+    .await;
+    assert_eq!(metrics.pod_worker_count("update"), 2);
+    let rendered = metrics.render("echo");
+    assert!(
+        rendered.contains("kubelet_pod_worker_duration_seconds_count{operation_type=\"update\"} 2"),
+        "{rendered}"
+    );
+    kubelet.stop().await;
+}
