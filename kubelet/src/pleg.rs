@@ -1,6 +1,7 @@
 //! The pod lifecycle event generator: relists the runtime every period (one ListPodSandbox and
-//! one ListContainers; status calls only for what changed), wakes the worker of every pod whose
-//! sandboxes or containers changed state, records its own health for the node's Ready
+//! one ListContainers; status calls only for what changed), tells the worker of every pod whose
+//! sandboxes or containers changed state what it found (a worker that made that state itself
+//! and reported it does not sync again), records its own health for the node's Ready
 //! condition, and runs the pod manager's housekeeping with the fresh list.
 
 use std::collections::HashMap;
@@ -42,7 +43,7 @@ pub async fn run(ctx: Arc<Context>) {
         for (uid, p) in &pods {
             let fp = p.fingerprint();
             if previous.get(uid) != Some(&fp) {
-                ctx.pods.wake(uid);
+                ctx.pods.relisted(uid, fp.clone());
             }
             current.insert(uid.clone(), fp);
         }

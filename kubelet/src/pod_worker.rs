@@ -42,6 +42,9 @@ pub enum Msg {
     Removed,
     /// Something in the runtime changed; sync.
     Wake,
+    /// The PLEG's relist found the pod's sandboxes and containers in this state (ids and
+    /// states, [`PodRuntime::fingerprint`]), changed since its previous relist.
+    Relisted(Vec<(String, u8)>),
 }
 
 /// The manager's handle on a worker.
@@ -116,6 +119,8 @@ struct Worker {
     last_sent: Option<BTreeMap<String, serde_json::Value>>,
     /// The status last computed (for transition times between informer updates).
     last_status: Option<k8s_openapi::api::core::v1::PodStatus>,
+    /// The runtime state (its fingerprint) the status was last computed from.
+    reported_runtime: Option<Vec<(String, u8)>>,
     seen_at: Instant,
     start_recorded: bool,
     volumes: HashMap<String, crate::volumes::HostVolume>,
@@ -143,6 +148,7 @@ pub fn spawn(ctx: Arc<Context>, pod: Arc<Pod>, generation: u64) -> Handle {
         messages: HashMap::new(),
         last_sent: None,
         last_status: None,
+        reported_runtime: None,
         seen_at: Instant::now(),
         start_recorded: false,
         volumes: HashMap::new(),
@@ -226,6 +232,10 @@ impl Worker {
                 Some(Cause::Update)
             }
             Msg::Wake => Some(Cause::Other),
+            // The worker has seen this state already (it made it, then reported it).
+            Msg::Relisted(seen) => {
+                (self.reported_runtime.as_ref() != Some(&seen)).then_some(Cause::Other)
+            }
         }
     }
 
@@ -973,6 +983,7 @@ impl Worker {
 
     /// Computes the status and writes it when the kubelet's part changed.
     async fn report(&mut self, rt: &PodRuntime) {
+        self.reported_runtime = Some(rt.fingerprint());
         let node = self.ctx.node();
         let mut view = (*self.pod).clone();
         if let Some(last) = &self.last_status {

@@ -86,6 +86,14 @@ impl PodManager {
         }
     }
 
+    /// Tells a pod's worker the state the PLEG's relist found its sandboxes and containers in
+    /// (it syncs unless that is the state it last reported on).
+    pub fn relisted(&self, uid: &str, fingerprint: Vec<(String, u8)>) {
+        if let Some(e) = self.lock().get(uid) {
+            let _ = e.handle.tx.send(Msg::Relisted(fingerprint));
+        }
+    }
+
     /// A worker finished (its pod is gone).
     pub fn worker_done(&self, uid: &str, generation: u64) {
         let mut w = self.lock();
