@@ -307,8 +307,11 @@ mod tests {
     #[test]
     fn processes_are_found_by_command_line() {
         let marker = format!("rkube-testkit-marker-{}", unique_tag());
+        // A shell waiting in a builtin (`read` on a pipe kept open): it forks no children,
+        // which would carry its command line until they exec.
         let mut child = Command::new("sh")
-            .args(["-c", "while :; do sleep 1; done", &marker])
+            .args(["-c", "read line", &marker])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Until the child has exec'd, its command line is still this test's.
