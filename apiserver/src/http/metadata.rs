@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::list::Listed;
@@ -29,9 +30,24 @@ pub fn object_value(raw: &[u8]) -> Result<Value, ApiError> {
     }))
 }
 
-/// [`object_value`], encoded.
+/// [`object_value`], encoded: the stored `metadata` copied as it is (the rest of the object
+/// only skipped over, nothing of it built), as each watch event of a metadata-only watcher is.
 pub fn object(raw: &[u8]) -> Result<Bytes, ApiError> {
-    Ok(Bytes::from(object_value(raw)?.to_string()))
+    #[derive(Deserialize)]
+    struct RawMetadata<'a> {
+        #[serde(borrow)]
+        metadata: Option<&'a RawValue>,
+    }
+    let m: RawMetadata<'_> =
+        serde_json::from_slice(raw).map_err(|e| ApiError::internal(e.to_string()))?;
+    let metadata = m.metadata.map_or("{}", RawValue::get);
+    let mut out = Vec::with_capacity(metadata.len() + 80);
+    out.extend_from_slice(
+        br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+    );
+    out.extend_from_slice(metadata.as_bytes());
+    out.push(b'}');
+    Ok(Bytes::from(out))
 }
 
 /// A `PartialObjectMetadataList` of listed objects.
@@ -70,6 +86,16 @@ mod tests {
             continue_token: Some("c".into()),
             remaining_item_count: Some(4),
         };
+        let encoded: Value = serde_json::from_slice(&object(raw).unwrap()).unwrap();
+        assert_eq!(encoded, v);
+        // Whitespace and escapes inside the stored metadata stay valid JSON.
+        let spaced = br#"{ "metadata" : {"name": "q\"x", "annotations": {"k": "a\nb"}} , "spec": {"x": [1, {"metadata": 2}]}}"#;
+        let encoded: Value = serde_json::from_slice(&object(spaced).unwrap()).unwrap();
+        assert_eq!(
+            encoded["metadata"],
+            json!({"name": "q\"x", "annotations": {"k": "a\nb"}})
+        );
+        assert_eq!(encoded["kind"], "PartialObjectMetadata");
         let l: Value = serde_json::from_slice(&list(&listed).unwrap()).unwrap();
         assert_eq!(l["kind"], "PartialObjectMetadataList");
         assert_eq!(
