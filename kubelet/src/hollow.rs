@@ -26,7 +26,8 @@ pub struct FakeConfig {
     pub sandbox_delay: Duration,
     /// How long `StartContainer` takes before the container is running.
     pub start_delay: Duration,
-    /// How long an init container runs before it exits 0.
+    /// How long an init container runs before it exits 0 (zero: it has exited when its start
+    /// is answered).
     pub init_run_time: Duration,
 }
 
@@ -513,9 +514,7 @@ impl rkube_cri::RuntimeService for FakeRuntime {
         if is_init {
             let me = self.clone();
             let run = self.config.init_run_time;
-            tokio::spawn(async move {
-                tokio::time::sleep(run).await;
-                let mut s = me.lock();
+            let exit = move |s: &mut State| {
                 if let Some(c) = s.containers.get_mut(&id)
                     && c.status.state == cri::ContainerState::ContainerRunning as i32
                 {
@@ -524,7 +523,16 @@ impl rkube_cri::RuntimeService for FakeRuntime {
                     c.status.exit_code = 0;
                     c.status.reason = "Completed".into();
                 }
-            });
+            };
+            if run.is_zero() {
+                // Done before the start is answered.
+                exit(&mut me.lock());
+            } else {
+                tokio::spawn(async move {
+                    tokio::time::sleep(run).await;
+                    exit(&mut me.lock());
+                });
+            }
         }
         Ok(Response::new(cri::StartContainerResponse {}))
     }

@@ -616,13 +616,44 @@ impl Worker {
             }
         }
 
+        let mut settled = true;
         if acted && let Some(r) = self.refetch().await {
             rt = r;
+            settled = self.settled(&rt, &sb.id);
         }
         self.sync_probes(&rt, &sb.id, &pod_ip);
         self.gc(&rt).await;
         self.report(&rt).await;
+        if !settled {
+            // Read back after acting, and a sync would act on it (an init container that
+            // finished at once, a container that exited at once): a relist finding this
+            // state must still sync the pod.
+            self.reported_runtime = None;
+        }
         Next::At(self.next_wakeup())
+    }
+
+    /// Whether a sync of `rt` (read back after this sync acted) would leave the containers
+    /// as they are: every init container up to a running one exited 0, and, once all did,
+    /// every app container runs in sandbox `sandbox_id`.
+    fn settled(&self, rt: &PodRuntime, sandbox_id: &str) -> bool {
+        let spec = self.spec();
+        for c in spec.init_containers.iter().flatten() {
+            match rt.latest(&c.name, Kind::Init) {
+                Some(x) if x.sandbox_id == sandbox_id && x.state == State::Running => {
+                    return true;
+                }
+                Some(x)
+                    if x.sandbox_id == sandbox_id
+                        && x.state == State::Exited
+                        && x.exit_code == 0 => {}
+                _ => return false,
+            }
+        }
+        spec.containers.iter().all(|c| {
+            rt.latest(&c.name, Kind::App)
+                .is_some_and(|x| x.sandbox_id == sandbox_id && x.state == State::Running)
+        })
     }
 
     fn sync_probes(&mut self, rt: &PodRuntime, sandbox_id: &str, pod_ip: &str) {

@@ -40,6 +40,25 @@ async fn hollow_config(cluster: &Cluster, name: &str, dir: &std::path::Path) -> 
     cfg
 }
 
+/// Waits for node `name` to register, then gives it `cidr` as its pod CIDR (as the node IPAM
+/// controller would).
+async fn give_pod_cidr(cluster: &Cluster, name: &str, cidr: &str) {
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    eventually("the Node registered", || {
+        let nodes = nodes.clone();
+        async move { nodes.get(name).await.ok() }
+    })
+    .await;
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": cidr}})),
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_nodes_register_run_and_delete_pods() {
     let cluster = Cluster::start().await;
@@ -314,20 +333,7 @@ async fn stop_waits_for_runtime_calls_under_way() {
     });
     let kubelet = Kubelet::start(cfg).await.expect("hollow kubelet");
     let cri = kubelet.cri();
-    let nodes: Api<Node> = Api::all(cluster.client.clone());
-    eventually("the Node registered", || {
-        let nodes = nodes.clone();
-        async move { nodes.get("slow").await.ok() }
-    })
-    .await;
-    nodes
-        .patch(
-            "slow",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": "10.244.9.0/24"}})),
-        )
-        .await
-        .unwrap();
+    give_pod_cidr(&cluster, "slow", "10.244.9.0/24").await;
     let spec = serde_json::json!({
         "containers": [{"name": "app", "image": "nginx:1.25"}],
         "volumes": [{"name": "scratch", "emptyDir": {}}]
@@ -365,20 +371,7 @@ async fn own_status_writes_do_not_resync_pods() {
     let cfg = hollow_config(&cluster, "echo", &dir.path().join("echo")).await;
     let kubelet = Kubelet::start(cfg).await.expect("hollow kubelet");
     let metrics = kubelet.metrics();
-    let nodes: Api<Node> = Api::all(cluster.client.clone());
-    eventually("the Node registered", || {
-        let nodes = nodes.clone();
-        async move { nodes.get("echo").await.ok() }
-    })
-    .await;
-    nodes
-        .patch(
-            "echo",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": "10.244.7.0/24"}})),
-        )
-        .await
-        .unwrap();
+    give_pod_cidr(&cluster, "echo", "10.244.7.0/24").await;
     let pods = cluster.pods();
     let spec = serde_json::json!({
         "containers": [{"name": "app", "image": "nginx:1.25"}],
@@ -440,5 +433,30 @@ async fn own_status_writes_do_not_resync_pods() {
         rendered.contains("kubelet_pod_worker_duration_seconds_count{operation_type=\"update\"} 2"),
         "{rendered}"
     );
+    kubelet.stop().await;
+}
+
+/// Containers that change state right after their worker started them — an init container
+/// that has already exited when the worker reads the pod back — are still acted on promptly:
+/// the relist that finds that state syncs the pod (its app container starts) rather than
+/// leaving it to the 30 s sync period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn states_reached_right_after_a_start_are_acted_on() {
+    let cluster = Cluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = hollow_config(&cluster, "quick", &dir.path().join("quick")).await;
+    cfg.runtime = RuntimeMode::Fake(FakeConfig {
+        init_run_time: Duration::ZERO,
+        ..FakeConfig::default()
+    });
+    let kubelet = Kubelet::start(cfg).await.expect("hollow kubelet");
+    give_pod_cidr(&cluster, "quick", "10.244.6.0/24").await;
+    let pods = cluster.pods();
+    let spec = serde_json::json!({
+        "initContainers": [{"name": "init", "image": "busybox:1.35"}],
+        "containers": [{"name": "app", "image": "nginx:1.25"}]
+    });
+    create(&pods, &pod("quick", "p", spec)).await;
+    wait_pod_for(&pods, "p", "running", Duration::from_secs(10), running).await;
     kubelet.stop().await;
 }
