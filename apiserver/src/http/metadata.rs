@@ -7,31 +7,15 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::list::Listed;
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
-struct OnlyMetadata {
-    #[serde(default)]
-    metadata: Value,
-}
-
-/// The `PartialObjectMetadata` of a stored object.
-pub fn object_value(raw: &[u8]) -> Result<Value, ApiError> {
-    let m: OnlyMetadata =
-        serde_json::from_slice(raw).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": m.metadata,
-    }))
-}
-
-/// [`object_value`], encoded: the stored `metadata` copied as it is (the rest of the object
-/// only skipped over, nothing of it built), as each watch event of a metadata-only watcher is.
+/// The `PartialObjectMetadata` of a stored object, encoded: the stored `metadata` copied as it
+/// is (the rest of the object only skipped over, nothing of it built) — what a get, a write's
+/// answer, each watch event and each list item of a metadata-only client carry.
 pub fn object(raw: &[u8]) -> Result<Bytes, ApiError> {
     #[derive(Deserialize)]
     struct RawMetadata<'a> {
@@ -50,26 +34,32 @@ pub fn object(raw: &[u8]) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(out))
 }
 
-/// A `PartialObjectMetadataList` of listed objects.
+/// [`object`] as a JSON value (for a Table's rows).
+pub fn object_value(raw: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(&object(raw)?).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// A `PartialObjectMetadataList` of listed objects (each item as [`object`] encodes it).
 pub fn list(listed: &Listed) -> Result<Bytes, ApiError> {
-    let meta = listed.meta();
-    let items = listed
-        .items
-        .iter()
-        .map(|raw| object_value(raw))
-        .collect::<Result<Vec<_>, _>>()?;
-    let list = json!({
-        "kind": "PartialObjectMetadataList",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "items": items,
-    });
-    Ok(Bytes::from(list.to_string()))
+    let mut out = format!(
+        r#"{{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{},"items":["#,
+        listed.meta()
+    )
+    .into_bytes();
+    for (i, raw) in listed.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&object(raw)?);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn keeps_the_metadata_and_nothing_else() {
