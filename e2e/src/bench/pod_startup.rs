@@ -39,6 +39,7 @@ use rkube_testkit::etcd::EtcdServer;
 use rkube_testkit::node::NetnsNode;
 
 use super::apimetrics::Snapshot;
+use super::control_plane::proc_stats;
 use super::hollow_cluster::{HollowCluster, Options, deployment_json, node_name, sleep_container};
 use super::report::{Report, percentile_ms};
 use super::server::{
@@ -596,6 +597,9 @@ struct Rollout {
     nodes: usize,
     /// The kubelets' pod syncs while the Deployment rolled out, by why they ran.
     pod_syncs: BTreeMap<&'static str, u64>,
+    /// CPU time (user + system) the benchmark's process — the whole hollow cluster — used
+    /// while the Deployment rolled out, seconds.
+    cpu: f64,
 }
 
 impl Rollout {
@@ -609,6 +613,7 @@ impl Rollout {
             bound_to_running: Vec::new(),
             requests: BTreeMap::new(),
             pod_syncs: BTreeMap::new(),
+            cpu: 0.0,
             nodes: seen
                 .values()
                 .filter_map(|s| s.node.as_deref())
@@ -649,6 +654,7 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
     let watch = StartupWatch::start(cluster.admin.clone(), ns, replicas).await?;
     let before = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
     let syncs_before = cluster.nodes.pod_syncs();
+    let cpu_before = proc_stats(std::process::id())?.cpu;
     let url = format!(
         "{}/apis/apps/v1/namespaces/{ns}/deployments",
         cluster.server.url
@@ -668,8 +674,10 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
         );
     }
     let seen = watch.finish().await?;
+    let cpu_after = proc_stats(std::process::id())?.cpu;
     let after = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
     let mut r = Rollout::new(sent, &seen)?;
+    r.cpu = cpu_after - cpu_before;
     r.requests = after.since(&before).requests();
     r.pod_syncs = cluster
         .nodes
@@ -736,6 +744,14 @@ async fn deployment(
     );
     // Where the API server's work comes from: requests per pod, by verb and resource.
     let per_pod = |n: u64| n as f64 / cfg.replicas.max(1) as f64;
+    // The cost of a pod to the cluster (every component and hollow kubelet runs in this
+    // process; etcd, with `--etcd`, does not): steadier from run to run than the wall-clock
+    // figures on a shared machine.
+    report.measure(
+        &format!("{label}: CPU time per pod, all components"),
+        r.cpu * 1000.0 / cfg.replicas.max(1) as f64,
+        "ms",
+    );
     report.measure(
         &format!("{label}: API requests per pod"),
         per_pod(r.requests.values().sum()),
