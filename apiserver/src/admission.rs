@@ -3,6 +3,7 @@
 //! (ServiceAccount, DefaultTolerationSeconds and Priority for pods, the single global default
 //! PriorityClass, ClusterIP/NodePort allocation for services) lives in the kinds' strategies.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -12,13 +13,15 @@ use crate::storage::{ListOptions, ReadAt};
 
 /// An object as stored, read from the watch cache when it has it (admission reads these on
 /// every create, so they must be cheap), else with a consistent read: one created a moment
-/// ago may not be in the cache yet. `None` when it does not exist.
-pub async fn cached_object(
+/// ago may not be in the cache yet. `None` when it does not exist. Decoded as `T`: a `Value`,
+/// or a struct of the few fields a caller reads (the rest is skipped unparsed); what does not
+/// decode reads as `T::default()`.
+pub async fn cached_object<T: DeserializeOwned + Default>(
     api: &Api,
     def: &'static ResourceDef,
     ns: Option<&str>,
     name: &str,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<T>, ApiError> {
     let key = def.key(ns, name);
     let cached = api
         .store
@@ -58,7 +61,7 @@ pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Resu
             .map_err(|e| ApiError::from_storage(e, "", "namespaces", ns))?
             .map(|kv| serde_json::from_slice::<Value>(&kv.value).unwrap_or_default())
     } else {
-        cached_object(api, &resources::NAMESPACES, None, ns).await?
+        cached_object::<Value>(api, &resources::NAMESPACES, None, ns).await?
     };
     let Some(v) = found else {
         return Err(ApiError::not_found("", "namespaces", ns));

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Attributes, Decision, UserInfo};
@@ -37,7 +38,7 @@ struct Graph {
 
 impl Graph {
     /// Sets (or with `None`, removes) the pod stored at `key`.
-    fn apply(&mut self, key: &str, pod: Option<&Value>) {
+    fn apply(&mut self, key: &str, pod: Option<&PodUses>) {
         if let Some(old) = self.pods.remove(key) {
             for e in old {
                 if let Some(n) = self.edges.get_mut(&e) {
@@ -49,10 +50,10 @@ impl Graph {
             }
         }
         let Some(pod) = pod else { return };
-        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        let Some(node) = pod.node_name() else {
             return;
         };
-        let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
         let mut added: Vec<Edge> = KINDS
             .iter()
             .flat_map(|kind| {
@@ -70,10 +71,112 @@ impl Graph {
     }
 }
 
+/// What the Node authorizer reads of a pod: its namespace, its node and the objects it uses.
+/// Deserialized from the stored JSON directly; everything else (the status, managed fields,
+/// the rest of the spec) is skipped unparsed, which a `Value` of the whole pod did not.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PodUses {
+    metadata: UsesMeta,
+    spec: UsesSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct UsesMeta {
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesSpec {
+    node_name: Option<String>,
+    service_account_name: Option<String>,
+    volumes: Option<Vec<UsesVolume>>,
+    image_pull_secrets: Option<Vec<Named>>,
+    containers: Option<Vec<UsesContainer>>,
+    init_containers: Option<Vec<UsesContainer>>,
+    ephemeral_containers: Option<Vec<UsesContainer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesVolume {
+    secret: Option<SecretVolume>,
+    config_map: Option<Named>,
+    persistent_volume_claim: Option<ClaimVolume>,
+    projected: Option<ProjectedVolume>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SecretVolume {
+    secret_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ClaimVolume {
+    claim_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ProjectedVolume {
+    sources: Option<Vec<ProjectedSource>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ProjectedSource {
+    secret: Option<Named>,
+    config_map: Option<Named>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesContainer {
+    env: Option<Vec<UsesEnv>>,
+    env_from: Option<Vec<UsesEnvFrom>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesEnv {
+    value_from: Option<UsesEnvSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesEnvSource {
+    secret_key_ref: Option<Named>,
+    config_map_key_ref: Option<Named>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UsesEnvFrom {
+    secret_ref: Option<Named>,
+    config_map_ref: Option<Named>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Named {
+    name: Option<String>,
+}
+
+impl PodUses {
+    /// The node the pod is bound to, if any.
+    fn node_name(&self) -> Option<&str> {
+        self.spec.node_name.as_deref().filter(|n| !n.is_empty())
+    }
+}
+
 /// A stored pod, parsed, if it may be bound: only bound pods have edges, and a pod whose JSON
 /// has no `"nodeName"` key is not bound — the events of pending pods (every create) need no
 /// parsing. (Treated as `None`, which drops the key's edges, as an unbound pod does.)
-fn parse_bound(raw: &[u8]) -> Option<Value> {
+fn parse_bound(raw: &[u8]) -> Option<PodUses> {
     memchr::memmem::find(raw, br#""nodeName""#)?;
     serde_json::from_slice(raw).ok()
 }
@@ -161,54 +264,69 @@ impl NodeGraph {
 
 const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 
+/// The name in an optional reference.
+fn name(n: &Option<Named>) -> Option<&String> {
+    n.as_ref().and_then(|n| n.name.as_ref())
+}
+
 /// The names of objects of `kind` ("secret", "configmap", "pvc", "serviceaccount") a pod uses.
-pub fn pod_references(pod: &Value, kind: &str) -> Vec<String> {
+fn pod_references(pod: &PodUses, kind: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut push = |v: &Value| {
-        if let Some(s) = v.as_str().filter(|s| !s.is_empty()) {
-            out.push(s.to_string());
+    let mut push = |v: Option<&String>| {
+        if let Some(s) = v.filter(|s| !s.is_empty()) {
+            out.push(s.clone());
         }
     };
-    let spec = &pod["spec"];
+    let spec = &pod.spec;
     if kind == "serviceaccount" {
-        push(&spec["serviceAccountName"]);
+        push(spec.service_account_name.as_ref());
         return out;
     }
-    for vol in spec["volumes"].as_array().into_iter().flatten() {
+    for vol in spec.volumes.iter().flatten() {
         match kind {
-            "secret" => push(&vol["secret"]["secretName"]),
-            "configmap" => push(&vol["configMap"]["name"]),
-            "pvc" => push(&vol["persistentVolumeClaim"]["claimName"]),
+            "secret" => push(vol.secret.as_ref().and_then(|s| s.secret_name.as_ref())),
+            "configmap" => push(name(&vol.config_map)),
+            "pvc" => push(
+                vol.persistent_volume_claim
+                    .as_ref()
+                    .and_then(|c| c.claim_name.as_ref()),
+            ),
             _ => {}
         }
-        for src in vol["projected"]["sources"].as_array().into_iter().flatten() {
+        let sources = vol.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for src in sources.into_iter().flatten() {
             match kind {
-                "secret" => push(&src["secret"]["name"]),
-                "configmap" => push(&src["configMap"]["name"]),
+                "secret" => push(name(&src.secret)),
+                "configmap" => push(name(&src.config_map)),
                 _ => {}
             }
         }
     }
     if kind == "secret" {
-        for s in spec["imagePullSecrets"].as_array().into_iter().flatten() {
-            push(&s["name"]);
+        for s in spec.image_pull_secrets.iter().flatten() {
+            push(s.name.as_ref());
         }
     }
-    let containers = ["containers", "initContainers", "ephemeralContainers"]
-        .iter()
-        .flat_map(|c| spec[*c].as_array().into_iter().flatten());
+    let containers = [
+        &spec.containers,
+        &spec.init_containers,
+        &spec.ephemeral_containers,
+    ]
+    .into_iter()
+    .flat_map(|c| c.iter().flatten());
     for c in containers {
-        for e in c["env"].as_array().into_iter().flatten() {
+        for e in c.env.iter().flatten() {
+            let from = e.value_from.as_ref();
             match kind {
-                "secret" => push(&e["valueFrom"]["secretKeyRef"]["name"]),
-                "configmap" => push(&e["valueFrom"]["configMapKeyRef"]["name"]),
+                "secret" => push(from.and_then(|f| name(&f.secret_key_ref))),
+                "configmap" => push(from.and_then(|f| name(&f.config_map_key_ref))),
                 _ => {}
             }
         }
-        for e in c["envFrom"].as_array().into_iter().flatten() {
+        for e in c.env_from.iter().flatten() {
             match kind {
-                "secret" => push(&e["secretRef"]["name"]),
-                "configmap" => push(&e["configMapRef"]["name"]),
+                "secret" => push(name(&e.secret_ref)),
+                "configmap" => push(name(&e.config_map_ref)),
                 _ => {}
             }
         }
@@ -217,7 +335,7 @@ pub fn pod_references(pod: &Value, kind: &str) -> Vec<String> {
 }
 
 /// The pods of `namespace` bound to `node`.
-async fn pods_on(api: &Api, namespace: &str, node: &str) -> Vec<Value> {
+async fn pods_on(api: &Api, namespace: &str, node: &str) -> Vec<PodUses> {
     let prefix = resources::PODS.namespace_prefix(Some(namespace));
     let listed = api
         .store
@@ -233,8 +351,8 @@ async fn pods_on(api: &Api, namespace: &str, node: &str) -> Vec<Value> {
         Ok(l) => l
             .items
             .iter()
-            .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
-            .filter(|p| p["spec"]["nodeName"].as_str() == Some(node))
+            .filter_map(|kv| serde_json::from_slice::<PodUses>(&kv.value).ok())
+            .filter(|p| p.node_name() == Some(node))
             .collect(),
         Err(e) => {
             tracing::warn!(error = %e, "node authorizer: cannot list pods");
@@ -255,6 +373,19 @@ async fn uses(api: &Api, node: &str, kind: &'static str, namespace: &str, name: 
         .any(|p| pod_references(p, kind).iter().any(|n| n == name))
 }
 
+/// A pod's node, all that is read of it for each write of a kubelet to a pod.
+#[derive(Deserialize)]
+struct Bound {
+    #[serde(default)]
+    spec: BoundSpec,
+}
+
+#[derive(Default, Deserialize)]
+struct BoundSpec {
+    #[serde(rename = "nodeName")]
+    node_name: Option<String>,
+}
+
 /// The node a stored pod is bound to.
 async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
     let kv = api
@@ -262,8 +393,8 @@ async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
         .get(&resources::PODS.key(Some(namespace), name))
         .await
         .ok()??;
-    let v: Value = serde_json::from_slice(&kv.value).ok()?;
-    v["spec"]["nodeName"].as_str().map(str::to_string)
+    let pod: Bound = serde_json::from_slice(&kv.value).ok()?;
+    pod.spec.node_name
 }
 
 fn deny(node: &str, what: &str) -> Decision {
@@ -381,7 +512,7 @@ mod tests {
 
     #[test]
     fn finds_what_pods_use() {
-        let pod = json!({"spec": {
+        let pod: PodUses = serde_json::from_value(json!({"spec": {
             "serviceAccountName": "bot",
             "imagePullSecrets": [{"name": "pull"}],
             "volumes": [
@@ -392,11 +523,17 @@ mod tests {
             ],
             "containers": [{"name": "x",
                 "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}}],
-                "envFrom": [{"configMapRef": {"name": "env-cm"}}]}]
-        }});
+                "envFrom": [{"configMapRef": {"name": "env-cm"}}]}],
+            "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "init-secret"}}],
+                "env": [{"name": "B", "value": "plain"}, {"name": "C", "valueFrom": null}]}]
+        }}))
+        .unwrap();
         let mut secrets = pod_references(&pod, "secret");
         secrets.sort();
-        assert_eq!(secrets, ["env-secret", "proj", "pull", "vol-secret"]);
+        assert_eq!(
+            secrets,
+            ["env-secret", "init-secret", "proj", "pull", "vol-secret"]
+        );
         let mut cms = pod_references(&pod, "configmap");
         cms.sort();
         assert_eq!(cms, ["env-cm", "proj-cm", "vol-cm"]);

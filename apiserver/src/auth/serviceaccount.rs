@@ -404,18 +404,30 @@ async fn stored_uid(
     ns: &str,
     name: &str,
 ) -> Result<Option<String>, SaTokenError> {
-    let Some(v) = crate::admission::cached_object(api, def, Some(ns), name)
+    let Some(o) = crate::admission::cached_object::<UidOnly>(api, def, Some(ns), name)
         .await
         .map_err(|e| SaTokenError::Lookup(e.message.clone()))?
     else {
         return Ok(None);
     };
-    let deleting = v["metadata"]
-        .get("deletionTimestamp")
-        .is_some_and(|t| !t.is_null());
-    Ok((!deleting)
-        .then(|| v["metadata"]["uid"].as_str().map(str::to_string))
-        .flatten())
+    let deleting = o.metadata.deletion_timestamp.is_some();
+    Ok((!deleting).then_some(o.metadata.uid).flatten())
+}
+
+/// What [`stored_uid`] reads of an object (a pod, for bound tokens, is otherwise parsed whole
+/// at every request).
+#[derive(Default, Deserialize)]
+struct UidOnly {
+    #[serde(default)]
+    metadata: UidMeta,
+}
+
+#[derive(Default, Deserialize)]
+struct UidMeta {
+    uid: Option<String>,
+    /// Only whether it is set (and not `null`) matters.
+    #[serde(rename = "deletionTimestamp")]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
 }
 
 #[cfg(test)]

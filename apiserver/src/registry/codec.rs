@@ -82,25 +82,25 @@ pub fn set_resource_version(v: &mut Value, rev: i64) {
 /// for as long as the watch cache holds the object.
 pub fn encode<T: Serialize>(obj: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(obj)
-        .map(|v| Bytes::copy_from_slice(&v))
+        .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
-/// Encodes a typed object for storage, without resourceVersion and selfLink.
-pub fn encode_object<T>(obj: &T) -> Result<Bytes, ApiError>
+/// Encodes a typed object for storage, without resourceVersion and selfLink (taken out for
+/// the encoding and put back: the object is not copied).
+pub fn encode_object<T>(obj: &mut T) -> Result<Bytes, ApiError>
 where
     T: Serialize
-        + Clone
         + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
 {
-    let m = obj.metadata();
-    if m.resource_version.is_none() && m.self_link.is_none() {
-        return encode(obj);
-    }
-    let mut copy = obj.clone();
-    copy.metadata_mut().resource_version = None;
-    copy.metadata_mut().self_link = None;
-    encode(&copy)
+    let m = obj.metadata_mut();
+    let resource_version = m.resource_version.take();
+    let self_link = m.self_link.take();
+    let encoded = encode(obj);
+    let m = obj.metadata_mut();
+    m.resource_version = resource_version;
+    m.self_link = self_link;
+    encoded
 }
 
 /// Decodes a request object into its typed form; errors read like Kubernetes'.
@@ -150,8 +150,10 @@ mod tests {
             },
             ..Default::default()
         };
-        let b = encode_object(&cm).unwrap();
+        let mut cm = cm;
+        let b = encode_object(&mut cm).unwrap();
         assert!(!String::from_utf8_lossy(&b).contains("resourceVersion"));
+        assert_eq!(cm.metadata.resource_version.as_deref(), Some("5"));
         assert!(
             String::from_utf8_lossy(&b)
                 .starts_with(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"#)

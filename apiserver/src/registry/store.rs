@@ -351,9 +351,10 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         );
         rkube_machinery::apply::track_update(old.as_ref(), &mut new, &m, schema)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // `new` is done with: its entries are moved out, not copied.
         let managed = new["metadata"]
-            .get("managedFields")
-            .cloned()
+            .get_mut("managedFields")
+            .map(Value::take)
             .filter(|v| !v.is_null())
             .map(serde_json::from_value)
             .transpose()
@@ -441,7 +442,7 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
             self.strategy.release(api, &obj, None).await;
             return Err(e);
         }
-        let bytes = encode_object(&obj)?;
+        let bytes = encode_object(&mut obj)?;
         if opts.dry_run {
             self.strategy.release(api, &obj, None).await;
             return Ok(Written {
@@ -634,8 +635,9 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 }
                 Sub::Status | Sub::Approval => {
                     let mut d = current.clone();
-                    match desired.get("status") {
-                        Some(s) => d["status"] = s.clone(),
+                    let mut desired = desired;
+                    match desired.as_object_mut().and_then(|o| o.remove("status")) {
+                        Some(s) => d["status"] = s,
                         None => {
                             if let Some(o) = d.as_object_mut() {
                                 o.remove("status");
@@ -683,7 +685,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 self.strategy.release(api, &obj, Some(&old)).await;
                 return Err(e);
             }
-            let bytes = encode_object(&obj)?;
+            let bytes = encode_object(&mut obj)?;
             if bytes == stored.value && obj.metadata().deletion_timestamp.is_none() {
                 // Nothing changed: no write, no new resourceVersion.
                 return Ok(Written {
@@ -828,7 +830,7 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
                 }
                 m.finalizers = (!finalizers.is_empty()).then_some(finalizers);
                 self.strategy.defaults(&mut obj);
-                let bytes = encode_object(&obj)?;
+                let bytes = encode_object(&mut obj)?;
                 if opts.dry_run {
                     return Ok(Written {
                         body: with_resource_version(&bytes, stored.mod_revision),

@@ -13,6 +13,7 @@
 //! ([`crate::patch::strategic_merge_patch`]) and the OpenAPI documents ([`openapi`]).
 
 pub mod facts;
+mod known;
 pub mod openapi;
 mod registry;
 #[cfg(test)]
@@ -448,44 +449,6 @@ impl<'a> SchemaRef<'a> {
 /// not match the schema are left to the decoder to report.
 pub fn unknown_fields(schema: SchemaRef<'_>, value: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    let mut path = String::new();
-    collect_unknown(schema, value, &mut path, &mut out);
+    known::Known::of(schema).collect(value, &mut out);
     out
-}
-
-fn collect_unknown(schema: SchemaRef<'_>, value: &Value, path: &mut String, out: &mut Vec<String>) {
-    let len = path.len();
-    match (schema.kind(), value) {
-        (SchemaKind::Object, Value::Object(map)) => {
-            for (key, child) in map {
-                path.push('.');
-                path.push_str(key);
-                match schema.field(key) {
-                    Some(field) => collect_unknown(field, child, path, out),
-                    None => out.push(path.clone()),
-                }
-                path.truncate(len);
-            }
-        }
-        (SchemaKind::Map, Value::Object(map)) => {
-            if let Some(values) = schema.map_values() {
-                for (key, child) in map {
-                    path.push('.');
-                    path.push_str(key);
-                    collect_unknown(values, child, path, out);
-                    path.truncate(len);
-                }
-            }
-        }
-        (SchemaKind::Array, Value::Array(items)) => {
-            if let Some(item_schema) = schema.items() {
-                for (index, item) in items.iter().enumerate() {
-                    path.push_str(&format!("[{index}]"));
-                    collect_unknown(item_schema, item, path, out);
-                    path.truncate(len);
-                }
-            }
-        }
-        _ => {}
-    }
 }

@@ -24,7 +24,7 @@ async fn pod_security(api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), Api
     use crate::pod_security::{forbidden_message, policy, violations};
     let ns = adm.obj.metadata.namespace.clone().unwrap_or_default();
     let labels: std::collections::BTreeMap<String, String> =
-        crate::admission::cached_object(api, &crate::resources::NAMESPACES, None, &ns)
+        crate::admission::cached_object::<Value>(api, &crate::resources::NAMESPACES, None, &ns)
             .await?
             .and_then(|v| serde_json::from_value(v["metadata"]["labels"].clone()).ok())
             .unwrap_or_default();

@@ -55,11 +55,14 @@ pub async fn admit(api: &Api, pod: &mut Pod) -> Result<(), ApiError> {
     if mirror {
         return Ok(());
     }
-    let sa_automount =
-        crate::admission::cached_object(api, &resources::SERVICEACCOUNTS, Some(ns), &sa_name)
-            .await?
-            .and_then(|v| serde_json::from_value::<ServiceAccount>(v).ok())
-            .and_then(|sa| sa.automount_service_account_token);
+    let sa_automount = crate::admission::cached_object::<ServiceAccount>(
+        api,
+        &resources::SERVICEACCOUNTS,
+        Some(ns),
+        &sa_name,
+    )
+    .await?
+    .and_then(|sa| sa.automount_service_account_token);
     let automount = spec
         .automount_service_account_token
         .or(sa_automount)
