@@ -151,7 +151,7 @@ fn clean_subpath(p: &str) -> Result<PathBuf, ConfigError> {
 /// The CRI config of a container and the host path of its termination-message file.
 pub fn container_config(p: &Params<'_>) -> Result<(cri::ContainerConfig, PathBuf), ConfigError> {
     let c = p.container;
-    let spec = p.pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(p.pod);
     let psc = spec.security_context.clone().unwrap_or_default();
     let sc = c.security_context.clone().unwrap_or_default();
     let privileged = sc.privileged.unwrap_or(false);

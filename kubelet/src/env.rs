@@ -406,7 +406,7 @@ pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
 /// The value of a `fieldRef` path for a pod.
 pub fn field_value(pod: &Pod, path: &str, ctx: &Context) -> Result<String, EnvError> {
     let m = &pod.metadata;
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let map_key = |prefix: &str| -> Option<String> {
         path.strip_prefix(prefix)?
             .strip_prefix("['")?
@@ -431,8 +431,8 @@ pub fn field_value(pod: &Pod, path: &str, ctx: &Context) -> Result<String, EnvEr
         "metadata.name" => m.name.clone().unwrap_or_default(),
         "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
         "metadata.uid" => m.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => spec.node_name.unwrap_or_default(),
-        "spec.serviceAccountName" => spec.service_account_name.unwrap_or_default(),
+        "spec.nodeName" => spec.node_name.clone().unwrap_or_default(),
+        "spec.serviceAccountName" => spec.service_account_name.clone().unwrap_or_default(),
         "status.podIP" => ctx.pod_ips.first().cloned().unwrap_or_default(),
         "status.podIPs" => ctx.pod_ips.join(","),
         "status.hostIP" => ctx.host_ips.first().cloned().unwrap_or_default(),

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -130,6 +130,17 @@ struct Worker {
     /// The last container instance a BackOff event was sent for.
     backoff_events: HashMap<String, String>,
     terminating: bool,
+}
+
+/// A pod's spec, borrowed from a shared pod (the default spec when the pod has none).
+struct SpecRef(Arc<Pod>);
+
+impl std::ops::Deref for SpecRef {
+    type Target = PodSpec;
+
+    fn deref(&self) -> &PodSpec {
+        crate::pods::spec_of(&self.0)
+    }
 }
 
 /// Starts a worker for a pod.
@@ -273,13 +284,15 @@ impl Worker {
         self.wakeups.iter().copied().fold(resync, Instant::min)
     }
 
-    fn spec(&self) -> k8s_openapi::api::core::v1::PodSpec {
-        self.pod.spec.clone().unwrap_or_default()
+    /// The pod's spec, shared with the pod (not copied: a worker reads it many times a sync).
+    fn spec(&self) -> SpecRef {
+        SpecRef(self.pod.clone())
     }
 
     fn restart_policy(&self) -> String {
         self.spec()
             .restart_policy
+            .clone()
             .unwrap_or_else(|| "Always".into())
     }
 
@@ -1016,24 +1029,24 @@ impl Worker {
     async fn report(&mut self, rt: &PodRuntime) {
         self.reported_runtime = Some(rt.fingerprint());
         let node = self.ctx.node();
-        let mut view = (*self.pod).clone();
-        if let Some(last) = &self.last_status {
-            // Our last computed status carries the transition times and phase the informer
-            // may not have delivered yet; conditions of others come from the API.
-            let mut s = view.status.clone().unwrap_or_default();
+        // The status to compute from: the API's, with our last computed status's transition
+        // times and phase the informer may not have delivered yet; conditions of others come
+        // from the API. (The pod itself is not copied for it.)
+        let merged = self.last_status.as_ref().map(|last| {
+            let mut s = self.pod.status.clone().unwrap_or_default();
             let others: Vec<_> = s
                 .conditions
-                .clone()
+                .take()
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|c| !status::OWNED_CONDITIONS.contains(&c.type_.as_str()))
                 .collect();
             let mut conds: Vec<_> = last
                 .conditions
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
+                .iter()
+                .flatten()
                 .filter(|c| status::OWNED_CONDITIONS.contains(&c.type_.as_str()))
+                .cloned()
                 .collect();
             conds.extend(others);
             s.conditions = Some(conds);
@@ -1043,8 +1056,9 @@ impl Worker {
                 s.reason = last.reason.clone();
                 s.message = last.message.clone();
             }
-            view.status = Some(s);
-        }
+            s
+        });
+        let old = merged.as_ref().or(self.pod.status.as_ref());
         let probes = (!self.terminating).then_some(&self.probes);
         let mut waiting = self.waiting.clone();
         if let Some(err) = &self.volume_error {
@@ -1055,7 +1069,8 @@ impl Worker {
             }
         }
         let new = status::generate(
-            &view,
+            &self.pod,
+            old,
             rt,
             &status::Inputs {
                 probes,
@@ -1092,15 +1107,8 @@ impl Worker {
         }
         let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         let name = self.pod.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(status::status_patch(&self.uid, &new)),
-            )
-            .await
-        {
+        let patch = Patch::Merge(status::status_patch(&self.uid, &new));
+        match patch_pod_status(&self.ctx.client, &ns, &name, &patch).await {
             Ok(_) => self.last_sent = Some(owned),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
                 tracing::debug!(pod = %pod_desc(&self.pod), "pod gone while writing its status");
@@ -1161,6 +1169,22 @@ impl Worker {
         }
         Next::Done
     }
+}
+
+/// Patches a pod's `status` subresource, leaving the pod the API server answers with
+/// unparsed: a worker has no use for it (its watch delivers the pod), and decoding a whole
+/// pod for every status write was a measurable share of a node's work.
+async fn patch_pod_status(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    patch: &Patch<serde_json::Value>,
+) -> Result<(), kube::Error> {
+    use kube::Resource as _;
+    let req = kube::core::Request::new(Pod::url_path(&(), Some(ns)))
+        .patch_subresource("status", name, &PatchParams::default(), patch)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(req).await.map(drop)
 }
 
 /// Stops one container instance.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -19,6 +19,13 @@ use crate::events::EventType;
 use crate::pod_worker::{self, Handle, Msg};
 use crate::qos;
 use crate::runtime::{PodRuntime, State};
+
+/// A pod's spec, borrowed (the default spec when the pod has none): the status, sandbox and
+/// container code read it at every sync, and copying a whole spec each time was measurable.
+pub fn spec_of(pod: &Pod) -> &PodSpec {
+    static EMPTY: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec::default);
+    pod.spec.as_ref().unwrap_or(&EMPTY)
+}
 
 struct Entry {
     handle: Handle,

@@ -44,7 +44,7 @@ pub fn log_dir(root: &Path, pod: &Pod) -> PathBuf {
 /// The pod's hostname (spec.hostname, else its name cut to 63 characters) and its domain
 /// (`<subdomain>.<namespace>.svc.<cluster domain>` when a subdomain is set).
 pub fn hostname(pod: &Pod, cluster_domain: &str) -> (String, Option<String>) {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let mut name = spec
         .hostname
         .clone()
@@ -54,12 +54,16 @@ pub fn hostname(pod: &Pod, cluster_domain: &str) -> (String, Option<String>) {
         name.truncate(63);
         name = name.trim_end_matches(['-', '.']).to_string();
     }
-    let domain = spec.subdomain.filter(|s| !s.is_empty()).map(|s| {
-        format!(
-            "{s}.{}.svc.{cluster_domain}",
-            pod.metadata.namespace.as_deref().unwrap_or("default")
-        )
-    });
+    let domain = spec
+        .subdomain
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            format!(
+                "{s}.{}.svc.{cluster_domain}",
+                pod.metadata.namespace.as_deref().unwrap_or("default")
+            )
+        });
     (name, domain)
 }
 
@@ -84,7 +88,7 @@ pub fn parse_resolv_conf(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) 
 /// The sandbox DNS config for the pod's dnsPolicy; a warning when ClusterFirst has no cluster
 /// DNS to use (the pod then gets the node's resolv.conf, as Kubernetes does).
 pub fn dns_config(pod: &Pod, ctx: &SandboxContext) -> (cri::DnsConfig, Option<String>) {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let host_network = spec.host_network.unwrap_or(false);
     let policy = spec
         .dns_policy
@@ -185,7 +189,7 @@ pub fn seccomp(profile: Option<&SeccompProfile>, root: &Path) -> cri::SecurityPr
 
 /// The namespaces of the pod's containers.
 pub fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let mode = |node: bool, pod_mode: cri::NamespaceMode| {
         if node {
             cri::NamespaceMode::Node as i32
@@ -239,7 +243,7 @@ pub fn sandbox_config(
     attempt: u32,
     ctx: &SandboxContext,
 ) -> (cri::PodSandboxConfig, Option<String>) {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let host_network = spec.host_network.unwrap_or(false);
     let (hostname, _) = hostname(pod, &ctx.cluster_domain);
     let (dns, warning) = dns_config(pod, ctx);

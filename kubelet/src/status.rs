@@ -217,7 +217,7 @@ pub const OWNED_CONDITIONS: &[&str] = &[
 
 /// Whether the pod's init containers have all completed in the current sandbox.
 pub fn initialized(pod: &Pod, rt: &PodRuntime) -> (bool, Vec<String>) {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     let sandbox = rt.latest_sandbox().map(|s| s.id.clone());
     let mut pending = Vec::new();
     for c in spec.init_containers.iter().flatten() {
@@ -234,7 +234,7 @@ pub fn initialized(pod: &Pod, rt: &PodRuntime) -> (bool, Vec<String>) {
 
 /// Whether an init container failed in a way that fails the pod (restartPolicy Never).
 fn init_failed(pod: &Pod, rt: &PodRuntime) -> bool {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = crate::pods::spec_of(pod);
     if spec.restart_policy.as_deref() != Some("Never") {
         return false;
     }
@@ -306,10 +306,14 @@ pub fn phase(
 }
 
 /// Computes the pod's status. `old` is the status the API holds (for transition times, the
-/// start time and the conditions other components own).
-pub fn generate(pod: &Pod, rt: &PodRuntime, inp: &Inputs<'_>) -> PodStatus {
-    let old = pod.status.as_ref();
-    let spec = pod.spec.clone().unwrap_or_default();
+/// start time and the conditions other components own); the pod's own status is not read.
+pub fn generate(
+    pod: &Pod,
+    old: Option<&PodStatus>,
+    rt: &PodRuntime,
+    inp: &Inputs<'_>,
+) -> PodStatus {
+    let spec = crate::pods::spec_of(pod);
     let (init_done, init_pending) = initialized(pod, rt);
     let sandbox = rt.latest_sandbox();
     let host_network = spec.host_network.unwrap_or(false);
@@ -636,7 +640,7 @@ mod tests {
             HashMap::new(),
             vec!["192.168.1.2".to_string()],
         );
-        let s = generate(&p, &rt, &inputs(&w, &m, &ips));
+        let s = generate(&p, p.status.as_ref(), &rt, &inputs(&w, &m, &ips));
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(s.pod_ip.as_deref(), Some("10.244.0.9"));
         assert_eq!(s.host_ip.as_deref(), Some("192.168.1.2"));
@@ -685,7 +689,7 @@ mod tests {
         )]
         .into();
         let (m, ips) = (HashMap::new(), vec![]);
-        let s = generate(&p, &rt, &inputs(&w, &m, &ips));
+        let s = generate(&p, p.status.as_ref(), &rt, &inputs(&w, &m, &ips));
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert_eq!(
             cs.state
@@ -710,7 +714,7 @@ mod tests {
         let never =
             pod(serde_json::json!({"restartPolicy": "Never", "containers": [{"name": "a"}]}));
         let none = HashMap::new();
-        let s = generate(&never, &rt, &inputs(&none, &m, &ips));
+        let s = generate(&never, never.status.as_ref(), &rt, &inputs(&none, &m, &ips));
         assert_eq!(s.phase.as_deref(), Some("Failed"));
         // OnFailure with a clean exit: Succeeded.
         let ok = PodRuntime {
@@ -720,7 +724,7 @@ mod tests {
         };
         let of =
             pod(serde_json::json!({"restartPolicy": "OnFailure", "containers": [{"name": "a"}]}));
-        let s = generate(&of, &ok, &inputs(&none, &m, &ips));
+        let s = generate(&of, of.status.as_ref(), &ok, &inputs(&none, &m, &ips));
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
         let ready = s
             .conditions
@@ -742,7 +746,7 @@ mod tests {
             ..Default::default()
         };
         let (w, m, ips) = (HashMap::new(), HashMap::new(), vec![]);
-        let s = generate(&p, &rt, &inputs(&w, &m, &ips));
+        let s = generate(&p, p.status.as_ref(), &rt, &inputs(&w, &m, &ips));
         assert_eq!(s.phase.as_deref(), Some("Pending"));
         let init = s.init_container_statuses.as_ref().unwrap();
         assert!(init[0].state.as_ref().unwrap().running.is_some());
@@ -787,7 +791,12 @@ mod tests {
     fn patch_has_every_owned_field() {
         let p = pod(serde_json::json!({"containers": [{"name": "a"}]}));
         let (w, m, ips) = (HashMap::new(), HashMap::new(), vec![]);
-        let s = generate(&p, &PodRuntime::default(), &inputs(&w, &m, &ips));
+        let s = generate(
+            &p,
+            p.status.as_ref(),
+            &PodRuntime::default(),
+            &inputs(&w, &m, &ips),
+        );
         let patch = status_patch("u", &s);
         assert_eq!(patch["metadata"]["uid"], "u");
         assert!(
