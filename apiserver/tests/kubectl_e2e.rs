@@ -590,3 +590,68 @@ async fn kubectl_workflow_on_etcd() {
     .await
     .unwrap();
 }
+
+/// Unknown fields, nested in lists, reach the real kubectl as Kubernetes words them: its
+/// default (`--validate=strict`) refuses the object, `--validate=warn` creates it and prints
+/// a warning per field, `--validate=false` says nothing.
+fn unknown_fields(s: &TestServer) {
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    imagePullPolicyy: Always\n    ports:\n    - containerPort: 80\n      protocoll: TCP\n  tolerations:\n  - key: k\n    operator: Exists\n    effectt: NoSchedule\n"
+        )
+    };
+    let fields = [
+        "spec.containers[0].imagePullPolicyy",
+        "spec.containers[0].ports[0].protocoll",
+        "spec.tolerations[0].effectt",
+    ];
+    let strict = pod("strict");
+    let out = s.kubectl_with(&["create", "-f", "-"], Some(&strict), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("strict decoding error"), "{err}");
+    for f in fields {
+        assert!(
+            err.contains(&format!("unknown field \"{f}\"")),
+            "{f}: {err}"
+        );
+    }
+    s.kubectl_err(&["get", "pod", "strict"]);
+
+    let warn = pod("warned");
+    let out = s.kubectl_with(&["create", "--validate=warn", "-f", "-"], Some(&warn), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for f in fields {
+        assert!(
+            err.contains(&format!("Warning: unknown field \"{f}\"")),
+            "{f}: {err}"
+        );
+    }
+    let policy = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "warned",
+        "-o",
+        "jsonpath={.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(policy, "IfNotPresent", "the misspelt field is dropped");
+
+    let ignore = pod("ignored");
+    let out = s.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        Some(&ignore),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("unknown field"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_unknown_fields() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || unknown_fields(&s))
+        .await
+        .unwrap();
+}
