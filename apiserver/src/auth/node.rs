@@ -373,19 +373,6 @@ async fn uses(api: &Api, node: &str, kind: &'static str, namespace: &str, name: 
         .any(|p| pod_references(p, kind).iter().any(|n| n == name))
 }
 
-/// A pod's node, all that is read of it for each write of a kubelet to a pod.
-#[derive(Deserialize)]
-struct Bound {
-    #[serde(default)]
-    spec: BoundSpec,
-}
-
-#[derive(Default, Deserialize)]
-struct BoundSpec {
-    #[serde(rename = "nodeName")]
-    node_name: Option<String>,
-}
-
 /// The node a stored pod is bound to.
 async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
     let kv = api
@@ -393,7 +380,7 @@ async fn pod_node(api: &Api, namespace: &str, name: &str) -> Option<String> {
         .get(&resources::PODS.key(Some(namespace), name))
         .await
         .ok()??;
-    let pod: Bound = serde_json::from_slice(&kv.value).ok()?;
+    let pod: PodUses = serde_json::from_slice(&kv.value).ok()?;
     pod.spec.node_name
 }
 
