@@ -361,6 +361,26 @@ pub async fn run(
     drop(store);
     drop(cache);
     drop(encrypted);
-    drop(backend);
+    release(backend).await;
     Ok(())
+}
+
+/// Closes the store: waits (a bounded time) until nothing but `backend` holds it, so that its
+/// last reference is dropped here and it is closed (an embedded store's file released, an etcd
+/// client's connections ended) when `run` returns. What may still hold it for a moment after
+/// the server stopped: a connection's or an HTTP/2 stream's task that has finished its work
+/// but not yet been dropped.
+async fn release(backend: Arc<dyn Storage>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&backend) > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                holders = Arc::strong_count(&backend) - 1,
+                "the store is still in use 10 s after the server stopped; leaving it open"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(backend);
 }

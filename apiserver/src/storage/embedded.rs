@@ -279,6 +279,13 @@ impl Drop for Inner {
         if let Some(t) = self.thread.lock().expect("thread lock").take() {
             let _ = t.join();
         }
+        // Reads run on blocking threads and go on when the future that asked for them is
+        // dropped (an aborted task's list, a watch's replay): let them finish, briefly, so the
+        // file is released when the store is dropped and can be opened again at once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.db) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 
@@ -1019,5 +1026,37 @@ impl Watcher {
                 _ = self.out.closed() => return Live::Done,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read whose caller went away (an aborted task's list) goes on on its blocking thread;
+    /// dropping the store waits for it, so the file can be opened again at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_waits_for_abandoned_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rkube.db");
+        let store = EmbeddedStorage::open(EmbeddedConfig::new(&path)).unwrap();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        let task = tokio::spawn(async move {
+            reader
+                .read(move |_db| {
+                    started_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || started.recv().unwrap())
+            .await
+            .unwrap();
+        task.abort();
+        let _ = task.await;
+        drop(store);
+        EmbeddedStorage::open(EmbeddedConfig::new(&path)).expect("the file is released");
     }
 }
