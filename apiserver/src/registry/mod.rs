@@ -209,6 +209,17 @@ impl Column {
 /// The fields a field selector can test, for one object.
 pub type Fields = BTreeMap<String, String>;
 
+/// What label and field selectors read of an object's metadata.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SelectableMeta {
+    /// metadata.name.
+    pub name: Option<String>,
+    /// metadata.namespace.
+    pub namespace: Option<String>,
+    /// metadata.labels.
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
 /// `autoscaling/v1` Scale facts of an object with a `scale` subresource.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScaleInfo {
@@ -278,6 +289,14 @@ pub trait Strategy<T: Object>: Send + Sync + 'static {
 
     /// Extra fields for field selectors (metadata.name/namespace are always there).
     fn fields(&self, _obj: &T, _out: &mut Fields) {}
+
+    /// For kinds with large objects that watches select from (pods, at every change): the
+    /// metadata selectors read and the extra fields, deserialized straight from the stored
+    /// JSON with the rest skipped, instead of decoding the whole object for
+    /// [`Strategy::fields`]. `None`: the kind does not provide it.
+    fn selectable_raw(&self, _raw: &[u8]) -> Option<serde_json::Result<(SelectableMeta, Fields)>> {
+        None
+    }
 
     /// Field selector names the kind supports besides metadata.name/namespace.
     fn field_names(&self) -> &'static [&'static str] {

@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
 use super::codec::{decode, encode_object, with_resource_version};
-use super::{Admission, Api, Column, Fields, Object, Operation, ScaleInfo, Strategy, meta};
+use super::{
+    Admission, Api, Column, Fields, Object, Operation, ScaleInfo, SelectableMeta, Strategy, meta,
+};
 use crate::admission;
 use crate::error::{ApiError, FieldError};
 use crate::resources::ResourceDef;
@@ -879,18 +881,31 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
     }
 
     fn selectable(&self, raw: &[u8]) -> Result<(BTreeMap<String, String>, Fields), ApiError> {
-        let obj = self.decode_raw(raw)?;
-        let m = obj.metadata();
-        let mut fields = Fields::new();
-        fields.insert("metadata.name".into(), m.name.clone().unwrap_or_default());
+        let (meta, mut fields) = match self.strategy.selectable_raw(raw) {
+            Some(read) => read.map_err(|e| {
+                ApiError::internal(format!("stored {} is not decodable: {e}", self.def.kind))
+            })?,
+            None => {
+                let mut obj = self.decode_raw(raw)?;
+                let mut fields = Fields::new();
+                self.strategy.fields(&obj, &mut fields);
+                let m = obj.metadata_mut();
+                let meta = SelectableMeta {
+                    name: m.name.take(),
+                    namespace: m.namespace.take(),
+                    labels: m.labels.take(),
+                };
+                (meta, fields)
+            }
+        };
+        fields.insert("metadata.name".into(), meta.name.unwrap_or_default());
         if self.def.namespaced {
             fields.insert(
                 "metadata.namespace".into(),
-                m.namespace.clone().unwrap_or_default(),
+                meta.namespace.unwrap_or_default(),
             );
         }
-        self.strategy.fields(&obj, &mut fields);
-        Ok((m.labels.clone().unwrap_or_default(), fields))
+        Ok((meta.labels.unwrap_or_default(), fields))
     }
 
     fn field_names(&self) -> Vec<&'static str> {

@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::{podspec, priority, sa_admission};
 use crate::error::{ApiError, FieldError};
 use crate::registry::{
-    Admission, Api, Column, Fields, Operation, Settings, Strategy, age, human_age, name,
+    Admission, Api, Column, Fields, Operation, SelectableMeta, Settings, Strategy, age, human_age,
+    name,
 };
 
 /// Pod behaviour.
@@ -204,6 +205,35 @@ fn immutable_view(spec: &PodSpec) -> Value {
     s.termination_grace_period_seconds = None;
     s.scheduling_gates = None;
     serde_json::to_value(s).unwrap_or_default()
+}
+
+/// What selectors read of a stored pod: its watchers (kubelets by `spec.nodeName`, the
+/// scheduler by `status.phase`) test every change of a pod, before and after, so the rest of
+/// the object is skipped rather than decoded.
+#[derive(serde::Deserialize)]
+struct Selectable {
+    metadata: Option<SelectableMeta>,
+    spec: Option<SelectableSpec>,
+    status: Option<SelectableStatus>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SelectableSpec {
+    node_name: Option<String>,
+    restart_policy: Option<String>,
+    scheduler_name: Option<String>,
+    service_account_name: Option<String>,
+    host_network: Option<bool>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SelectableStatus {
+    phase: Option<String>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<String>,
+    nominated_node_name: Option<String>,
 }
 
 #[async_trait]
@@ -409,32 +439,37 @@ impl Strategy<Pod> for PodStrategy {
         ]
     }
 
-    fn fields(&self, pod: &Pod, out: &mut Fields) {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let status = pod.status.clone().unwrap_or_default();
-        out.insert("spec.nodeName".into(), spec.node_name.unwrap_or_default());
-        out.insert(
-            "spec.restartPolicy".into(),
-            spec.restart_policy.unwrap_or_default(),
-        );
-        out.insert(
-            "spec.schedulerName".into(),
-            spec.scheduler_name.unwrap_or_default(),
-        );
-        out.insert(
-            "spec.serviceAccountName".into(),
-            spec.service_account_name.unwrap_or_default(),
-        );
-        out.insert(
-            "spec.hostNetwork".into(),
-            spec.host_network.unwrap_or(false).to_string(),
-        );
-        out.insert("status.phase".into(), status.phase.unwrap_or_default());
-        out.insert("status.podIP".into(), status.pod_ip.unwrap_or_default());
-        out.insert(
-            "status.nominatedNodeName".into(),
-            status.nominated_node_name.unwrap_or_default(),
-        );
+    fn selectable_raw(&self, raw: &[u8]) -> Option<serde_json::Result<(SelectableMeta, Fields)>> {
+        Some(serde_json::from_slice::<Selectable>(raw).map(|pod| {
+            let spec = pod.spec.unwrap_or_default();
+            let status = pod.status.unwrap_or_default();
+            let fields = Fields::from([
+                ("spec.nodeName".into(), spec.node_name.unwrap_or_default()),
+                (
+                    "spec.restartPolicy".into(),
+                    spec.restart_policy.unwrap_or_default(),
+                ),
+                (
+                    "spec.schedulerName".into(),
+                    spec.scheduler_name.unwrap_or_default(),
+                ),
+                (
+                    "spec.serviceAccountName".into(),
+                    spec.service_account_name.unwrap_or_default(),
+                ),
+                (
+                    "spec.hostNetwork".into(),
+                    spec.host_network.unwrap_or(false).to_string(),
+                ),
+                ("status.phase".into(), status.phase.unwrap_or_default()),
+                ("status.podIP".into(), status.pod_ip.unwrap_or_default()),
+                (
+                    "status.nominatedNodeName".into(),
+                    status.nominated_node_name.unwrap_or_default(),
+                ),
+            ]);
+            (pod.metadata.unwrap_or_default(), fields)
+        }))
     }
 
     fn field_names(&self) -> &'static [&'static str] {
@@ -457,6 +492,67 @@ mod tests {
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()
+    }
+
+    /// Selectors read a stored pod's fields without decoding the pod: every field the kind
+    /// names, from a pod as stored (all of its other fields skipped), and their defaults when
+    /// spec or status is absent or null.
+    #[test]
+    fn selectable_fields_read_from_stored_json() {
+        let stored = serde_json::to_vec(&pod(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"},
+                         "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"nodeName": "n1", "restartPolicy": "Never", "schedulerName": "s",
+                     "serviceAccountName": "sa", "hostNetwork": true,
+                     "containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "nominatedNodeName": "n2",
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        })))
+        .unwrap();
+        let (meta, fields) = PodStrategy.selectable_raw(&stored).unwrap().unwrap();
+        assert_eq!(meta.name.as_deref(), Some("p"));
+        assert_eq!(meta.namespace.as_deref(), Some("ns"));
+        assert_eq!(meta.labels.unwrap()["app"], "web");
+        let want = [
+            ("spec.nodeName", "n1"),
+            ("spec.restartPolicy", "Never"),
+            ("spec.schedulerName", "s"),
+            ("spec.serviceAccountName", "sa"),
+            ("spec.hostNetwork", "true"),
+            ("status.phase", "Running"),
+            ("status.podIP", "10.0.0.5"),
+            ("status.nominatedNodeName", "n2"),
+        ];
+        assert_eq!(
+            fields,
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Fields>()
+        );
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut declared = PodStrategy.field_names().to_vec();
+        names.sort_unstable();
+        declared.sort_unstable();
+        assert_eq!(names, declared, "every field selectors may name is read");
+
+        for bare in [
+            &br#"{"metadata": {"name": "q"}}"#[..],
+            br#"{"metadata": {"name": "q"}, "spec": null, "status": null}"#,
+        ] {
+            let (meta, fields) = PodStrategy.selectable_raw(bare).unwrap().unwrap();
+            assert_eq!(meta.name.as_deref(), Some("q"));
+            assert!(meta.labels.is_none());
+            assert_eq!(fields["spec.nodeName"], "");
+            assert_eq!(fields["spec.hostNetwork"], "false");
+            assert_eq!(fields["status.phase"], "");
+        }
+        assert!(
+            PodStrategy
+                .selectable_raw(br#"{"spec": {"hostNetwork": "yes"}}"#)
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[test]
