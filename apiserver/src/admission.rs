@@ -47,6 +47,24 @@ pub async fn cached_object<T: DeserializeOwned + Default>(
     Ok(found.map(|kv| serde_json::from_slice(&kv.value).unwrap_or_default()))
 }
 
+/// What the namespace lifecycle check reads of a namespace.
+#[derive(Default, serde::Deserialize)]
+struct Lifecycle {
+    metadata: Option<LifecycleMeta>,
+    status: Option<LifecycleStatus>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LifecycleMeta {
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct LifecycleStatus {
+    phase: Option<String>,
+}
+
 /// Refuses creates in a namespace that does not exist or is being deleted.
 pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Result<(), ApiError> {
     if std::ptr::eq(def, &resources::NAMESPACES) {
@@ -59,17 +77,19 @@ pub async fn namespace_lifecycle(api: &Api, ns: &str, def: &ResourceDef) -> Resu
             .get(&key)
             .await
             .map_err(|e| ApiError::from_storage(e, "", "namespaces", ns))?
-            .map(|kv| serde_json::from_slice::<Value>(&kv.value).unwrap_or_default())
+            .map(|kv| serde_json::from_slice::<Lifecycle>(&kv.value).unwrap_or_default())
     } else {
-        cached_object::<Value>(api, &resources::NAMESPACES, None, ns).await?
+        cached_object::<Lifecycle>(api, &resources::NAMESPACES, None, ns).await?
     };
-    let Some(v) = found else {
+    let Some(found) = found else {
         return Err(ApiError::not_found("", "namespaces", ns));
     };
-    let terminating = v["status"]["phase"] == "Terminating"
-        || v["metadata"]
-            .get("deletionTimestamp")
-            .is_some_and(|t| !t.is_null());
+    let terminating = found
+        .status
+        .is_some_and(|s| s.phase.as_deref() == Some("Terminating"))
+        || found
+            .metadata
+            .is_some_and(|m| m.deletion_timestamp.is_some());
     if terminating {
         let mut e = ApiError::forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
