@@ -514,6 +514,14 @@ fn compare_at(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>, hide: (Hide,
     if old.is_none() && new.is_none() {
         return out;
     }
+    // Equal values have no difference to find: most of an updated object (a pod's spec when
+    // its status changes) is not walked field by field.
+    if hide == NO_HIDE
+        && let (Some(a), Some(b)) = (old, new)
+        && values_equal(a, b)
+    {
+        return out;
+    }
     let kind = resolve(ty, &[old, new]);
     if kind.is_object() {
         let l = View::of(old, hide.0);
