@@ -2,7 +2,10 @@
 //! etcd started here) under HTTP load — pod creates/s and gets/s with C concurrent requests,
 //! the latency of listing 10k pods (consistent and from the watch cache), and watch events/s
 //! delivered to 100 watchers — plus raw etcd puts/s of the same payload size in the same run,
-//! the baseline of the creates-over-etcd ratio.
+//! the baseline of the creates-over-etcd ratio. Each create measurement also reports the CPU
+//! time one operation cost, in this process (load generator and API server) and in etcd: a
+//! figure the machine's speed changes far less than throughput, and which shows where a
+//! create's cost lies.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use rkube_testkit::etcd::EtcdServer;
 
+use super::control_plane::proc_stats;
 use super::report::Report;
 use super::server::{Http, Server, create_namespace, http, request, start_server, stop};
 
@@ -247,6 +251,55 @@ fn median(mut v: Vec<(f64, f64, f64)>) -> (f64, f64, f64) {
     v[v.len() / 2]
 }
 
+/// CPU time spent per operation of a measurement, µs: in this process (the load generator,
+/// and the API server when one is measured — it runs in-process) and in etcd.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuPerOp {
+    here: f64,
+    etcd: f64,
+}
+
+/// CPU seconds used so far by this process and by etcd (utime + stime from `/proc`).
+fn cpu_seconds(etcd: &EtcdServer) -> anyhow::Result<(f64, f64)> {
+    let here = proc_stats(std::process::id())?.cpu;
+    let etcd = match etcd.pid() {
+        Some(pid) => proc_stats(pid)?.cpu,
+        None => 0.0,
+    };
+    Ok((here, etcd))
+}
+
+/// Runs `measurement` of `ops` operations and adds what CPU each cost to `cpu`.
+async fn with_cpu<T>(
+    etcd: &EtcdServer,
+    ops: usize,
+    cpu: &mut Vec<CpuPerOp>,
+    measurement: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let before = cpu_seconds(etcd)?;
+    let out = measurement.await?;
+    let after = cpu_seconds(etcd)?;
+    let per_op = |a: f64, b: f64| (b - a) * 1e6 / ops.max(1) as f64;
+    cpu.push(CpuPerOp {
+        here: per_op(before.0, after.0),
+        etcd: per_op(before.1, after.1),
+    });
+    Ok(out)
+}
+
+/// The median of each figure.
+fn median_cpu(v: &[CpuPerOp]) -> CpuPerOp {
+    let mid = |f: fn(&CpuPerOp) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x.get(x.len() / 2).copied().unwrap_or(0.0)
+    };
+    CpuPerOp {
+        here: mid(|c| c.here),
+        etcd: mid(|c| c.etcd),
+    }
+}
+
 /// Runs the API benchmark on the embedded store and on etcd.
 pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let mut report = Report {
@@ -270,51 +323,85 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     // Creates: the raw etcd baseline and both backends, alternating rounds (median reported),
     // so machine noise hits all three alike.
     let (mut raw_puts, mut raw_txns, mut emb, mut etc) = (vec![], vec![], vec![], vec![]);
+    // CPU per operation of each, in the same order.
+    let mut cpu: [Vec<CpuPerOp>; 4] = Default::default();
     for round in 0..cfg.rounds.max(1) {
+        let [cpu_puts, cpu_txns, cpu_emb, cpu_etc] = &mut cpu;
         raw_puts.push(
-            load(cfg.creates, cfg.concurrency, |i| {
-                let mut kv = raw.kv_client();
-                async move {
-                    kv.put(
-                        format!("/bench/raw/r{round}/{i}"),
-                        pod(&format!("p{i}")).to_vec(),
-                        None,
-                    )
-                    .await?;
-                    Ok(())
-                }
-            })
+            with_cpu(
+                &etcd,
+                cfg.creates,
+                cpu_puts,
+                load(cfg.creates, cfg.concurrency, |i| {
+                    let mut kv = raw.kv_client();
+                    async move {
+                        kv.put(
+                            format!("/bench/raw/r{round}/{i}"),
+                            pod(&format!("p{i}")).to_vec(),
+                            None,
+                        )
+                        .await?;
+                        Ok(())
+                    }
+                }),
+            )
             .await?,
         );
         // What one create costs etcd itself: a put guarded by "the key does not exist yet".
         raw_txns.push(
-            load(cfg.creates, cfg.concurrency, |i| {
-                let mut kv = raw.kv_client();
-                async move {
-                    let key = format!("/bench/txn/r{round}/{i}");
-                    let txn = etcd_client::Txn::new()
-                        .when([etcd_client::Compare::version(
-                            key.clone(),
-                            etcd_client::CompareOp::Equal,
-                            0,
-                        )])
-                        .and_then([etcd_client::TxnOp::put(
-                            key,
-                            pod(&format!("p{i}")).to_vec(),
-                            None,
-                        )]);
-                    kv.txn(txn).await?;
-                    Ok(())
-                }
-            })
+            with_cpu(
+                &etcd,
+                cfg.creates,
+                cpu_txns,
+                load(cfg.creates, cfg.concurrency, |i| {
+                    let mut kv = raw.kv_client();
+                    async move {
+                        let key = format!("/bench/txn/r{round}/{i}");
+                        let txn = etcd_client::Txn::new()
+                            .when([etcd_client::Compare::version(
+                                key.clone(),
+                                etcd_client::CompareOp::Equal,
+                                0,
+                            )])
+                            .and_then([etcd_client::TxnOp::put(
+                                key,
+                                pod(&format!("p{i}")).to_vec(),
+                                None,
+                            )]);
+                        kv.txn(txn).await?;
+                        Ok(())
+                    }
+                }),
+            )
             .await?,
         );
         let ns = format!("create-r{round}");
         create_namespace(&c, &embedded.url, &ns).await?;
-        emb.push(create_pods(&c, &embedded.url, &ns, "p", cfg.creates, cfg.concurrency).await?);
+        let creates = create_pods(&c, &embedded.url, &ns, "p", cfg.creates, cfg.concurrency);
+        emb.push(with_cpu(&etcd, cfg.creates, cpu_emb, creates).await?);
         create_namespace(&c, &over_etcd.url, &ns).await?;
-        etc.push(create_pods(&c, &over_etcd.url, &ns, "p", cfg.creates, cfg.concurrency).await?);
+        let creates = create_pods(&c, &over_etcd.url, &ns, "p", cfg.creates, cfg.concurrency);
+        etc.push(with_cpu(&etcd, cfg.creates, cpu_etc, creates).await?);
     }
+    let [cpu_puts, cpu_txns, cpu_emb, cpu_etc] = cpu.map(|v| median_cpu(&v));
+    for (label, c) in [
+        ("raw etcd puts", cpu_puts),
+        ("raw etcd create-txns", cpu_txns),
+    ] {
+        report.measure(&format!("{label}: CPU per op, etcd"), c.etcd, "µs");
+        report.measure(&format!("{label}: CPU per op, client"), c.here, "µs");
+    }
+    report.measure(
+        "embedded: CPU per create, API server + client",
+        cpu_emb.here,
+        "µs",
+    );
+    report.measure("etcd: CPU per create, etcd", cpu_etc.etcd, "µs");
+    report.measure(
+        "etcd: CPU per create, API server + client",
+        cpu_etc.here,
+        "µs",
+    );
     let raw_puts = median(raw_puts);
     let raw_txns = median(raw_txns);
     report.measure("raw etcd puts (etcd-client)", raw_puts.0, "ops/s");
