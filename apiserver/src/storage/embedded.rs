@@ -52,6 +52,9 @@ pub struct EmbeddedConfig {
     pub progress_interval: Duration,
     /// The most writes committed together in one transaction.
     pub max_batch: usize,
+    /// How long the writer waits for more writes before committing a group when several
+    /// arrived at once (a single write, as in a quiet cluster, is committed at once).
+    pub linger: Duration,
     /// Capacity of the in-process event fan-out before a slow watcher replays from disk.
     pub fanout_capacity: usize,
     /// Bytes of database pages kept in memory (redb's cache; the file's other pages are read
@@ -71,6 +74,7 @@ impl EmbeddedConfig {
             path: path.into(),
             progress_interval: Duration::from_secs(5),
             max_batch: 1_000,
+            linger: Duration::from_micros(500),
             fanout_capacity: 4_096,
             cache_size: DEFAULT_CACHE_SIZE,
         }
@@ -215,6 +219,7 @@ impl EmbeddedStorage {
             hub: hub.clone(),
             path: path_str.clone(),
             max_batch: config.max_batch.max(1),
+            linger: config.linger,
         };
         let thread = std::thread::Builder::new()
             .name("rkube-embedded-writer".into())
@@ -571,6 +576,7 @@ struct Writer {
     hub: Arc<Hub>,
     path: String,
     max_batch: usize,
+    linger: Duration,
 }
 
 struct Staged {
@@ -596,6 +602,18 @@ impl Writer {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
                     Err(_) => break,
+                }
+            }
+            // Writes arriving together mean more are coming: wait a little for them, so that
+            // one commit (and its fsync, the bulk of its cost) serves more of them.
+            if batch.len() > 1 && !self.linger.is_zero() {
+                let deadline = std::time::Instant::now() + self.linger;
+                while batch.len() < self.max_batch {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
                 }
             }
             let mut writes = Vec::new();
