@@ -23,15 +23,33 @@ pub struct PodStrategy;
 /// level, a warning when it violates the warned one.
 async fn pod_security(api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), ApiError> {
     use crate::pod_security::{forbidden_message, policy, violations};
+    /// The namespace's labels, the rest of it skipped.
+    #[derive(Default, serde::Deserialize)]
+    struct Namespace {
+        #[serde(default)]
+        metadata: Metadata,
+    }
+    #[derive(Default, serde::Deserialize)]
+    struct Metadata {
+        #[serde(default)]
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    }
     let ns = adm.obj.metadata.namespace.clone().unwrap_or_default();
-    let labels: std::collections::BTreeMap<String, String> =
-        crate::admission::cached_object::<Value>(api, &crate::resources::NAMESPACES, None, &ns)
+    let labels =
+        crate::admission::cached_object::<Namespace>(api, &crate::resources::NAMESPACES, None, &ns)
             .await?
-            .and_then(|v| serde_json::from_value(v["metadata"]["labels"].clone()).ok())
+            .and_then(|n| n.metadata.labels)
             .unwrap_or_default();
     let p = policy(&ns, &labels, api.settings.pod_security_default);
-    let spec = adm.obj.spec.clone().unwrap_or_default();
-    let refused = violations(p.enforce, &adm.obj.metadata, &spec);
+    let no_spec;
+    let spec = match &adm.obj.spec {
+        Some(spec) => spec,
+        None => {
+            no_spec = PodSpec::default();
+            &no_spec
+        }
+    };
+    let refused = violations(p.enforce, &adm.obj.metadata, spec);
     if !refused.is_empty() {
         return Err(ApiError::forbidden(format!(
             "pods {:?} is forbidden: {}",
@@ -39,7 +57,7 @@ async fn pod_security(api: &Api, adm: &mut Admission<'_, Pod>) -> Result<(), Api
             forbidden_message(p.enforce, &refused)
         )));
     }
-    let warned = violations(p.warn, &adm.obj.metadata, &spec);
+    let warned = violations(p.warn, &adm.obj.metadata, spec);
     if !warned.is_empty() {
         adm.warnings.push(format!(
             "would violate PodSecurity \"{}:latest\": {}",

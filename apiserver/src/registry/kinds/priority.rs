@@ -22,6 +22,7 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, FieldError, qualified};
@@ -140,7 +141,34 @@ fn storage_error(e: crate::storage::StorageError, name: &str) -> ApiError {
     ApiError::from_storage(e, def.group, def.resource, name)
 }
 
-fn decode(kv: &KeyValue) -> Result<PriorityClass, ApiError> {
+/// What admission reads of a PriorityClass; the rest of a stored class is skipped when
+/// decoding (every pod create reads every class).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassRef {
+    /// `metadata`: its name.
+    #[serde(default)]
+    pub metadata: NameOnly,
+    /// `value`.
+    #[serde(default)]
+    pub value: i32,
+    /// `globalDefault`.
+    #[serde(default)]
+    pub global_default: Option<bool>,
+    /// `preemptionPolicy`.
+    #[serde(default)]
+    pub preemption_policy: Option<String>,
+}
+
+/// `metadata.name` of an object, the rest of its metadata skipped.
+#[derive(Debug, Default, Deserialize)]
+pub struct NameOnly {
+    /// `name`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn decode(kv: &KeyValue) -> Result<ClassRef, ApiError> {
     serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!(
             "stored PriorityClass {} is not decodable: {e}",
@@ -151,7 +179,7 @@ fn decode(kv: &KeyValue) -> Result<PriorityClass, ApiError> {
 
 /// The PriorityClasses: from the watch cache (served from memory, like upstream's lister), or
 /// read consistently from storage.
-async fn classes(api: &Api, consistent: bool) -> Result<Vec<PriorityClass>, ApiError> {
+async fn classes(api: &Api, consistent: bool) -> Result<Vec<ClassRef>, ApiError> {
     let read_at = if consistent {
         ReadAt::Latest
     } else {
@@ -173,7 +201,7 @@ async fn classes(api: &Api, consistent: bool) -> Result<Vec<PriorityClass>, ApiE
 
 /// The PriorityClass `name`: from the watch cache, or — when the cache has not seen it (it may
 /// have been created a moment ago) — read consistently from storage; `None` if there is none.
-pub async fn get_class(api: &Api, name: &str) -> Result<Option<PriorityClass>, ApiError> {
+pub async fn get_class(api: &Api, name: &str) -> Result<Option<ClassRef>, ApiError> {
     let cached = classes(api, false).await?;
     if let Some(pc) = cached
         .into_iter()
@@ -193,8 +221,8 @@ pub async fn get_class(api: &Api, name: &str) -> Result<Option<PriorityClass>, A
 /// The global default class — for pod admission from the watch cache (as upstream reads it from
 /// its lister), for PriorityClass writes consistently: of several (a race can leave more than
 /// one), the one with the lowest value, as Kubernetes picks.
-pub async fn default_class(api: &Api, consistent: bool) -> Result<Option<PriorityClass>, ApiError> {
-    let mut best: Option<PriorityClass> = None;
+pub async fn default_class(api: &Api, consistent: bool) -> Result<Option<ClassRef>, ApiError> {
+    let mut best: Option<ClassRef> = None;
     for pc in classes(api, consistent).await? {
         if pc.global_default == Some(true) && best.as_ref().is_none_or(|b| pc.value < b.value) {
             best = Some(pc);

@@ -13,8 +13,8 @@
 use k8s_openapi::api::core::v1::KeyToPath;
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    ObjectFieldSelector, Pod, ProjectedVolumeSource, ServiceAccount, ServiceAccountTokenProjection,
-    Volume, VolumeMount, VolumeProjection,
+    ObjectFieldSelector, Pod, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
 };
 
 use crate::error::ApiError;
@@ -55,14 +55,20 @@ pub async fn admit(api: &Api, pod: &mut Pod) -> Result<(), ApiError> {
     if mirror {
         return Ok(());
     }
-    let sa_automount = crate::admission::cached_object::<ServiceAccount>(
+    /// The one field of the ServiceAccount read here (the rest is skipped, unparsed).
+    #[derive(Default, serde::Deserialize)]
+    struct Automount {
+        #[serde(default, rename = "automountServiceAccountToken")]
+        automount: Option<bool>,
+    }
+    let sa_automount = crate::admission::cached_object::<Automount>(
         api,
         &resources::SERVICEACCOUNTS,
         Some(ns),
         &sa_name,
     )
     .await?
-    .and_then(|sa| sa.automount_service_account_token);
+    .and_then(|sa| sa.automount);
     let automount = spec
         .automount_service_account_token
         .or(sa_automount)
