@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
 use serde_json::Value;
 
 use super::codec::{decode, encode_object, with_resource_version};
@@ -354,13 +354,21 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
         rkube_machinery::apply::track_update(old.as_ref(), &mut new, &m, schema)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         // `new` is done with: its entries are moved out, not copied.
-        let managed = new["metadata"]
-            .get_mut("managedFields")
-            .map(Value::take)
-            .filter(|v| !v.is_null())
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| ApiError::internal(format!("managedFields: {e}")))?;
+        let managed = match new["metadata"].get_mut("managedFields").map(Value::take) {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(entries)) => Some(
+                entries
+                    .into_iter()
+                    .map(managed_entry)
+                    .collect::<serde_json::Result<Vec<_>>>()
+                    .map_err(|e| ApiError::internal(format!("managedFields: {e}")))?,
+            ),
+            Some(other) => {
+                return Err(ApiError::internal(format!(
+                    "managedFields: expected a list, got {other}"
+                )));
+            }
+        };
         obj.metadata_mut().managed_fields = managed;
         Ok(())
     }
@@ -934,5 +942,40 @@ impl<T: Object, S: Strategy<T>> KindOps for TypedKind<T, S> {
         let mut t: T = self.decode_value(obj)?;
         self.strategy.set_replicas(&mut t, replicas);
         serde_json::to_value(&t).map_err(|e| ApiError::internal(format!("encode: {e}")))
+    }
+}
+
+/// An encoded managed-fields entry as the typed entry: its field set (most of it) is moved
+/// into place, not decoded again.
+fn managed_entry(mut entry: Value) -> serde_json::Result<ManagedFieldsEntry> {
+    let fields = entry
+        .as_object_mut()
+        .and_then(|o| o.remove("fieldsV1"))
+        .filter(|f| !f.is_null());
+    let mut typed: ManagedFieldsEntry = serde_json::from_value(entry)?;
+    typed.fields_v1 = fields.map(FieldsV1);
+    Ok(typed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn managed_entries_keep_every_field() {
+        let encoded = json!({
+            "manager": "kubectl", "operation": "Update", "apiVersion": "v1",
+            "time": "2026-11-29T06:00:00Z", "fieldsType": "FieldsV1", "subresource": "status",
+            "fieldsV1": {"f:status": {"f:phase": {}}}
+        });
+        let typed = managed_entry(encoded.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), encoded);
+        // A null or missing field set is no field set, as decoding would read it.
+        let without = json!({"manager": "m", "operation": "Apply", "fieldsV1": null});
+        assert_eq!(managed_entry(without).unwrap().fields_v1, None);
+        // What is not an entry is an error, not an empty entry.
+        assert!(managed_entry(json!({"manager": 7})).is_err());
     }
 }
