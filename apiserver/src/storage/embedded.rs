@@ -606,11 +606,11 @@ impl Writer {
             }
             // Writes arriving together mean more are coming: wait a little for them, so that
             // one commit (and its fsync, the bulk of its cost) serves more of them.
-            if batch.len() > 1 && !self.linger.is_zero() {
-                let deadline = std::time::Instant::now() + self.linger;
+            // One sleep, not a wait per arriving write: each wake-up is a context switch.
+            if batch.len() > 1 && batch.len() < self.max_batch && !self.linger.is_zero() {
+                std::thread::sleep(self.linger);
                 while batch.len() < self.max_batch {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(left) {
+                    match rx.try_recv() {
                         Ok(r) => batch.push(r),
                         Err(_) => break,
                     }
