@@ -251,6 +251,24 @@ fn median(mut v: Vec<(f64, f64, f64)>) -> (f64, f64, f64) {
     v[v.len() / 2]
 }
 
+/// What one create costs etcd itself: a put of `value` at `key` guarded by "the key does not
+/// exist yet", as the API server's creates are.
+pub(crate) async fn etcd_create(
+    kv: &mut etcd_client::KvClient,
+    key: String,
+    value: Bytes,
+) -> anyhow::Result<()> {
+    let txn = etcd_client::Txn::new()
+        .when([etcd_client::Compare::version(
+            key.clone(),
+            etcd_client::CompareOp::Equal,
+            0,
+        )])
+        .and_then([etcd_client::TxnOp::put(key, value.to_vec(), None)]);
+    kv.txn(txn).await?;
+    Ok(())
+}
+
 /// CPU time spent per operation of a measurement, µs: in this process (the load generator,
 /// and the API server when one is measured — it runs in-process) and in etcd.
 #[derive(Clone, Copy, Debug, Default)]
@@ -327,54 +345,22 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let mut cpu: [Vec<CpuPerOp>; 4] = Default::default();
     for round in 0..cfg.rounds.max(1) {
         let [cpu_puts, cpu_txns, cpu_emb, cpu_etc] = &mut cpu;
-        raw_puts.push(
-            with_cpu(
-                &etcd,
-                cfg.creates,
-                cpu_puts,
-                load(cfg.creates, cfg.concurrency, |i| {
-                    let mut kv = raw.kv_client();
-                    async move {
-                        kv.put(
-                            format!("/bench/raw/r{round}/{i}"),
-                            pod(&format!("p{i}")).to_vec(),
-                            None,
-                        )
-                        .await?;
-                        Ok(())
-                    }
-                }),
-            )
-            .await?,
-        );
+        let puts = load(cfg.creates, cfg.concurrency, |i| {
+            let mut kv = raw.kv_client();
+            let (key, value) = (format!("/bench/raw/r{round}/{i}"), pod(&format!("p{i}")));
+            async move {
+                kv.put(key, value.to_vec(), None).await?;
+                Ok(())
+            }
+        });
+        raw_puts.push(with_cpu(&etcd, cfg.creates, cpu_puts, puts).await?);
         // What one create costs etcd itself: a put guarded by "the key does not exist yet".
-        raw_txns.push(
-            with_cpu(
-                &etcd,
-                cfg.creates,
-                cpu_txns,
-                load(cfg.creates, cfg.concurrency, |i| {
-                    let mut kv = raw.kv_client();
-                    async move {
-                        let key = format!("/bench/txn/r{round}/{i}");
-                        let txn = etcd_client::Txn::new()
-                            .when([etcd_client::Compare::version(
-                                key.clone(),
-                                etcd_client::CompareOp::Equal,
-                                0,
-                            )])
-                            .and_then([etcd_client::TxnOp::put(
-                                key,
-                                pod(&format!("p{i}")).to_vec(),
-                                None,
-                            )]);
-                        kv.txn(txn).await?;
-                        Ok(())
-                    }
-                }),
-            )
-            .await?,
-        );
+        let txns = load(cfg.creates, cfg.concurrency, |i| {
+            let mut kv = raw.kv_client();
+            let key = format!("/bench/txn/r{round}/{i}");
+            async move { etcd_create(&mut kv, key, pod(&format!("p{i}"))).await }
+        });
+        raw_txns.push(with_cpu(&etcd, cfg.creates, cpu_txns, txns).await?);
         let ns = format!("create-r{round}");
         create_namespace(&c, &embedded.url, &ns).await?;
         let creates = create_pods(&c, &embedded.url, &ns, "p", cfg.creates, cfg.concurrency);

@@ -18,6 +18,7 @@ use rkube_apiserver::storage::etcd::{EtcdConfig, EtcdStorage};
 use rkube_apiserver::storage::{Storage, WatchItem};
 use rkube_testkit::etcd::EtcdServer;
 
+use super::api::etcd_create;
 use super::report::Report;
 
 /// Parameters of the storage benchmark.
@@ -168,18 +169,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         raw_txns.push(
             throughput(cfg.writes, cfg.concurrency, |i| {
                 let mut kv = raw.kv_client();
-                async move {
-                    let key = format!("/bench/txn/r{round}/{i}");
-                    let txn = etcd_client::Txn::new()
-                        .when([etcd_client::Compare::version(
-                            key.clone(),
-                            etcd_client::CompareOp::Equal,
-                            0,
-                        )])
-                        .and_then([etcd_client::TxnOp::put(key, payload(i).to_vec(), None)]);
-                    kv.txn(txn).await?;
-                    Ok(())
-                }
+                let key = format!("/bench/txn/r{round}/{i}");
+                async move { etcd_create(&mut kv, key, payload(i)).await }
             })
             .await?,
         );
