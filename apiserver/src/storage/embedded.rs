@@ -1077,4 +1077,52 @@ mod tests {
         drop(store);
         EmbeddedStorage::open(EmbeddedConfig::new(&path)).expect("the file is released");
     }
+
+    /// The writer waits for more writes only when several arrived together: a lone write
+    /// (a quiet cluster's) is committed at once, however long the wait is set.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_write_does_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path().join("rkube.db"));
+        config.linger = Duration::from_secs(30);
+        let store = EmbeddedStorage::open(config).unwrap();
+        let written = tokio::time::timeout(
+            Duration::from_secs(15),
+            store.create("/registry/a", Bytes::from_static(b"{}")),
+        )
+        .await
+        .expect("committed without waiting for the linger")
+        .unwrap();
+        assert_eq!(written.create_revision, written.mod_revision);
+    }
+
+    /// Writes that wait together are committed together, each with its own revision, in
+    /// order, and each answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_arriving_together_get_their_own_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path().join("rkube.db"));
+        config.linger = Duration::from_millis(50);
+        let store = EmbeddedStorage::open(config).unwrap();
+        let writes = (0..64).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create(&format!("/registry/k{i}"), Bytes::from(format!("{i}")))
+                    .await
+            })
+        });
+        let mut revisions = Vec::new();
+        for w in writes.collect::<Vec<_>>() {
+            revisions.push(w.await.unwrap().unwrap().mod_revision);
+        }
+        revisions.sort_unstable();
+        revisions.dedup();
+        assert_eq!(revisions.len(), 64, "one revision per write");
+        assert_eq!(revisions[63] - revisions[0], 63, "no revision skipped");
+        let dup = store
+            .create("/registry/k0", Bytes::from_static(b"again"))
+            .await;
+        assert!(dup.is_err(), "a second create of a key is refused");
+    }
 }
