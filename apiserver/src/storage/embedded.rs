@@ -53,7 +53,8 @@ pub struct EmbeddedConfig {
     /// The most writes committed together in one transaction.
     pub max_batch: usize,
     /// How long the writer waits for more writes before committing a group when several
-    /// arrived at once (a single write, as in a quiet cluster, is committed at once).
+    /// arrived at once (a single write, as in a quiet cluster, is committed at once); never
+    /// longer than the last commit took.
     pub linger: Duration,
     /// Capacity of the in-process event fan-out before a slow watcher replays from disk.
     pub fanout_capacity: usize,
@@ -588,6 +589,8 @@ struct Staged {
 impl Writer {
     fn run(self, rx: mpsc::Receiver<Request>) {
         let mut pending_compactions: Vec<(Revision, oneshot::Sender<Result<()>>)> = Vec::new();
+        // How long the last group of writes took to commit (bounds the wait for more).
+        let mut last_commit = self.linger;
         loop {
             let first = if pending_compactions.is_empty() {
                 match rx.recv() {
@@ -605,10 +608,17 @@ impl Writer {
                 }
             }
             // Writes arriving together mean more are coming: wait a little for them, so that
-            // one commit (and its fsync, the bulk of its cost) serves more of them.
-            // One sleep, not a wait per arriving write: each wake-up is a context switch.
-            if batch.len() > 1 && batch.len() < self.max_batch && !self.linger.is_zero() {
-                std::thread::sleep(self.linger);
+            // one commit (and its fsync, the bulk of its cost) serves more of them. Never
+            // longer than the last commit took: where commits are cheap (a fast disk), so is
+            // committing without waiting. One sleep, not a wait per arriving write: each
+            // wake-up is a context switch.
+            let writes_queued = batch
+                .iter()
+                .filter(|r| matches!(r, Request::Write { .. }))
+                .count();
+            let wait = self.linger.min(last_commit);
+            if writes_queued > 1 && batch.len() < self.max_batch && !wait.is_zero() {
+                std::thread::sleep(wait);
                 while batch.len() < self.max_batch {
                     match rx.try_recv() {
                         Ok(r) => batch.push(r),
@@ -626,7 +636,9 @@ impl Writer {
                 }
             }
             if !writes.is_empty() {
+                let started = std::time::Instant::now();
                 self.commit_writes(writes);
+                last_commit = started.elapsed();
             }
             if let Some((revision, reply)) = pending_compactions.pop() {
                 match self.compact_step(revision) {

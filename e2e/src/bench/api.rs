@@ -280,10 +280,8 @@ struct CpuPerOp {
 /// CPU seconds used so far by this process and by etcd (utime + stime from `/proc`).
 fn cpu_seconds(etcd: &EtcdServer) -> anyhow::Result<(f64, f64)> {
     let here = proc_stats(std::process::id())?.cpu;
-    let etcd = match etcd.pid() {
-        Some(pid) => proc_stats(pid)?.cpu,
-        None => 0.0,
-    };
+    let pid = etcd.pid().context("etcd is not running")?;
+    let etcd = proc_stats(pid)?.cpu;
     Ok((here, etcd))
 }
 
