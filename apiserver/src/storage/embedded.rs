@@ -1090,14 +1090,19 @@ mod tests {
         EmbeddedStorage::open(EmbeddedConfig::new(&path)).expect("the file is released");
     }
 
+    /// A store in `dir` whose writer waits up to `linger` for more writes.
+    fn waiting_store(dir: &tempfile::TempDir, linger: Duration) -> EmbeddedStorage {
+        let mut config = EmbeddedConfig::new(dir.path().join("rkube.db"));
+        config.linger = linger;
+        EmbeddedStorage::open(config).unwrap()
+    }
+
     /// The writer waits for more writes only when several arrived together: a lone write
     /// (a quiet cluster's) is committed at once, however long the wait is set.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_write_does_not_wait() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = EmbeddedConfig::new(dir.path().join("rkube.db"));
-        config.linger = Duration::from_secs(30);
-        let store = EmbeddedStorage::open(config).unwrap();
+        let store = waiting_store(&dir, Duration::from_secs(30));
         let written = tokio::time::timeout(
             Duration::from_secs(15),
             store.create("/registry/a", Bytes::from_static(b"{}")),
@@ -1113,9 +1118,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_arriving_together_get_their_own_revisions() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = EmbeddedConfig::new(dir.path().join("rkube.db"));
-        config.linger = Duration::from_millis(50);
-        let store = EmbeddedStorage::open(config).unwrap();
+        let store = waiting_store(&dir, Duration::from_millis(50));
         let writes = (0..64).map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
