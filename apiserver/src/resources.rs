@@ -27,6 +27,10 @@ pub struct ResourceDef {
     pub reset_status_on_create: bool,
     /// Writes to the main resource keep the stored status (there is a `status` subresource).
     pub status_subresource: bool,
+    /// A delete that removes the object at once answers with the object, not a `Status`
+    /// (Kubernetes' `ReturnDeletedObject`: pods, services, service accounts, namespaces and
+    /// persistent volumes and claims).
+    pub return_deleted_object: bool,
     /// `metadata.generation` is maintained (bumped on spec changes).
     pub has_generation: bool,
     /// PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
@@ -114,6 +118,7 @@ const fn def(
         subresources: &[],
         reset_status_on_create: false,
         status_subresource: false,
+        return_deleted_object: false,
         has_generation: false,
         create_on_update: false,
         name_is_label: false,
@@ -124,6 +129,7 @@ const fn def(
 
 /// Namespaces.
 pub static NAMESPACES: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["ns"],
     subresources: &["status", "finalize"],
     status_subresource: true,
@@ -147,6 +153,7 @@ pub static NODES: ResourceDef = ResourceDef {
 };
 /// Pods.
 pub static PODS: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["po"],
     categories: &["all"],
     subresources: &[
@@ -164,6 +171,7 @@ pub static PODS: ResourceDef = ResourceDef {
 };
 /// Services.
 pub static SERVICES: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["svc"],
     categories: &["all"],
     subresources: &["status"],
@@ -200,6 +208,7 @@ pub static EVENTS: ResourceDef = ResourceDef {
 };
 /// ServiceAccounts.
 pub static SERVICEACCOUNTS: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["sa"],
     subresources: &["token"],
     ..def(
@@ -213,6 +222,7 @@ pub static SERVICEACCOUNTS: ResourceDef = ResourceDef {
 };
 /// PersistentVolumes.
 pub static PERSISTENTVOLUMES: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["pv"],
     subresources: &["status"],
     status_subresource: true,
@@ -228,6 +238,7 @@ pub static PERSISTENTVOLUMES: ResourceDef = ResourceDef {
 };
 /// PersistentVolumeClaims.
 pub static PERSISTENTVOLUMECLAIMS: ResourceDef = ResourceDef {
+    return_deleted_object: true,
     short_names: &["pvc"],
     subresources: &["status"],
     status_subresource: true,

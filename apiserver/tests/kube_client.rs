@@ -232,8 +232,28 @@ async fn api_roundtrip(backend: Backend) {
     let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
     assert!((30000..=32767).contains(&port.node_port.unwrap()));
 
-    // delete
-    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    // delete: gone at once, a ConfigMap is answered with a success Status naming it (most
+    // kinds), a pod with the pod (Kubernetes' ReturnDeletedObject).
+    let uid = cms.get("a").await.unwrap().metadata.uid;
+    let status = cms
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap()
+        .right()
+        .expect("a Status for a deleted ConfigMap");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    let details = status.details.expect("details");
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.kind.as_str(),
+            Some(details.uid)
+        ),
+        ("a", "configmaps", uid)
+    );
     assert!(matches!(cms.get("a").await, Err(kube::Error::Api(s)) if s.code == 404));
 
     // watch: events after a resourceVersion, in order.
@@ -300,7 +320,13 @@ async fn api_roundtrip(backend: Backend) {
         2,
         "DefaultTolerationSeconds"
     );
-    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    let deleted = pods
+        .delete("p", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("a deleted pod is answered with the pod");
+    assert_eq!(deleted.metadata.name.as_deref(), Some("p"));
     assert!(
         pods.get_opt("p").await.unwrap().is_none(),
         "an unbound pod goes at once"

@@ -1,5 +1,5 @@
 //! API machinery shared by rkube's components — what kube-rs and k8s-openapi do not provide:
-//! label and field selectors, name and label syntax checks, Go-style durations, trimming cached pods, resource quantities, the schemas of
+//! label and field selectors, boolean query parameters, name and label syntax checks, Go-style durations, trimming cached pods, resource quantities, the schemas of
 //! the built-in kinds (for OpenAPI, strict field validation and patch strategies), and the
 //! Kubernetes patch types (JSON, merge, strategic merge), server-side apply, request bodies (JSON,
 //! YAML and protobuf), and Lease-based leader election, the shutdown signal and error printing
@@ -25,6 +25,7 @@ pub mod patch;
 pub mod process;
 pub mod protobuf;
 pub mod quantity;
+pub mod query;
 pub mod schema;
 pub mod selector;
 pub mod slim;

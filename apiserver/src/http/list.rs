@@ -477,12 +477,12 @@ pub async fn watch(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let send_initial = match q.get("sendInitialEvents") {
-        Some("true" | "1") => true,
-        Some("false" | "0") => false,
-        _ => rv.as_deref().is_none_or(|r| r == "0"),
+        Some(v) => rkube_machinery::query::bool_value(v),
+        None => rv.as_deref().is_none_or(|r| r == "0"),
     };
+    let send_initial_asked = q.flag("sendInitialEvents");
     let bookmarks = q.flag("allowWatchBookmarks");
-    if q.get("sendInitialEvents").is_some_and(|v| v == "true") && !bookmarks {
+    if send_initial_asked && !bookmarks {
         return Err(ApiError::invalid(
             "meta.k8s.io",
             "ListOptions",
@@ -557,7 +557,7 @@ pub async fn watch(
             // Later pages read at the first page's revision.
             read_at = ReadAt::Exact(page.revision);
         };
-        if q.get("sendInitialEvents").is_some_and(|v| v == "true") {
+        if q.flag("sendInitialEvents") {
             initial.push(bookmark(kind.as_ref(), output, revision, true));
         }
         revision

@@ -65,10 +65,9 @@ pub struct AppState {
 /// The router of every endpoint.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/version",
-            get(|| async { json_response(200, &discovery::version()) }),
-        )
+        .route("/version", get(version))
+        // The official Python client asks for `/version/`.
+        .route("/version/", get(version))
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(ready))
@@ -82,6 +81,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             guard::guard,
         ))
         .with_state(state)
+}
+
+async fn version() -> Response {
+    json_response(200, &discovery::version())
 }
 
 async fn health() -> &'static str {
@@ -221,13 +224,9 @@ fn written_response(
     kind: &dyn KindOps,
     q: &Query,
 ) -> Result<Response, ApiError> {
-    let code = if w.created {
-        201
-    } else if w.pending_deletion {
-        202
-    } else {
-        200
-    };
+    // An object still being deleted is 200 too: Kubernetes answers 202 only to the deprecated
+    // `orphanDependents=false`.
+    let code = if w.created { 201 } else { 200 };
     let mut resp = respond_object(code, w.body, output, kind, q)?;
     for warning in w.warnings {
         if let Ok(v) = format!("299 - {warning:?}").parse() {
@@ -235,6 +234,37 @@ fn written_response(
         }
     }
     Ok(resp)
+}
+
+/// What a delete that removed the object at once answers for most kinds (Kubernetes'
+/// `finalizeDelete`): a success `Status` naming the object, so a client can tell it is gone
+/// rather than waiting for finalizers.
+fn deleted_status(def: &crate::resources::ResourceDef, body: &[u8]) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Deleted {
+        metadata: DeletedMeta,
+    }
+    #[derive(serde::Deserialize)]
+    struct DeletedMeta {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        uid: String,
+    }
+    let m = serde_json::from_slice::<Deleted>(body)
+        .map(|d| d.metadata)
+        .unwrap_or(DeletedMeta {
+            name: String::new(),
+            uid: String::new(),
+        });
+    let mut details = json!({"name": m.name, "kind": def.resource, "uid": m.uid});
+    if !def.group.is_empty() {
+        details["group"] = json!(def.group);
+    }
+    json_response(
+        200,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+    )
 }
 
 fn success_status(code: u16) -> Response {
@@ -738,6 +768,9 @@ async fn dispatch(
                     }
                     let w = kind.delete(api, ns, n, &del).await?;
                     settle(api, t, &w, del.dry_run).await;
+                    if !w.pending_deletion && !t.def.return_deleted_object {
+                        return Ok(deleted_status(t.def, &w.body));
+                    }
                     written_response(w, output, kind.as_ref(), &q)
                 }
                 .await,

@@ -149,9 +149,9 @@ impl Query {
         &self.raw
     }
 
-    /// A boolean parameter (`1`, `true`).
+    /// A boolean parameter, present and not `0` or `false` (as Kubernetes reads it).
     pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("1" | "true" | "True" | "TRUE"))
+        self.get(k).is_some_and(rkube_machinery::query::bool_value)
     }
 
     /// An integer parameter; 400 if malformed.

@@ -395,10 +395,17 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
     ) -> Result<Written, ApiError> {
         let mut warnings = self.check_body(&mut body, opts)?;
         self.place(&mut body, ns)?;
-        if self.def.reset_status_on_create
+        if self.def.status_subresource
             && let Some(o) = body.as_object_mut()
         {
-            o.remove("status");
+            // Kubernetes' types carry their status as a struct, not a pointer: every object of
+            // a kind with a status has at least `"status": {}` (clients such as the official
+            // Python one read `obj.status.x` right after a create).
+            let keep =
+                !self.def.reset_status_on_create && o.get("status").is_some_and(Value::is_object);
+            if !keep {
+                o.insert("status".into(), Value::Object(Default::default()));
+            }
         }
         let mut obj: T = self.decode_value(body)?;
         if let Some(required) = required_name

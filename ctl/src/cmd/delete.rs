@@ -66,7 +66,12 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         let api = ctx.api(&t.info, t.namespace.as_deref().unwrap_or_default());
         match api.delete(&t.name, &dp).await {
             Ok(res) => {
-                let uid = res.left().and_then(|o| o.metadata.uid);
+                // The object while it is still being deleted; for most kinds, once it is gone
+                // at once, a Status naming it.
+                let uid = res.either(
+                    |o| o.metadata.uid,
+                    |s| s.details.map(|d| d.uid).filter(|u| !u.is_empty()),
+                );
                 print_deleted(&t, args);
                 deleted.push((t, uid));
             }

@@ -1,6 +1,7 @@
 //! Streams into a running pod through the API server: `kubectl exec` (WebSocket first, as
 //! kubectl does, and SPDY), its exit code and standard input, a container picked with `-c`,
-//! `kubectl port-forward`, and kube-rs' `exec` (WebSocket `v4.channel.k8s.io`) — relayed API
+//! `kubectl port-forward`, kube-rs' `exec` (WebSocket `v4.channel.k8s.io`), and the official
+//! Python client's exec and logs (`tests/cluster/python/streams.py`) — relayed API
 //! server → the kubelet of the pod's node (another machine) → containerd's streaming server.
 
 use std::io::Write;
@@ -27,6 +28,9 @@ spec:
   - name: side
     image: busybox:1.35
     command: ["sh", "-c", "echo side > /tmp/who && exec sleep 3600"]
+  - name: logger
+    image: busybox:1.35
+    command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo line-$i; sleep 1; done"]
 "#;
 
 fn text(b: &[u8]) -> String {
@@ -176,5 +180,28 @@ fn exec_and_port_forward_through_the_api_server() {
     pf.kill().ok();
     let out = pf.wait_with_output().unwrap();
     assert_eq!(got, "PF-OK\n", "{}", text(&out.stderr));
+
+    // The official Python client: exec over its WebSocket and pods/log with its spelling of
+    // the options (`timestamps=True`), from the server's machine. Two log lines are there
+    // by now (the pod has been running for seconds).
+    let script = format!(
+        "{}/tests/cluster/python/streams.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = c
+        .server
+        .netns
+        .command("/usr/bin/python3")
+        .arg(&script)
+        .env("KUBECONFIG", c.admin_kubeconfig())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run /usr/bin/python3 (scripts/setup installs python3-kubernetes)");
+    assert!(
+        out.status.success() && text(&out.stdout).contains("all passed"),
+        "the Python client's streams:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     std::io::stderr().flush().ok();
 }

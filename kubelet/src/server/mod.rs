@@ -103,7 +103,8 @@ async fn pods(State(s): State<Arc<ServerState>>) -> Response {
 }
 
 fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k).is_some_and(|v| v == "true" || v == "1")
+    q.get(k)
+        .is_some_and(|v| rkube_machinery::query::bool_value(v))
 }
 
 /// Parses the log options kubectl and the API server send.

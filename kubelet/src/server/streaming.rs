@@ -33,7 +33,7 @@ fn flag(query: &str, keys: &[&str]) -> bool {
     keys.iter().any(|k| {
         values(query, k)
             .iter()
-            .any(|v| matches!(v.as_str(), "1" | "true" | "True"))
+            .any(|v| rkube_machinery::query::bool_value(v))
     })
 }
 

@@ -1,0 +1,92 @@
+"""The official Kubernetes Python client's streams into a running pod, through the API server
+and the pod's kubelet: exec (WebSocket, as the client does it) with output, error, exit code
+and standard input, and pods/log with the client's spelling of its options (`timestamps=True`).
+
+Run by e2e/tests/cluster/streams.rs with KUBECONFIG set, against pod `shell` of namespace
+`default` (containers `web` and `side`). Prints `ok NAME` per check; exits 1 on a failure.
+"""
+
+import re
+import sys
+import time
+import traceback
+
+from kubernetes import client, config
+from kubernetes.stream import stream
+
+config.load_kube_config()
+core = client.CoreV1Api()
+failures = []
+
+
+def check(fn):
+    try:
+        fn()
+        print("ok", fn.__name__, flush=True)
+    except Exception:  # noqa: BLE001 - report every failure
+        failures.append(fn.__name__)
+        print("FAILED", fn.__name__ + ":", traceback.format_exc(), flush=True)
+    return fn
+
+
+@check
+def exec_output_and_exit_code():
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "shell",
+        "default",
+        container="web",
+        command=["sh", "-c", "echo PY-$((6*7)); echo PYERR >&2; exit 4"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    resp.run_forever(timeout=30)
+    assert resp.read_stdout() == "PY-42\n"
+    assert "PYERR" in resp.read_stderr()
+    assert resp.returncode == 4, resp.returncode
+
+
+@check
+def exec_standard_input():
+    resp = stream(
+        core.connect_get_namespaced_pod_exec,
+        "shell",
+        "default",
+        container="side",
+        command=["sh", "-c", "read x; echo got-$x"],
+        stderr=True,
+        stdin=True,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    resp.write_stdin("py\n")
+    resp.run_forever(timeout=30)
+    assert resp.read_stdout() == "got-py\n"
+    assert resp.returncode == 0
+
+
+@check
+def logs_with_options():
+    # `side` writes nothing to its output; `logger` writes a numbered line every second.
+    assert core.read_namespaced_pod_log("shell", "default", container="side") == ""
+    for _ in range(30):
+        if len(core.read_namespaced_pod_log("shell", "default", container="logger").splitlines()) >= 2:
+            break
+        time.sleep(1)
+    stamped = core.read_namespaced_pod_log("shell", "default", container="logger", timestamps=True, tail_lines=2)
+    lines = stamped.splitlines()
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z line-\d+$", line), line
+    plain = core.read_namespaced_pod_log("shell", "default", container="logger", tail_lines=1)
+    assert re.match(r"^line-\d+\n$", plain), repr(plain)
+
+
+if failures:
+    print("failed:", ", ".join(failures))
+    sys.exit(1)
+print("all passed")
