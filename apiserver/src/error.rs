@@ -150,13 +150,17 @@ impl ApiError {
         e
     }
 
-    /// 404 NotFound for a path that names nothing served.
+    /// 404 NotFound for a path that names nothing served. Its `details` are empty, not
+    /// absent, as Kubernetes sends them: kubectl reads them to tell a missing subresource
+    /// from a missing object (`kubectl debug` crashes on a 404 without them).
     pub fn no_route(path: &str) -> Self {
-        Self::new(
+        let mut e = Self::new(
             404,
             "NotFound",
             format!("the server could not find the requested resource ({path})"),
-        )
+        );
+        e.details = Some(Box::default());
+        e
     }
 
     /// 409 AlreadyExists.
@@ -436,5 +440,12 @@ mod tests {
         let e = ApiError::not_found("", "pods", "x");
         assert_eq!(e.message, "pods \"x\" not found");
         assert_eq!(e.status_json()["details"]["kind"], "pods");
+    }
+
+    #[test]
+    fn an_unserved_path_has_empty_details() {
+        let s = ApiError::no_route("/api/v1/namespaces/d/pods/p/nothing").status_json();
+        assert_eq!(s["reason"], "NotFound");
+        assert_eq!(s["details"], serde_json::json!({}));
     }
 }

@@ -655,3 +655,48 @@ async fn kubectl_unknown_fields() {
         .await
         .unwrap();
 }
+
+/// `kubectl debug` patches the pod's `ephemeralcontainers` subresource, which is not served:
+/// kubectl must get Kubernetes' answer for a missing subresource (a 404 with empty details)
+/// and say so, not crash on a 404 without details; the pod is left as it was.
+fn debug_without_ephemeral_containers(s: &TestServer) {
+    s.kubectl_ok(&["run", "dbg", "--image=busybox:1.35", "--", "sleep", "60"]);
+    let before = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "dbg",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let out = s.kubectl(&[
+        "debug",
+        "dbg",
+        "--image=busybox:1.35",
+        "--profile=general",
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panic"), "{err}");
+    assert!(
+        err.contains("ephemeral containers are disabled for this cluster"),
+        "{err}"
+    );
+    let after = s.kubectl_ok(&[
+        "get",
+        "pod",
+        "dbg",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(before, after, "the pod is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_debug_reports_ephemeral_containers_unavailable() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || debug_without_ephemeral_containers(&s))
+        .await
+        .unwrap();
+}
