@@ -55,6 +55,24 @@ fn kubelet_path(r: &StreamRequest<'_>, pod: &Pod) -> Result<String, ApiError> {
             query.append_pair(key, &v);
         }
     }
+    if r.sub == "portforward" {
+        // PodPortForwardOptions' `ports` (WebSocket clients name them in the query, each
+        // value a comma-separated list), as the kubelet's `port`.
+        for list in values(r.query, "ports") {
+            for p in list.split(',') {
+                match p.trim().parse::<u16>() {
+                    Ok(n) if n > 0 => {
+                        query.append_pair("port", &n.to_string());
+                    }
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid port {p:?}: ports must be 1-65535"
+                        )));
+                    }
+                }
+            }
+        }
+    }
     let query = query.finish();
     let (ns, name) = (r.ns, r.name);
     Ok(match r.sub {
@@ -151,6 +169,15 @@ mod tests {
             kubelet_path(&req("portforward", &q, &h), &pod()).unwrap(),
             "/portForward/ns/p?port=80&port=8080"
         );
+        // WebSocket clients' `ports`, comma-separated or repeated.
+        let q = Query::parse(Some("ports=80,8080&ports=9090"));
+        assert_eq!(
+            kubelet_path(&req("portforward", &q, &h), &pod()).unwrap(),
+            "/portForward/ns/p?port=80&port=8080&port=9090"
+        );
+        let q = Query::parse(Some("ports=80,x"));
+        let e = kubelet_path(&req("portforward", &q, &h), &pod()).unwrap_err();
+        assert_eq!(e.code, 400, "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Streams into a running pod through the API server: `kubectl exec` (WebSocket first, as
 //! kubectl does, and SPDY), its exit code and standard input, a container picked with `-c`,
 //! `kubectl port-forward`, kube-rs' `exec` (WebSocket `v4.channel.k8s.io`), and the official
-//! Python client's exec and logs (`tests/cluster/python/streams.py`) — relayed API
+//! Python client's exec, logs and port-forward (`tests/cluster/python/streams.py`) — relayed API
 //! server → the kubelet of the pod's node (another machine) → containerd's streaming server.
 
 use std::io::Write;
@@ -181,9 +181,8 @@ fn exec_and_port_forward_through_the_api_server() {
     let out = pf.wait_with_output().unwrap();
     assert_eq!(got, "PF-OK\n", "{}", text(&out.stderr));
 
-    // The official Python client: exec over its WebSocket and pods/log with its spelling of
-    // the options (`timestamps=True`), from the server's machine. Two log lines are there
-    // by now (the pod has been running for seconds).
+    // The official Python client: exec and port-forward over its WebSockets and pods/log
+    // with its spelling of the options (`timestamps=True`), from the server's machine.
     let script = format!(
         "{}/tests/cluster/python/streams.py",
         env!("CARGO_MANIFEST_DIR")

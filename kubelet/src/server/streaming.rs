@@ -265,15 +265,44 @@ pub(super) async fn port_forward(
         .cri
         .port_forward(cri::PortForwardRequest {
             pod_sandbox_id: sandbox,
-            port: ports,
+            port: ports.clone(),
         })
-        .await;
+        .await
+        .map(|u| with_ports(u, &ports));
     relay_to(url, "port forward", req).await
+}
+
+/// The runtime's port-forward URL with the ports as `port` parameters: a WebSocket
+/// port-forward (the official Python client's) names its ports in the query the streaming
+/// server reads, as Kubernetes' kubelet passes it on; SPDY names them in its streams.
+fn with_ports(url: String, ports: &[i32]) -> String {
+    if ports.is_empty() {
+        return url;
+    }
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for p in ports {
+        query.append_pair("port", &p.to_string());
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", query.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_forward_urls_carry_the_ports() {
+        assert_eq!(
+            with_ports("http://127.0.0.1:1/portforward/tok".into(), &[80, 8080]),
+            "http://127.0.0.1:1/portforward/tok?port=80&port=8080"
+        );
+        assert_eq!(
+            with_ports("http://h/p?x=1".into(), &[5]),
+            "http://h/p?x=1&port=5"
+        );
+        assert_eq!(with_ports("http://h/p".into(), &[]), "http://h/p");
+    }
 
     #[test]
     fn options_under_both_names() {

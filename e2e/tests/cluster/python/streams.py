@@ -1,6 +1,7 @@
 """The official Kubernetes Python client's streams into a running pod, through the API server
 and the pod's kubelet: exec (WebSocket, as the client does it) with output, error, exit code
-and standard input, and pods/log with the client's spelling of its options (`timestamps=True`).
+and standard input, pods/log with the client's spelling of its options (`timestamps=True`),
+and a WebSocket port-forward to the pod's web server.
 
 Run by e2e/tests/cluster/streams.rs with KUBECONFIG set, against pod `shell` of namespace
 `default` (containers `web` and `side`). Prints `ok NAME` per check; exits 1 on a failure.
@@ -12,7 +13,7 @@ import time
 import traceback
 
 from kubernetes import client, config
-from kubernetes.stream import stream
+from kubernetes.stream import portforward, stream
 
 config.load_kube_config()
 core = client.CoreV1Api()
@@ -84,6 +85,24 @@ def logs_with_options():
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z line-\d+$", line), line
     plain = core.read_namespaced_pod_log("shell", "default", container="logger", tail_lines=1)
     assert re.match(r"^line-\d+\n$", plain), repr(plain)
+
+
+@check
+def port_forward():
+    # WebSocket port-forward: the ports are named in the query (`ports=8080`).
+    pf = portforward(core.connect_get_namespaced_pod_portforward, "shell", "default", ports="8080")
+    sock = pf.socket(8080)
+    sock.settimeout(20)
+    sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+    got = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    sock.close()
+    assert got.startswith(b"HTTP/1.") and got.endswith(b"PF-OK\n"), got
+    assert pf.error(8080) is None, pf.error(8080)
 
 
 if failures:
