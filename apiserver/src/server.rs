@@ -128,14 +128,19 @@ pub enum ServerError {
     KubeletClient(#[from] crate::kubelet::KubeletClientError),
 }
 
-/// Opens the configured backend.
-pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, ServerError> {
+/// Opens the configured backend, with the metrics that report on it.
+pub async fn open_storage(
+    config: &Config,
+) -> Result<(Arc<dyn Storage>, crate::storage::metered::StoreMetrics), ServerError> {
     if config.etcd_servers.is_empty() {
         let path = config.data_dir.join("rkube.db");
-        Ok(Arc::new(EmbeddedStorage::open(EmbeddedConfig::new(path))?))
+        let store = EmbeddedStorage::open(EmbeddedConfig::new(path))?;
+        let metrics = crate::storage::metered::StoreMetrics::new(Some(store.commit_stats()));
+        Ok((Arc::new(store), metrics))
     } else {
-        Ok(Arc::new(
-            EtcdStorage::connect(EtcdConfig::new(config.etcd_servers.clone())).await?,
+        Ok((
+            Arc::new(EtcdStorage::connect(EtcdConfig::new(config.etcd_servers.clone())).await?),
+            crate::storage::metered::StoreMetrics::default(),
         ))
     }
 }
@@ -219,9 +224,10 @@ pub async fn run(
     });
     let audit = config.audit.clone().map(AuditLog::start).transpose()?;
 
-    let store_metrics = Arc::new(crate::storage::metered::StoreMetrics::default());
+    let (opened, store_metrics) = open_storage(&config).await?;
+    let store_metrics = Arc::new(store_metrics);
     let backend: Arc<dyn Storage> = Arc::new(crate::storage::metered::MeteredStorage::new(
-        open_storage(&config).await?,
+        opened,
         store_metrics.clone(),
     ));
     let encrypted: Arc<dyn Storage> = Arc::new(EncryptedStorage::new(backend.clone(), encryption));

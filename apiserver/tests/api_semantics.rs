@@ -569,12 +569,16 @@ async fn health_metrics_and_discovery() {
         let (code, _, _) = s.http("GET", path, &[], vec![]).await;
         assert_eq!(code, 200, "{path}");
     }
-    let (code, _, v) = s.http("GET", "/version", &[], vec![]).await;
-    assert_eq!(code, 200);
-    assert_eq!(
-        (v["major"].as_str(), v["minor"].as_str()),
-        (Some("1"), Some("33"))
-    );
+    // `/version/` is what the official Python client asks for.
+    for path in ["/version", "/version/"] {
+        let (code, _, v) = s.http("GET", path, &[], vec![]).await;
+        assert_eq!(code, 200, "{path}");
+        assert_eq!(
+            (v["major"].as_str(), v["minor"].as_str()),
+            (Some("1"), Some("33")),
+            "{path}"
+        );
+    }
     let cms: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
     cms.list(&ListParams::default()).await.unwrap();
     let _ = cms.get_opt("missing").await.unwrap();
@@ -595,6 +599,13 @@ async fn health_metrics_and_discovery() {
         resp.contains("etcd_request_duration_seconds_count{operation=\"get\",type=\"configmaps\"}"),
         "{resp}"
     );
+    // The embedded store's commits: how many writes each carried.
+    let commits = resp
+        .lines()
+        .find_map(|l| l.strip_prefix("rkube_embedded_store_commit_writes_count "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no commit count in:\n{resp}"));
+    assert!(commits > 0, "the bootstrap objects were committed");
     let gauge = |text: &str, name: &str| -> Option<i64> {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}{{resource=\"configmaps\"}} ")))

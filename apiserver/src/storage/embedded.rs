@@ -15,7 +15,7 @@
 //! channel; a watcher that starts in the past (or falls behind) replays from the `log` table.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -82,6 +82,72 @@ impl EmbeddedConfig {
     }
 }
 
+/// Upper bounds of the buckets of [`CommitStats`]' writes-per-commit histogram.
+const WRITES_PER_COMMIT_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_000];
+
+/// What the writer's commits cost: how many there were, how many writes each carried (the
+/// grouping that shares one `fsync` among writes that arrive together), and the time spent
+/// committing. On `/metrics` as `rkube_embedded_store_commit_writes` (a histogram) and
+/// `rkube_embedded_store_commit_seconds_total`.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    buckets: [AtomicU64; WRITES_PER_COMMIT_BUCKETS.len()],
+    commits: AtomicU64,
+    writes: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl CommitStats {
+    fn record(&self, writes: usize, took: Duration) {
+        let writes = writes as u64;
+        for (bound, count) in WRITES_PER_COMMIT_BUCKETS.iter().zip(&self.buckets) {
+            if writes <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Commits so far and the writes they carried.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The Prometheus text of the statistics.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let name = "rkube_embedded_store_commit_writes";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Writes the embedded store committed together in one transaction (one fsync).\n# TYPE {name} histogram"
+        );
+        for (bound, count) in WRITES_PER_COMMIT_BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let (commits, writes) = self.totals();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {commits}");
+        let _ = writeln!(out, "{name}_sum {writes}\n{name}_count {commits}");
+        let name = "rkube_embedded_store_commit_seconds_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time the embedded store's writer spent committing (writing and syncing the file).\n# TYPE {name} counter\n{name} {}",
+            self.nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+    }
+}
+
 /// The embedded on-disk backend. Cheap to clone; the file closes when the last clone (and every
 /// watch) is dropped.
 #[derive(Clone)]
@@ -96,6 +162,7 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     hub: Arc<Hub>,
     progress_interval: Duration,
+    commits: Arc<CommitStats>,
 }
 
 /// In-process fan-out of committed events.
@@ -215,12 +282,14 @@ impl EmbeddedStorage {
         });
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
+        let commits = Arc::new(CommitStats::default());
         let writer = Writer {
             db: db.clone(),
             hub: hub.clone(),
             path: path_str.clone(),
             max_batch: config.max_batch.max(1),
             linger: config.linger,
+            commits: commits.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("rkube-embedded-writer".into())
@@ -235,6 +304,7 @@ impl EmbeddedStorage {
                 thread: Mutex::new(Some(thread)),
                 hub,
                 progress_interval: config.progress_interval,
+                commits,
             }),
         })
     }
@@ -242,6 +312,11 @@ impl EmbeddedStorage {
     /// The database file.
     pub fn path(&self) -> &str {
         &self.inner.path
+    }
+
+    /// What the writer's commits have cost so far.
+    pub fn commit_stats(&self) -> Arc<CommitStats> {
+        self.inner.commits.clone()
     }
 
     async fn write(&self, key: &str, op: Op) -> Result<KeyValue> {
@@ -578,6 +653,7 @@ struct Writer {
     path: String,
     max_batch: usize,
     linger: Duration,
+    commits: Arc<CommitStats>,
 }
 
 struct Staged {
@@ -637,8 +713,10 @@ impl Writer {
             }
             if !writes.is_empty() {
                 let started = std::time::Instant::now();
+                let n = writes.len();
                 self.commit_writes(writes);
                 last_commit = started.elapsed();
+                self.commits.record(n, last_commit);
             }
             if let Some((revision, reply)) = pending_compactions.pop() {
                 match self.compact_step(revision) {
@@ -1139,5 +1217,52 @@ mod tests {
             .create("/registry/k0", Bytes::from_static(b"again"))
             .await;
         assert!(dup.is_err(), "a second create of a key is refused");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn commit_stats_count_writes_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = waiting_store(&dir, Duration::from_millis(50));
+        store
+            .create("/registry/first", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.commit_stats().totals(),
+            (1, 1),
+            "a lone write, a commit"
+        );
+        let writes: Vec<_> = (0..32)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .create(&format!("/registry/k{i}"), Bytes::from(format!("{i}")))
+                        .await
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        // A refused write is counted too: it was part of a commit's work.
+        assert!(store.create("/registry/k0", Bytes::new()).await.is_err());
+        let (commits, writes) = store.commit_stats().totals();
+        assert_eq!(writes, 34);
+        assert!(
+            (3..34).contains(&commits),
+            "writes arriving together share commits: {commits} commits"
+        );
+        let mut text = String::new();
+        store.commit_stats().render(&mut text);
+        assert!(
+            text.contains("rkube_embedded_store_commit_writes_bucket{le=\"1\"} "),
+            "{text}"
+        );
+        assert!(text.contains(&format!("rkube_embedded_store_commit_writes_sum 34\nrkube_embedded_store_commit_writes_count {commits}\n")), "{text}");
+        assert!(
+            text.contains("rkube_embedded_store_commit_seconds_total "),
+            "{text}"
+        );
     }
 }

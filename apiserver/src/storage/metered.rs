@@ -1,7 +1,8 @@
 //! Store latency: a [`Storage`] that times every operation of the backend under it and keeps
 //! one histogram per operation and resource, exposed on `/metrics` as upstream's
 //! `etcd_request_duration_seconds{operation, type}` (the embedded store's too, as k3s' kine
-//! reports it under the same name), so a user sees how much of a request's time is the store's.
+//! reports it under the same name), so a user sees how much of a request's time is the store's;
+//! on the embedded store also how many writes each of its commits (one `fsync`) carried.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,19 @@ use crate::http::metrics::Histogram;
 #[derive(Default)]
 pub struct StoreMetrics {
     latency: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
+    /// The embedded store's commit statistics, when that is the backend.
+    commits: Option<Arc<super::embedded::CommitStats>>,
 }
 
 impl StoreMetrics {
+    /// Metrics that also report the embedded store's commits (`None` on etcd).
+    pub fn new(commits: Option<Arc<super::embedded::CommitStats>>) -> Self {
+        Self {
+            commits,
+            ..Default::default()
+        }
+    }
+
     fn observe(&self, operation: &'static str, key: &str, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         let mut lat = self.latency.lock().expect("store metrics lock");
@@ -38,6 +49,9 @@ impl StoreMetrics {
                 "etcd_request_duration_seconds",
                 &format!("operation=\"{op}\",type=\"{ty}\""),
             );
+        }
+        if let Some(commits) = &self.commits {
+            commits.render(out);
         }
     }
 }

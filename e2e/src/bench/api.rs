@@ -16,6 +16,7 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use rkube_testkit::etcd::EtcdServer;
 
+use super::apimetrics::Snapshot;
 use super::control_plane::proc_stats;
 use super::report::Report;
 use super::server::{Http, Server, create_namespace, http, request, start_server, stop};
@@ -339,6 +340,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     // Creates: the raw etcd baseline and both backends, alternating rounds (median reported),
     // so machine noise hits all three alike.
     let (mut raw_puts, mut raw_txns, mut emb, mut etc) = (vec![], vec![], vec![], vec![]);
+    // The embedded store's commits during its creates, and the writes they carried.
+    let mut emb_commits = (0u64, 0u64);
     // CPU per operation of each, in the same order.
     let mut cpu: [Vec<CpuPerOp>; 4] = Default::default();
     for round in 0..cfg.rounds.max(1) {
@@ -361,8 +364,14 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         raw_txns.push(with_cpu(&etcd, cfg.creates, cpu_txns, txns).await?);
         let ns = format!("create-r{round}");
         create_namespace(&c, &embedded.url, &ns).await?;
+        let before = Snapshot::fetch(&c, &embedded.url).await?;
         let creates = create_pods(&c, &embedded.url, &ns, "p", cfg.creates, cfg.concurrency);
         emb.push(with_cpu(&etcd, cfg.creates, cpu_emb, creates).await?);
+        let during = Snapshot::fetch(&c, &embedded.url).await?.since(&before);
+        if let Some((commits, writes)) = during.commits {
+            emb_commits.0 += commits;
+            emb_commits.1 += writes;
+        }
         create_namespace(&c, &over_etcd.url, &ns).await?;
         let creates = create_pods(&c, &over_etcd.url, &ns, "p", cfg.creates, cfg.concurrency);
         etc.push(with_cpu(&etcd, cfg.creates, cpu_etc, creates).await?);
@@ -380,6 +389,13 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         cpu_emb.here,
         "µs",
     );
+    if emb_commits.0 > 0 {
+        report.measure(
+            "embedded: writes per store commit (creates)",
+            emb_commits.1 as f64 / emb_commits.0 as f64,
+            "writes",
+        );
+    }
     report.measure("etcd: CPU per create, etcd", cpu_etc.etcd, "µs");
     report.measure(
         "etcd: CPU per create, API server + client",

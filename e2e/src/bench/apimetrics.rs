@@ -93,6 +93,8 @@ pub(crate) struct Snapshot {
     pub(crate) latency: BTreeMap<(String, String), Histogram>,
     /// Requests by (verb, resource, code).
     pub(crate) totals: BTreeMap<(String, String, u16), u64>,
+    /// The embedded store's commits and the writes they carried (absent on etcd).
+    pub(crate) commits: Option<(u64, u64)>,
 }
 
 /// The value of `name="…"` in a label set `a="x",b="y"`.
@@ -111,6 +113,16 @@ impl Snapshot {
             let Some((series, value)) = line.rsplit_once(' ') else {
                 continue;
             };
+            let count = || value.parse::<f64>().unwrap_or(0.0) as u64;
+            match series {
+                "rkube_embedded_store_commit_writes_count" => {
+                    s.commits.get_or_insert((0, 0)).0 = count();
+                }
+                "rkube_embedded_store_commit_writes_sum" => {
+                    s.commits.get_or_insert((0, 0)).1 = count();
+                }
+                _ => {}
+            }
             let Some((name, labels)) = series.split_once('{') else {
                 continue;
             };
@@ -199,7 +211,18 @@ impl Snapshot {
                 })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            commits: self.commits.map(|(c, w)| {
+                let (ec, ew) = earlier.commits.unwrap_or_default();
+                (c.saturating_sub(ec), w.saturating_sub(ew))
+            }),
         }
+    }
+
+    /// Writes per commit of the embedded store (`None` on etcd or without commits).
+    pub(crate) fn writes_per_commit(&self) -> Option<f64> {
+        self.commits
+            .filter(|(c, _)| *c > 0)
+            .map(|(c, w)| w as f64 / c as f64)
     }
 
     /// The latency histograms merged over resources, by verb.
@@ -290,5 +313,21 @@ apiserver_request_duration_seconds_count{verb="get",resource="nodes"} 10
         assert_eq!(h.buckets, [(0.1, 2), (1.0, 2), (f64::INFINITY, 2)]);
         assert_eq!(h.count, 2);
         assert_eq!(d.server_errors(), 0);
+    }
+
+    #[test]
+    fn embedded_store_commits() {
+        assert_eq!(Snapshot::parse(TEXT).commits, None, "none on etcd");
+        let text = |commits: u64, writes: u64| {
+            format!(
+                "{TEXT}rkube_embedded_store_commit_writes_bucket{{le=\"+Inf\"}} {commits}\nrkube_embedded_store_commit_writes_sum {writes}\nrkube_embedded_store_commit_writes_count {commits}\n"
+            )
+        };
+        let before = Snapshot::parse(&text(10, 12));
+        let after = Snapshot::parse(&text(30, 112));
+        assert_eq!(after.commits, Some((30, 112)));
+        let d = after.since(&before);
+        assert_eq!(d.commits, Some((20, 100)));
+        assert_eq!(d.writes_per_commit(), Some(5.0));
     }
 }

@@ -597,6 +597,8 @@ struct Rollout {
     nodes: usize,
     /// The kubelets' pod syncs while the Deployment rolled out, by why they ran.
     pod_syncs: BTreeMap<&'static str, u64>,
+    /// Writes per commit of the embedded store while the Deployment rolled out.
+    writes_per_commit: Option<f64>,
     /// CPU time (user + system) the benchmark's process — the whole hollow cluster — used
     /// while the Deployment rolled out, seconds.
     cpu: f64,
@@ -613,6 +615,7 @@ impl Rollout {
             bound_to_running: Vec::new(),
             requests: BTreeMap::new(),
             pod_syncs: BTreeMap::new(),
+            writes_per_commit: None,
             cpu: 0.0,
             nodes: seen
                 .values()
@@ -678,7 +681,9 @@ async fn rollout(cluster: &HollowCluster, replicas: usize) -> anyhow::Result<Rol
     let after = Snapshot::fetch(&cluster.http, &cluster.server.url).await?;
     let mut r = Rollout::new(sent, &seen)?;
     r.cpu = cpu_after - cpu_before;
-    r.requests = after.since(&before).requests();
+    let during = after.since(&before);
+    r.requests = during.requests();
+    r.writes_per_commit = during.writes_per_commit();
     r.pod_syncs = cluster
         .nodes
         .pod_syncs()
@@ -777,6 +782,13 @@ async fn deployment(
             &format!("{label}: kubelet pod syncs per pod, {op}"),
             per_pod(*n),
             "syncs",
+        );
+    }
+    if let Some(w) = r.writes_per_commit {
+        report.measure(
+            &format!("{label}: embedded store writes per commit"),
+            w,
+            "writes",
         );
     }
     report.cdf(
