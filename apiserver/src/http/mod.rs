@@ -244,7 +244,7 @@ fn deleted_status(def: &crate::resources::ResourceDef, body: &[u8]) -> Response 
     struct Deleted {
         metadata: DeletedMeta,
     }
-    #[derive(serde::Deserialize)]
+    #[derive(Default, serde::Deserialize)]
     struct DeletedMeta {
         #[serde(default)]
         name: String,
@@ -253,10 +253,7 @@ fn deleted_status(def: &crate::resources::ResourceDef, body: &[u8]) -> Response 
     }
     let m = serde_json::from_slice::<Deleted>(body)
         .map(|d| d.metadata)
-        .unwrap_or(DeletedMeta {
-            name: String::new(),
-            uid: String::new(),
-        });
+        .unwrap_or_default();
     let mut details = json!({"name": m.name, "kind": def.resource, "uid": m.uid});
     if !def.group.is_empty() {
         details["group"] = json!(def.group);
