@@ -30,44 +30,37 @@ def check(fn):
     return fn
 
 
-@check
-def exec_output_and_exit_code():
+def exec_in(container, command, stdin=None):
+    """Runs `command` in `container` of pod `shell` over the client's WebSocket: standard
+    output, standard error and the exit code."""
     resp = stream(
         core.connect_get_namespaced_pod_exec,
         "shell",
         "default",
-        container="web",
-        command=["sh", "-c", "echo PY-$((6*7)); echo PYERR >&2; exit 4"],
+        container=container,
+        command=command,
         stderr=True,
-        stdin=False,
+        stdin=stdin is not None,
         stdout=True,
         tty=False,
         _preload_content=False,
     )
+    if stdin is not None:
+        resp.write_stdin(stdin)
     resp.run_forever(timeout=30)
-    assert resp.read_stdout() == "PY-42\n"
-    assert "PYERR" in resp.read_stderr()
-    assert resp.returncode == 4, resp.returncode
+    return resp.read_stdout(), resp.read_stderr(), resp.returncode
+
+
+@check
+def exec_output_and_exit_code():
+    out, err, code = exec_in("web", ["sh", "-c", "echo PY-$((6*7)); echo PYERR >&2; exit 4"])
+    assert out == "PY-42\n" and "PYERR" in err and code == 4, (out, err, code)
 
 
 @check
 def exec_standard_input():
-    resp = stream(
-        core.connect_get_namespaced_pod_exec,
-        "shell",
-        "default",
-        container="side",
-        command=["sh", "-c", "read x; echo got-$x"],
-        stderr=True,
-        stdin=True,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
-    )
-    resp.write_stdin("py\n")
-    resp.run_forever(timeout=30)
-    assert resp.read_stdout() == "got-py\n"
-    assert resp.returncode == 0
+    out, _, code = exec_in("side", ["sh", "-c", "read x; echo got-$x"], stdin="py\n")
+    assert out == "got-py\n" and code == 0, (out, code)
 
 
 @check
