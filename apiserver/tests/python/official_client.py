@@ -91,8 +91,7 @@ def namespace():
     ns = core.create_namespace(client.V1Namespace(metadata=meta(NS)))
     assert ns.status.phase == "Active", ns.status
     assert NS in [n.metadata.name for n in core.list_namespace().items]
-    # The namespace controller is not running here: the default ServiceAccount is the API
-    # server's own (or absent); either way the namespace can be used at once.
+    # A new namespace is usable at once (no controller manager runs next to this server).
 
 
 @check
@@ -430,7 +429,7 @@ def everything_lists_and_decodes():
 
 @check
 def namespace_deletion():
-    ns = core.delete_namespace(NS)
+    core.delete_namespace(NS)
     got = core.read_namespace(NS)
     assert got.metadata.deletion_timestamp is not None and got.status.phase == "Terminating", got.status
 
