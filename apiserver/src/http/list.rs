@@ -476,11 +476,13 @@ pub async fn watch(
         .get("resourceVersion")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let send_initial = match q.get("sendInitialEvents") {
-        Some(v) => rkube_machinery::query::bool_value(v),
-        None => rv.as_deref().is_none_or(|r| r == "0"),
-    };
-    let send_initial_asked = q.flag("sendInitialEvents");
+    // Asked for (then bookmarks are required, and one ends the initial events), else the
+    // default of a watch from no resourceVersion or "0".
+    let asked = q
+        .get("sendInitialEvents")
+        .map(rkube_machinery::query::bool_value);
+    let send_initial_asked = asked == Some(true);
+    let send_initial = asked.unwrap_or_else(|| rv.as_deref().is_none_or(|r| r == "0"));
     let bookmarks = q.flag("allowWatchBookmarks");
     if send_initial_asked && !bookmarks {
         return Err(ApiError::invalid(
@@ -557,7 +559,7 @@ pub async fn watch(
             // Later pages read at the first page's revision.
             read_at = ReadAt::Exact(page.revision);
         };
-        if q.flag("sendInitialEvents") {
+        if send_initial_asked {
             initial.push(bookmark(kind.as_ref(), output, revision, true));
         }
         revision

@@ -19,8 +19,11 @@ const BUCKETS: &[f64] = &[
 /// A gauge of the watch cache: name, help, value of a resource's cache.
 type Gauge = (&'static str, &'static str, fn(&CacheStats) -> i64);
 
-/// A latency histogram (seconds) with [`BUCKETS`].
+/// A histogram: a latency histogram (seconds) with [`BUCKETS`] by default, or one with
+/// bounds of its own ([`Histogram::with_bounds`]).
+#[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [f64],
     counts: Vec<u64>,
     sum: f64,
     count: u64,
@@ -28,38 +31,56 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self {
-            counts: vec![0; BUCKETS.len()],
-            sum: 0.0,
-            count: 0,
-        }
+        Self::with_bounds(BUCKETS)
     }
 }
 
 impl Histogram {
+    /// An empty histogram with buckets up to each of `bounds` (ascending).
+    pub fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
     /// Records one value.
-    pub fn observe(&mut self, secs: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.counts[i] += 1;
+    pub fn observe(&mut self, value: f64) {
+        for (b, n) in self.bounds.iter().zip(&mut self.counts) {
+            if value <= *b {
+                *n += 1;
             }
         }
-        self.sum += secs;
+        self.sum += value;
         self.count += 1;
     }
 
-    /// Writes the `_bucket`, `_sum` and `_count` lines of `name{labels}`.
+    /// The number of values and their sum.
+    pub fn totals(&self) -> (u64, f64) {
+        (self.count, self.sum)
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` lines of `name{labels}` (`labels` may be
+    /// empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
-                self.counts[i]
-            );
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, n) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {n}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braced} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braced} {}", self.count);
     }
 }
 

@@ -83,30 +83,37 @@ impl EmbeddedConfig {
 }
 
 /// Upper bounds of the buckets of [`CommitStats`]' writes-per-commit histogram.
-const WRITES_PER_COMMIT_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_000];
+const WRITES_PER_COMMIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1_000.0,
+];
 
-/// What the writer's commits cost: how many there were, how many writes each carried (the
-/// grouping that shares one `fsync` among writes that arrive together), and the time spent
-/// committing. On `/metrics` as `rkube_embedded_store_commit_writes` (a histogram) and
+/// What the writer's commits cost: how many writes each carried (the grouping that shares
+/// one `fsync` among writes that arrive together), and the time spent committing. On
+/// `/metrics` as `rkube_embedded_store_commit_writes` (a histogram) and
 /// `rkube_embedded_store_commit_seconds_total`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommitStats {
-    buckets: [AtomicU64; WRITES_PER_COMMIT_BUCKETS.len()],
-    commits: AtomicU64,
-    writes: AtomicU64,
+    writes: Mutex<crate::http::metrics::Histogram>,
     nanos: AtomicU64,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        Self {
+            writes: Mutex::new(crate::http::metrics::Histogram::with_bounds(
+                WRITES_PER_COMMIT_BUCKETS,
+            )),
+            nanos: AtomicU64::new(0),
+        }
+    }
 }
 
 impl CommitStats {
     fn record(&self, writes: usize, took: Duration) {
-        let writes = writes as u64;
-        for (bound, count) in WRITES_PER_COMMIT_BUCKETS.iter().zip(&self.buckets) {
-            if writes <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.writes
+            .lock()
+            .expect("commit stats lock")
+            .observe(writes as f64);
         self.nanos.fetch_add(
             u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -115,10 +122,8 @@ impl CommitStats {
 
     /// Commits so far and the writes they carried.
     pub fn totals(&self) -> (u64, u64) {
-        (
-            self.commits.load(Ordering::Relaxed),
-            self.writes.load(Ordering::Relaxed),
-        )
+        let (commits, writes) = self.writes.lock().expect("commit stats lock").totals();
+        (commits, writes as u64)
     }
 
     /// The Prometheus text of the statistics.
@@ -129,16 +134,10 @@ impl CommitStats {
             out,
             "# HELP {name} Writes the embedded store committed together in one transaction (one fsync).\n# TYPE {name} histogram"
         );
-        for (bound, count) in WRITES_PER_COMMIT_BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let (commits, writes) = self.totals();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {commits}");
-        let _ = writeln!(out, "{name}_sum {writes}\n{name}_count {commits}");
+        self.writes
+            .lock()
+            .expect("commit stats lock")
+            .render(out, name, "");
         let name = "rkube_embedded_store_commit_seconds_total";
         let _ = writeln!(
             out,
