@@ -140,13 +140,32 @@ fn served() -> Vec<rkube_machinery::schema::ServedResource> {
         .collect()
 }
 
-async fn openapi_v2() -> Response {
-    static DOC: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+/// The Swagger 2.0 document: JSON, or gnostic's protobuf encoding when the client asks for it
+/// (kubectl's client-side validation reads only that).
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    use rkube_machinery::schema::swagger_pb;
+    static JSON: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
         Bytes::from(
             serde_json::to_vec(&rkube_machinery::schema::openapi_v2(&served())).unwrap_or_default(),
         )
     });
-    raw_json_response(200, DOC.clone())
+    static PROTOBUF: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+        Bytes::from(swagger_pb::encode(&rkube_machinery::schema::openapi_v2(
+            &served(),
+        )))
+    });
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if swagger_pb::accepts_protobuf(accept) {
+        return Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, swagger_pb::CONTENT_TYPE)
+            .body(Body::from(PROTOBUF.clone()))
+            .unwrap_or_default();
+    }
+    raw_json_response(200, JSON.clone())
 }
 
 async fn openapi_v3_index() -> Response {

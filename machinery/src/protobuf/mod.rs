@@ -33,7 +33,7 @@ mod decode;
 mod format;
 mod generated;
 mod table;
-mod wire;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod tests;

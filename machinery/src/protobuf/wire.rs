@@ -7,7 +7,7 @@ use super::ProtoError;
 
 /// The value of one field on the wire.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum WireValue<'a> {
+pub(crate) enum WireValue<'a> {
     /// Wire type 0.
     Varint(u64),
     /// Wire type 1.
@@ -34,7 +34,7 @@ impl WireValue<'_> {
 const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
 
 /// An iterator over the `(field number, value)` pairs of an encoded message.
-pub(super) struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     buf: &'a [u8],
     pos: usize,
     /// The message's name, for errors.

@@ -16,6 +16,7 @@ pub mod facts;
 mod known;
 pub mod openapi;
 mod registry;
+pub mod swagger_pb;
 #[cfg(test)]
 mod tests;
 

@@ -1,7 +1,7 @@
 //! OpenAPI documents of the served API, generated from the schema registry and the list of
 //! served resources: the OpenAPI v3 index (`/openapi/v3`), one OpenAPI 3.0 document per
 //! group-version (`/openapi/v3/apis/<group>/<version>`), and a Swagger 2.0 document
-//! (`/openapi/v2`).
+//! (`/openapi/v2`, which [`super::swagger_pb`] also encodes as protobuf).
 //!
 //! kubectl 1.33 relies on these documents: `kubectl explain` finds a kind's schema by its
 //! `x-kubernetes-group-version-kind`, client-side apply reads the patch extensions from the
