@@ -329,6 +329,23 @@ pub static JOBS: ResourceDef = ResourceDef {
     has_generation: true,
     ..def("batch", "jobs", "job", "Job", true, "batch/jobs")
 };
+/// CronJobs.
+pub static CRONJOBS: ResourceDef = ResourceDef {
+    short_names: &["cj"],
+    categories: &["all"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def(
+        "batch",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        "batch/cronjobs",
+    )
+};
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
@@ -502,6 +519,7 @@ pub static ALL: &[&ResourceDef] = &[
     &DAEMONSETS,
     &STATEFULSETS,
     &JOBS,
+    &CRONJOBS,
     &LEASES,
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,

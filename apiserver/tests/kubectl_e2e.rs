@@ -761,3 +761,109 @@ async fn kubectl_applies_lists() {
         .await
         .unwrap();
 }
+
+/// CronJobs (batch/v1) through the real kubectl: `kubectl create cronjob` and the defaults the
+/// API server gives, the columns of `kubectl get`, Kubernetes' validation of the schedule, the
+/// time zone and the name, and `kubectl create job --from=cronjob/…`.
+fn cronjobs(s: &TestServer) {
+    let out = s.kubectl_ok(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "--image=busybox:1.36",
+        "--schedule=30 2 * * MON-FRI",
+        "--",
+        "date",
+    ]);
+    assert!(out.contains("cronjob.batch/nightly created"), "{out}");
+    let spec = s.kubectl_ok(&[
+        "get",
+        "cj",
+        "nightly",
+        "-o",
+        "jsonpath={.spec.concurrencyPolicy} {.spec.suspend} {.spec.successfulJobsHistoryLimit} {.spec.failedJobsHistoryLimit} {.spec.jobTemplate.spec.template.spec.restartPolicy}",
+    ]);
+    assert_eq!(spec, "Allow false 3 1 OnFailure");
+    let table = s.kubectl_ok(&["get", "cronjobs"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        header_columns(lines.next().unwrap()),
+        [
+            "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"
+        ]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("nightly"), "{table}");
+    assert!(row.contains("30 2 * * MON-FRI"), "{table}");
+    assert!(row.contains("<none>") && row.contains("False"), "{table}");
+    let all = s.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("cronjob.batch/nightly"), "{all}");
+
+    // kubectl's manual run: a Job from the template, owned by the CronJob.
+    let out = s.kubectl_ok(&["create", "job", "now", "--from=cronjob/nightly"]);
+    assert!(out.contains("job.batch/now created"), "{out}");
+    let owner = s.kubectl_ok(&[
+        "get",
+        "job",
+        "now",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "CronJob/nightly");
+
+    // Validation, as Kubernetes words it.
+    let bad = |name: &str, schedule: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: \"{schedule}\"\n{extra}  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: c\n            image: busybox:1.36\n"
+        )
+    };
+    for (manifest, expected) in [
+        (
+            bad("six", "0 0 * * * *", ""),
+            "spec.schedule: Invalid value: \"0 0 * * * *\"",
+        ),
+        (
+            bad("minute", "61 * * * *", ""),
+            "spec.schedule: Invalid value: \"61 * * * *\"",
+        ),
+        (
+            bad("tz", "TZ=UTC 0 * * * *", ""),
+            "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ),
+        (
+            bad("zone", "0 * * * *", "  timeZone: Mars/Olympus\n"),
+            "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus",
+        ),
+        (
+            bad("policy", "0 * * * *", "  concurrencyPolicy: Sometimes\n"),
+            "spec.concurrencyPolicy: Unsupported value: \"Sometimes\"",
+        ),
+        (
+            bad(&"n".repeat(53), "0 * * * *", ""),
+            "must be no more than 52 characters",
+        ),
+    ] {
+        let out = s.kubectl_with(&["apply", "-f", "-"], Some(&manifest), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{manifest}");
+        assert!(err.contains("is invalid"), "{err}");
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let zoned = bad("berlin", "0 9 * * *", "  timeZone: Europe/Berlin\n");
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(&zoned), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = s.kubectl_ok(&["get", "cj", "berlin", "--no-headers"]);
+    assert!(row.contains("Europe/Berlin"), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_cronjobs() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || cronjobs(&s))
+        .await
+        .unwrap();
+}

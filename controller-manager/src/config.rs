@@ -19,6 +19,7 @@ pub const CONTROLLERS: &[&str] = &[
     "csrapproving-controller",
     "csrsigning-controller",
     "job-controller",
+    "cronjob-controller",
     "ttl-after-finished-controller",
 ];
 
@@ -83,6 +84,8 @@ pub struct Config {
     pub concurrent_endpoint_syncs: u16,
     /// Concurrent reconciles of the Job controller.
     pub concurrent_job_syncs: u16,
+    /// Concurrent reconciles of the CronJob controller.
+    pub concurrent_cron_job_syncs: u16,
     /// Concurrent reconciles of the ttl-after-finished controller.
     pub concurrent_ttl_after_finished_syncs: u16,
     /// Workers of the garbage collector.
@@ -129,6 +132,7 @@ impl Default for Config {
             concurrent_deployment_syncs: 5,
             concurrent_endpoint_syncs: 5,
             concurrent_job_syncs: 5,
+            concurrent_cron_job_syncs: 5,
             concurrent_ttl_after_finished_syncs: 5,
             concurrent_gc_syncs: 20,
             concurrent_namespace_syncs: 10,

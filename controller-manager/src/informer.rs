@@ -402,7 +402,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
         }
         use k8s_openapi::api::{
             apps::v1::{Deployment, ReplicaSet},
-            batch::v1::Job,
+            batch::v1::{CronJob, Job},
             certificates::v1::CertificateSigningRequest,
             coordination::v1::Lease,
             core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount},
@@ -413,6 +413,7 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             ReplicaSet,
             Deployment,
             Job,
+            CronJob,
             Service,
             Endpoints,
             EndpointSlice,

@@ -1,5 +1,5 @@
 //! rkube's controller manager: the control loops that turn desired state into actual state —
-//! ReplicaSets, Deployments, Jobs (and finished Jobs' TTL), Endpoints and EndpointSlices, the
+//! ReplicaSets, Deployments, Jobs (and finished Jobs' TTL), CronJobs, Endpoints and EndpointSlices, the
 //! garbage collector, namespace deletion, node health and pod eviction, node pod CIDRs,
 //! default ServiceAccounts, and the approval and signing of CertificateSigningRequests.
 //!
@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod controller_ref;
 pub mod credentials;
+pub mod cronjob;
 pub mod csr;
 pub mod csrapproving;
 pub mod csrsigning;
@@ -261,6 +262,7 @@ const ACCOUNTS: &[(&str, &str)] = &[
     ("csrapproving", csr::ACCOUNT),
     ("csrsigning", csr::ACCOUNT),
     ("job", job::ACCOUNT),
+    ("cronjob", cronjob::ACCOUNT),
     ("ttl-after-finished", ttlafterfinished::ACCOUNT),
 ];
 
@@ -298,6 +300,9 @@ fn start_controllers(
     }
     if c.enabled("job") {
         futs.push(job::start(shared));
+    }
+    if c.enabled("cronjob") {
+        futs.push(cronjob::start(shared));
     }
     if c.enabled("ttl-after-finished") {
         futs.push(ttlafterfinished::start(shared));

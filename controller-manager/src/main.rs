@@ -75,6 +75,9 @@ struct Args {
     /// Concurrent Job syncs.
     #[arg(long, default_value_t = 5)]
     concurrent_job_syncs: u16,
+    /// Concurrent CronJob syncs.
+    #[arg(long, default_value_t = 5)]
+    concurrent_cron_job_syncs: u16,
     /// Concurrent syncs of the ttl-after-finished controller.
     #[arg(long = "concurrent-ttl-after-finished-syncs", default_value_t = 5)]
     concurrent_ttl_after_finished_syncs: u16,
@@ -134,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
         concurrent_gc_syncs: args.concurrent_gc_syncs.max(1),
         concurrent_namespace_syncs: args.concurrent_namespace_syncs.max(1),
         concurrent_job_syncs: args.concurrent_job_syncs.max(1),
+        concurrent_cron_job_syncs: args.concurrent_cron_job_syncs.max(1),
         concurrent_ttl_after_finished_syncs: args.concurrent_ttl_after_finished_syncs.max(1),
         cluster_signing_cert_file: args.cluster_signing_cert_file,
         cluster_signing_key_file: args.cluster_signing_key_file,

@@ -1,5 +1,5 @@
-//! The Job and ttl-after-finished controllers against a real API server, with the garbage
-//! collector, and the real kubectl: a stand-in kubelet runs each pod (Running, then the phase
+//! The Job, CronJob and ttl-after-finished controllers against a real API server, with the
+//! garbage collector, and the real kubectl: a stand-in kubelet runs each pod (Running, then the phase
 //! the test chooses for it) through the status subresource.
 
 mod common;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodSpec, PodStatus,
     PodTemplateSpec,
@@ -528,4 +528,88 @@ async fn an_indexed_job_completes_every_index_once() {
         .kubectl(&["get", "job", "shards", "-n", "idx", "--no-headers"])
         .await;
     assert!(out.contains("3/3"), "{out}");
+}
+
+/// A CronJob made by `kubectl create cronjob` runs its Job at the next minute (named after
+/// the scheduled minute, owned by the CronJob); the status records the run and its success
+/// once the Job completes; a history limit of 0 then deletes the finished Job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cronjob_runs_its_job_at_the_scheduled_minute() {
+    let cluster = Cluster::start().await;
+    let c = &cluster.client;
+    cluster.namespace("cron").await;
+    let _kubelet = JobKubelet::start(
+        c,
+        "cron",
+        Duration::from_millis(200),
+        Arc::new(|_| Some("Succeeded")),
+    );
+    cluster
+        .kubectl(&[
+            "create",
+            "cronjob",
+            "tick",
+            "-n",
+            "cron",
+            "--image=busybox:1.35",
+            "--schedule=* * * * *",
+            "--",
+            "true",
+        ])
+        .await;
+    let cronjobs: Api<CronJob> = Api::namespaced(c.clone(), "cron");
+    let jobs: Api<Job> = Api::namespaced(c.clone(), "cron");
+    // The first run is at the next minute: at most a minute away.
+    let status = wait_for(
+        "a successful scheduled run",
+        Duration::from_secs(100),
+        || async {
+            let st = cronjobs.get("tick").await.ok()?.status?;
+            (st.last_successful_time.is_some() && st.active.is_none()).then_some(st)
+        },
+    )
+    .await;
+    let scheduled = status.last_schedule_time.unwrap().0;
+    assert_eq!(scheduled.as_second() % 60, 0, "on the minute");
+    let listed = jobs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "one run per minute");
+    let job = &listed[0];
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(format!("tick-{}", scheduled.as_second() / 60).as_str())
+    );
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("CronJob", "tick")
+    );
+    assert_eq!(owner.controller, Some(true));
+    assert_eq!(
+        job.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+        scheduled.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+    let row = cluster
+        .kubectl(&["get", "cronjob", "tick", "-n", "cron", "--no-headers"])
+        .await;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..9],
+        ["tick", "*", "*", "*", "*", "*", "<none>", "False", "0"],
+        "{row}"
+    );
+
+    // No history of successes kept: the finished Job goes.
+    cronjobs
+        .patch(
+            "tick",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"successfulJobsHistoryLimit": 0}})),
+        )
+        .await
+        .unwrap();
+    let name = job.metadata.name.clone().unwrap();
+    wait_for("the finished job to be deleted", T, || async {
+        jobs.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
 }

@@ -99,7 +99,7 @@ const STATUS: &[(&str, &[&str])] = &[
             "daemonsets/status",
         ],
     ),
-    ("batch", &["jobs/status"]),
+    ("batch", &["jobs/status", "cronjobs/status"]),
 ];
 
 fn view_rules() -> Vec<Value> {
@@ -628,6 +628,26 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                 ),
                 rule(&[""], &["nodes/status"], &["patch", "update"]),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
+                rule(&[""], &["pods"], &["list", "delete"]),
+            ]),
+        ),
+        (
+            "system:controller:cronjob-controller",
+            with_events(vec![
+                rule(
+                    &["batch"],
+                    &["cronjobs"],
+                    &["get", "list", "watch", "update"],
+                ),
+                rule(
+                    &["batch"],
+                    &["jobs"],
+                    &[
+                        "get", "list", "watch", "create", "update", "delete", "patch",
+                    ],
+                ),
+                rule(&["batch"], &["cronjobs/status"], &["update"]),
+                rule(&["batch"], &["cronjobs/finalizers"], &["update"]),
                 rule(&[""], &["pods"], &["list", "delete"]),
             ]),
         ),

@@ -52,6 +52,7 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<apps::v1::DaemonSet, _>(&r::DAEMONSETS, workloads::DaemonSetStrategy),
         kind::<apps::v1::StatefulSet, _>(&r::STATEFULSETS, workloads::StatefulSetStrategy),
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
+        kind::<batch::v1::CronJob, _>(&r::CRONJOBS, workloads::CronJobStrategy),
         kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
         kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
         priority::kind(kind::<scheduling::v1::PriorityClass, _>(

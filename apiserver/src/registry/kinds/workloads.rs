@@ -1,5 +1,5 @@
-//! Workload kinds — Deployments, ReplicaSets, DaemonSets, StatefulSets (apps/v1) and Jobs
-//! (batch/v1): defaults (replicas, strategies, history limits, deadlines), validation (the
+//! Workload kinds — Deployments, ReplicaSets, DaemonSets, StatefulSets (apps/v1), Jobs and
+//! CronJobs (batch/v1): defaults (replicas, strategies, history limits, deadlines), validation (the
 //! selector must match the template's labels and is immutable), scale, and table columns.
 
 use async_trait::async_trait;
@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{
     RollingUpdateDaemonSet, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy, StatefulSet,
     StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
 };
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as K8sSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -591,6 +591,65 @@ impl Strategy<StatefulSet> for StatefulSetStrategy {
     }
 }
 
+/// Validates a Job's spec, or a CronJob's job template's, at `path`.
+fn validate_job_spec(spec: &JobSpec, path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    errs.extend(podspec::validate_template(
+        Some(&spec.template),
+        &format!("{path}.template"),
+    ));
+    let restart = format!("{path}.template.spec.restartPolicy");
+    match spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+    {
+        Some("OnFailure" | "Never") => {}
+        None | Some("") => errs.push(FieldError::required_msg(
+            restart,
+            "valid values: \"OnFailure\", \"Never\"",
+        )),
+        Some(other) => errs.push(FieldError::not_supported(
+            restart,
+            other,
+            &["OnFailure", "Never"],
+        )),
+    }
+    for (f, v) in [
+        ("parallelism", spec.parallelism),
+        ("completions", spec.completions),
+        ("backoffLimit", spec.backoff_limit),
+    ] {
+        if let Some(v) = v
+            && v < 0
+        {
+            errs.push(FieldError::invalid(
+                format!("{path}.{f}"),
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    match spec.completion_mode.as_deref() {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") if spec.completions.is_none() => errs.push(FieldError::required_msg(
+            format!("{path}.completions"),
+            "when completion mode is Indexed",
+        )),
+        Some("Indexed") => {}
+        Some(other) => errs.push(FieldError::not_supported(
+            format!("{path}.completionMode"),
+            other,
+            &["NonIndexed", "Indexed"],
+        )),
+    }
+    if spec.selector.is_some() {
+        validate_selector(spec.selector.as_ref(), Some(&spec.template), &mut errs);
+    }
+    errs
+}
+
 /// Job behaviour.
 pub struct JobStrategy;
 
@@ -617,63 +676,10 @@ impl Strategy<Job> for JobStrategy {
     }
 
     fn validate(&self, j: &Job) -> Vec<FieldError> {
-        let mut errs = Vec::new();
-        let Some(spec) = &j.spec else {
-            return vec![FieldError::required("spec")];
-        };
-        errs.extend(podspec::validate_template(
-            Some(&spec.template),
-            "spec.template",
-        ));
-        match spec
-            .template
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.as_deref())
-        {
-            Some("OnFailure" | "Never") => {}
-            None | Some("") => errs.push(FieldError::required_msg(
-                "spec.template.spec.restartPolicy",
-                "valid values: \"OnFailure\", \"Never\"",
-            )),
-            Some(other) => errs.push(FieldError::not_supported(
-                "spec.template.spec.restartPolicy",
-                other,
-                &["OnFailure", "Never"],
-            )),
+        match &j.spec {
+            Some(spec) => validate_job_spec(spec, "spec"),
+            None => vec![FieldError::required("spec")],
         }
-        for (f, v) in [
-            ("spec.parallelism", spec.parallelism),
-            ("spec.completions", spec.completions),
-            ("spec.backoffLimit", spec.backoff_limit),
-        ] {
-            if let Some(v) = v
-                && v < 0
-            {
-                errs.push(FieldError::invalid(
-                    f,
-                    v,
-                    "must be greater than or equal to 0",
-                ));
-            }
-        }
-        match spec.completion_mode.as_deref() {
-            None | Some("NonIndexed") => {}
-            Some("Indexed") if spec.completions.is_none() => errs.push(FieldError::required_msg(
-                "spec.completions",
-                "when completion mode is Indexed",
-            )),
-            Some("Indexed") => {}
-            Some(other) => errs.push(FieldError::not_supported(
-                "spec.completionMode",
-                other,
-                &["NonIndexed", "Indexed"],
-            )),
-        }
-        if spec.selector.is_some() {
-            validate_selector(spec.selector.as_ref(), Some(&spec.template), &mut errs);
-        }
-        errs
     }
 
     fn validate_update(&self, new: &Job, old: &Job) -> Vec<FieldError> {
@@ -770,6 +776,208 @@ impl Strategy<Job> for JobStrategy {
             Value::String(containers),
             Value::String(images),
             Value::String(selector_string(spec.selector.as_ref())),
+        ]
+    }
+}
+
+/// CronJob behaviour: the defaults Kubernetes gives (`concurrencyPolicy: Allow`, not
+/// suspended, 3 successful and 1 failed Jobs kept; the job template's pod template defaulted
+/// like any), and its validation (a schedule of five fields or a descriptor, a known time zone,
+/// a job template that is a valid Job's, a name that leaves room for the Jobs' suffix).
+pub struct CronJobStrategy;
+
+/// Longest CronJob name: a DNS label of 63 less the 11 characters of the Jobs' `-<minutes>`.
+const CRONJOB_NAME_MAX: usize = 52;
+
+/// Validates a CronJob's `spec.timeZone` as Kubernetes does.
+fn validate_time_zone(tz: &str) -> Option<FieldError> {
+    const PATH: &str = "spec.timeZone";
+    if tz.is_empty() {
+        return Some(FieldError::invalid(
+            PATH,
+            tz,
+            "timeZone must be nil or non-empty string",
+        ));
+    }
+    let valid_part = |p: &str| {
+        p != "."
+            && p != ".."
+            && !p.starts_with('-')
+            && !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+    };
+    if !tz.split('/').all(valid_part) {
+        return Some(FieldError::invalid(
+            PATH,
+            tz,
+            &format!("unknown time zone {tz}"),
+        ));
+    }
+    if tz.eq_ignore_ascii_case("Local") {
+        return Some(FieldError::invalid(
+            PATH,
+            tz,
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        ));
+    }
+    jiff::tz::TimeZone::get(tz)
+        .err()
+        .map(|_| FieldError::invalid(PATH, tz, &format!("unknown time zone {tz}")))
+}
+
+#[async_trait]
+impl Strategy<CronJob> for CronJobStrategy {
+    fn defaults(&self, c: &mut CronJob) {
+        let spec = c.spec.get_or_insert_with(Default::default);
+        spec.concurrency_policy
+            .get_or_insert_with(|| "Allow".into());
+        spec.suspend.get_or_insert(false);
+        spec.successful_jobs_history_limit.get_or_insert(3);
+        spec.failed_jobs_history_limit.get_or_insert(1);
+        let job = spec.job_template.spec.get_or_insert_with(Default::default);
+        podspec::default_template(&mut job.template, None);
+    }
+
+    fn validate(&self, c: &CronJob) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let name = c.metadata.name.as_deref().unwrap_or("");
+        if name.len() > CRONJOB_NAME_MAX {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                name,
+                "must be no more than 52 characters",
+            ));
+        }
+        let Some(spec) = &c.spec else {
+            errs.push(FieldError::required("spec"));
+            return errs;
+        };
+        if spec.schedule.is_empty() {
+            errs.push(FieldError::required("spec.schedule"));
+        } else if spec.schedule.contains("TZ") {
+            errs.push(FieldError::invalid(
+                "spec.schedule",
+                &spec.schedule,
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
+        } else if let Err(e) = rkube_machinery::cron::Schedule::parse(&spec.schedule) {
+            errs.push(FieldError::invalid(
+                "spec.schedule",
+                &spec.schedule,
+                &e.to_string(),
+            ));
+        }
+        if let Some(tz) = spec.time_zone.as_deref() {
+            errs.extend(validate_time_zone(tz));
+        }
+        match spec.concurrency_policy.as_deref() {
+            Some("Allow" | "Forbid" | "Replace") => {}
+            None | Some("") => errs.push(FieldError::required("spec.concurrencyPolicy")),
+            Some(other) => errs.push(FieldError::not_supported(
+                "spec.concurrencyPolicy",
+                other,
+                &["Allow", "Forbid", "Replace"],
+            )),
+        }
+        for (f, v) in [
+            (
+                "spec.startingDeadlineSeconds",
+                spec.starting_deadline_seconds,
+            ),
+            (
+                "spec.successfulJobsHistoryLimit",
+                spec.successful_jobs_history_limit.map(i64::from),
+            ),
+            (
+                "spec.failedJobsHistoryLimit",
+                spec.failed_jobs_history_limit.map(i64::from),
+            ),
+        ] {
+            if let Some(v) = v
+                && v < 0
+            {
+                errs.push(FieldError::invalid(
+                    f,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        match &spec.job_template.spec {
+            Some(job) => errs.extend(validate_job_spec(job, "spec.jobTemplate.spec")),
+            None => errs.push(FieldError::required("spec.jobTemplate.spec")),
+        }
+        errs
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        let mut c = vec![
+            Column::NAME,
+            Column::new(
+                "Schedule",
+                "string",
+                "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+            ),
+            Column::new(
+                "Timezone",
+                "string",
+                "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.",
+            ),
+            Column::new(
+                "Suspend",
+                "boolean",
+                "This flag tells the controller to suspend subsequent executions.",
+            ),
+            Column::new(
+                "Active",
+                "integer",
+                "A list of pointers to currently running jobs.",
+            ),
+            Column::new(
+                "Last Schedule",
+                "string",
+                "Information when was the last time the job was successfully scheduled.",
+            ),
+            Column::AGE,
+        ];
+        c.extend(wide_columns());
+        c
+    }
+
+    fn cells(&self, c: &CronJob) -> Vec<Value> {
+        let spec = c.spec.clone().unwrap_or_default();
+        let st = c.status.clone().unwrap_or_default();
+        let last = st
+            .last_schedule_time
+            .as_ref()
+            .map(crate::registry::human_age)
+            .unwrap_or_else(|| "<none>".into());
+        let job = spec.job_template.spec.unwrap_or_default();
+        let (containers, images) = containers_and_images(Some(&job.template));
+        let selector = match job.selector.as_ref() {
+            Some(s) => selector_string(Some(s)),
+            None => "<none>".into(),
+        };
+        vec![
+            Value::String(name(c)),
+            Value::String(spec.schedule),
+            Value::String(spec.time_zone.unwrap_or_else(|| "<none>".into())),
+            // printBoolPtr: the words, not a JSON boolean.
+            Value::String(
+                match spec.suspend {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "<unset>",
+                }
+                .into(),
+            ),
+            Value::from(st.active.map_or(0, |a| a.len())),
+            Value::String(last),
+            age(c),
+            Value::String(containers),
+            Value::String(images),
+            Value::String(selector),
         ]
     }
 }
