@@ -346,6 +346,22 @@ pub static CRONJOBS: ResourceDef = ResourceDef {
         "batch/cronjobs",
     )
 };
+/// PodDisruptionBudgets.
+pub static PODDISRUPTIONBUDGETS: ResourceDef = ResourceDef {
+    short_names: &["pdb"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def(
+        "policy",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        "policy/poddisruptionbudgets",
+    )
+};
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
@@ -520,6 +536,7 @@ pub static ALL: &[&ResourceDef] = &[
     &STATEFULSETS,
     &JOBS,
     &CRONJOBS,
+    &PODDISRUPTIONBUDGETS,
     &LEASES,
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,

@@ -74,6 +74,8 @@ const WORKLOADS: &[(&str, &[&str])] = &[
         ],
     ),
     ("batch", &["jobs", "cronjobs"]),
+    ("policy", &["poddisruptionbudgets"]),
+    ("networking.k8s.io", &["ingresses", "networkpolicies"]),
     ("discovery.k8s.io", &["endpointslices"]),
     ("events.k8s.io", &["events"]),
     ("coordination.k8s.io", &["leases"]),
@@ -100,6 +102,8 @@ const STATUS: &[(&str, &[&str])] = &[
         ],
     ),
     ("batch", &["jobs/status", "cronjobs/status"]),
+    ("policy", &["poddisruptionbudgets/status"]),
+    ("networking.k8s.io", &["ingresses/status"]),
 ];
 
 fn view_rules() -> Vec<Value> {
@@ -649,6 +653,30 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
                 rule(&["batch"], &["cronjobs/status"], &["update"]),
                 rule(&["batch"], &["cronjobs/finalizers"], &["update"]),
                 rule(&[""], &["pods"], &["list", "delete"]),
+            ]),
+        ),
+        (
+            "system:controller:disruption-controller",
+            with_events(vec![
+                rule(
+                    &["apps", "extensions"],
+                    &["deployments", "replicasets", "statefulsets"],
+                    &["get", "list", "watch"],
+                ),
+                rule(
+                    &[""],
+                    &["replicationcontrollers"],
+                    &["get", "list", "watch"],
+                ),
+                rule(
+                    &["policy"],
+                    &["poddisruptionbudgets"],
+                    &["get", "list", "watch"],
+                ),
+                rule(&["policy"], &["poddisruptionbudgets/status"], &["update"]),
+                rule(&["*"], &["*/scale"], &["get"]),
+                rule(&[""], &["pods"], &["get", "list", "watch"]),
+                rule(&[""], &["pods/status"], &["patch", "update"]),
             ]),
         ),
         (

@@ -230,7 +230,11 @@ async fn forbid_skips_while_a_job_runs_and_replace_replaces_it() {
         .filter_map(|j| j.metadata.name.clone())
         .collect();
     let new_name = job_name(&cj, at("2026-03-01T10:10:00Z"));
-    assert_eq!(names, std::slice::from_ref(&new_name), "the running one was deleted");
+    assert_eq!(
+        names,
+        std::slice::from_ref(&new_name),
+        "the running one was deleted"
+    );
     assert_eq!(s.reasons(), ["SuccessfulDelete", "SuccessfulCreate"]);
     let active = s.stored().status.unwrap().active.unwrap();
     assert_eq!(active.len(), 1);

@@ -7,6 +7,7 @@ mod events_view;
 mod namespace;
 pub mod pod;
 mod podspec;
+pub mod policy;
 pub mod priority;
 mod rbac;
 pub mod sa_admission;
@@ -16,7 +17,8 @@ mod workloads;
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps, batch, certificates, coordination, core, discovery, rbac as rbac_v1, scheduling,
+    apps, batch, certificates, coordination, core, discovery, policy as policy_v1, rbac as rbac_v1,
+    scheduling,
 };
 
 use super::store::{KindOps, TypedKind};
@@ -53,6 +55,10 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<apps::v1::StatefulSet, _>(&r::STATEFULSETS, workloads::StatefulSetStrategy),
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
         kind::<batch::v1::CronJob, _>(&r::CRONJOBS, workloads::CronJobStrategy),
+        kind::<policy_v1::v1::PodDisruptionBudget, _>(
+            &r::PODDISRUPTIONBUDGETS,
+            policy::PodDisruptionBudgetStrategy,
+        ),
         kind::<coordination::v1::Lease, _>(&r::LEASES, cluster::LeaseStrategy),
         kind::<discovery::v1::EndpointSlice, _>(&r::ENDPOINTSLICES, cluster::EndpointSliceStrategy),
         priority::kind(kind::<scheduling::v1::PriorityClass, _>(
