@@ -362,6 +362,44 @@ pub static PODDISRUPTIONBUDGETS: ResourceDef = ResourceDef {
         "policy/poddisruptionbudgets",
     )
 };
+/// Ingresses.
+pub static INGRESSES: ResourceDef = ResourceDef {
+    short_names: &["ing"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    has_generation: true,
+    ..def(
+        "networking.k8s.io",
+        "ingresses",
+        "ingress",
+        "Ingress",
+        true,
+        "ingress",
+    )
+};
+/// IngressClasses.
+pub static INGRESSCLASSES: ResourceDef = def(
+    "networking.k8s.io",
+    "ingressclasses",
+    "ingressclass",
+    "IngressClass",
+    false,
+    "ingressclasses",
+);
+/// NetworkPolicies.
+pub static NETWORKPOLICIES: ResourceDef = ResourceDef {
+    short_names: &["netpol"],
+    has_generation: true,
+    ..def(
+        "networking.k8s.io",
+        "networkpolicies",
+        "networkpolicy",
+        "NetworkPolicy",
+        true,
+        "networkpolicies",
+    )
+};
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
@@ -537,6 +575,9 @@ pub static ALL: &[&ResourceDef] = &[
     &JOBS,
     &CRONJOBS,
     &PODDISRUPTIONBUDGETS,
+    &INGRESSES,
+    &INGRESSCLASSES,
+    &NETWORKPOLICIES,
     &LEASES,
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,

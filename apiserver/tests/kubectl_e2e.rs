@@ -867,3 +867,99 @@ async fn kubectl_cronjobs() {
         .await
         .unwrap();
 }
+
+/// networking.k8s.io/v1 through the real kubectl: `kubectl create ingress`, IngressClasses and
+/// NetworkPolicies (with their defaults), their columns and `describe`, and Kubernetes'
+/// validation of each.
+fn networking(s: &TestServer) {
+    let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: nginx\nspec:\n  controller: k8s.io/ingress-nginx\n";
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(class), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.kubectl_ok(&[
+        "create",
+        "ingress",
+        "web",
+        "--class=nginx",
+        "--rule=foo.example.com/=web:80",
+        "--rule=bar.example.com/api*=api:8080,tls=bar-cert",
+    ]);
+    assert!(
+        out.contains("ingress.networking.k8s.io/web created"),
+        "{out}"
+    );
+    let table = s.kubectl_ok(&["get", "ing"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        header_columns(lines.next().unwrap()),
+        ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with("web"), "{table}");
+    assert!(row.contains("nginx"), "{table}");
+    assert!(row.contains("foo.example.com,bar.example.com"), "{table}");
+    assert!(row.contains("80, 443"), "{table}");
+    let path_type = s.kubectl_ok(&[
+        "get",
+        "ing",
+        "web",
+        "-o",
+        "jsonpath={.spec.rules[1].http.paths[0].pathType} {.spec.rules[1].http.paths[0].backend.service.port.number}",
+    ]);
+    assert_eq!(path_type, "Prefix 8080");
+    let described = s.kubectl_ok(&["describe", "ingress", "web"]);
+    assert!(described.contains("foo.example.com"), "{described}");
+    let classes = s.kubectl_ok(&["get", "ingressclass", "--no-headers"]);
+    assert!(classes.contains("k8s.io/ingress-nginx"), "{classes}");
+
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: db\nspec:\n  podSelector:\n    matchLabels:\n      app: db\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels:\n          app: web\n    ports:\n    - port: 5432\n";
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(policy), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let defaults = s.kubectl_ok(&[
+        "get",
+        "netpol",
+        "db",
+        "-o",
+        "jsonpath={.spec.policyTypes} {.spec.ingress[0].ports[0].protocol}",
+    ]);
+    assert_eq!(defaults, "[\"Ingress\"] TCP");
+    let row = s.kubectl_ok(&["get", "networkpolicies", "--no-headers"]);
+    assert!(row.starts_with("db") && row.contains("app=db"), "{row}");
+    let described = s.kubectl_ok(&["describe", "netpol", "db"]);
+    assert!(described.contains("app=web"), "{described}");
+
+    for (manifest, expected) in [
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: nopath\nspec:\n  rules:\n  - http:\n      paths:\n      - path: /\n        backend:\n          service:\n            name: web\n            port:\n              number: 80\n",
+            "spec.rules[0].http.paths[0].pathType: Required value",
+        ),
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: empty\nspec:\n  ingressClassName: nginx\n",
+            "either `defaultBackend` or `rules` must be specified",
+        ),
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: cidr\nspec:\n  podSelector: {}\n  egress:\n  - to:\n    - ipBlock:\n        cidr: 10.0.0.0/33\n",
+            "spec.egress[0].to[0].ipBlock.cidr: Invalid value: \"10.0.0.0/33\"",
+        ),
+    ] {
+        let out = s.kubectl_with(&["apply", "-f", "-"], Some(manifest), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{manifest}");
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_networking() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || networking(&s))
+        .await
+        .unwrap();
+}

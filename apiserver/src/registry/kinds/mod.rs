@@ -5,6 +5,7 @@ mod config;
 mod csr;
 mod events_view;
 mod namespace;
+mod networking;
 pub mod pod;
 mod podspec;
 pub mod policy;
@@ -17,8 +18,8 @@ mod workloads;
 use std::sync::Arc;
 
 use k8s_openapi::api::{
-    apps, batch, certificates, coordination, core, discovery, policy as policy_v1, rbac as rbac_v1,
-    scheduling,
+    apps, batch, certificates, coordination, core, discovery, networking as networking_v1,
+    policy as policy_v1, rbac as rbac_v1, scheduling,
 };
 
 use super::store::{KindOps, TypedKind};
@@ -55,6 +56,15 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<apps::v1::StatefulSet, _>(&r::STATEFULSETS, workloads::StatefulSetStrategy),
         kind::<batch::v1::Job, _>(&r::JOBS, workloads::JobStrategy),
         kind::<batch::v1::CronJob, _>(&r::CRONJOBS, workloads::CronJobStrategy),
+        kind::<networking_v1::v1::Ingress, _>(&r::INGRESSES, networking::IngressStrategy),
+        kind::<networking_v1::v1::IngressClass, _>(
+            &r::INGRESSCLASSES,
+            networking::IngressClassStrategy,
+        ),
+        kind::<networking_v1::v1::NetworkPolicy, _>(
+            &r::NETWORKPOLICIES,
+            networking::NetworkPolicyStrategy,
+        ),
         kind::<policy_v1::v1::PodDisruptionBudget, _>(
             &r::PODDISRUPTIONBUDGETS,
             policy::PodDisruptionBudgetStrategy,
