@@ -400,6 +400,18 @@ pub static NETWORKPOLICIES: ResourceDef = ResourceDef {
         "networkpolicies",
     )
 };
+/// StorageClasses.
+pub static STORAGECLASSES: ResourceDef = ResourceDef {
+    short_names: &["sc"],
+    ..def(
+        "storage.k8s.io",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        "storageclasses",
+    )
+};
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
@@ -578,6 +590,7 @@ pub static ALL: &[&ResourceDef] = &[
     &INGRESSES,
     &INGRESSCLASSES,
     &NETWORKPOLICIES,
+    &STORAGECLASSES,
     &LEASES,
     &ENDPOINTSLICES,
     &PRIORITYCLASSES,

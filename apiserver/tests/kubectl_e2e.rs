@@ -963,3 +963,82 @@ async fn kubectl_networking() {
         .await
         .unwrap();
 }
+
+/// StorageClasses through the real kubectl: the default class is marked in `kubectl get sc`,
+/// a claim without `storageClassName` gets it (DefaultStorageClass admission), one with `""`
+/// keeps none, and the class's provisioner cannot change.
+fn storage_classes(s: &TestServer) {
+    let class = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local-path\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: rancher.io/local-path\nvolumeBindingMode: WaitForFirstConsumer\n";
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(class), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = s.kubectl_ok(&["get", "sc"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        header_columns(lines.next().unwrap()),
+        [
+            "NAME",
+            "PROVISIONER",
+            "RECLAIMPOLICY",
+            "VOLUMEBINDINGMODE",
+            "ALLOWVOLUMEEXPANSION",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        [
+            "local-path",
+            "(default)",
+            "rancher.io/local-path",
+            "Delete",
+            "WaitForFirstConsumer",
+            "false"
+        ],
+        "{table}"
+    );
+    let claim = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n{class}  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+        )
+    };
+    for (name, class, expected) in [
+        ("defaulted", "", "local-path"),
+        ("classless", "  storageClassName: \"\"\n", ""),
+    ] {
+        let out = s.kubectl_with(&["apply", "-f", "-"], Some(&claim(name, class)), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = s.kubectl_ok(&[
+            "get",
+            "pvc",
+            name,
+            "-o",
+            "jsonpath={.spec.storageClassName}",
+        ]);
+        assert_eq!(got, expected, "{name}");
+    }
+    let changed = class.replace("rancher.io/local-path", "example.com/other");
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(&changed), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("updates to provisioner are forbidden"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_storage_classes() {
+    let s = TestServer::start(Backend::Embedded).await;
+    tokio::task::spawn_blocking(move || storage_classes(&s))
+        .await
+        .unwrap();
+}

@@ -10,8 +10,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
 
-use crate::error::FieldError;
-use crate::registry::{Column, Fields, Strategy, age, human_age, name};
+use async_trait::async_trait;
+
+use crate::error::{ApiError, FieldError};
+use crate::registry::{Admission, Api, Column, Fields, Operation, Strategy, age, human_age, name};
 
 fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }
@@ -609,12 +611,24 @@ impl Strategy<PersistentVolume> for PersistentVolumeStrategy {
 /// PersistentVolumeClaim behaviour.
 pub struct PersistentVolumeClaimStrategy;
 
+#[async_trait]
 impl Strategy<PersistentVolumeClaim> for PersistentVolumeClaimStrategy {
     fn defaults(&self, pvc: &mut PersistentVolumeClaim) {
         pvc.spec
             .get_or_insert_with(Default::default)
             .volume_mode
             .get_or_insert_with(|| "Filesystem".into());
+    }
+
+    async fn admit(
+        &self,
+        api: &Api,
+        adm: &mut Admission<'_, PersistentVolumeClaim>,
+    ) -> Result<(), ApiError> {
+        if adm.op == Operation::Create {
+            super::storage::admit_claim(api, adm.obj).await?;
+        }
+        Ok(())
     }
 
     fn prepare_create(&self, pvc: &mut PersistentVolumeClaim) {

@@ -13,13 +13,14 @@ pub mod priority;
 mod rbac;
 pub mod sa_admission;
 mod service;
+pub mod storage;
 mod workloads;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::{
     apps, batch, certificates, coordination, core, discovery, networking as networking_v1,
-    policy as policy_v1, rbac as rbac_v1, scheduling,
+    policy as policy_v1, rbac as rbac_v1, scheduling, storage as storage_v1,
 };
 
 use super::store::{KindOps, TypedKind};
@@ -65,6 +66,7 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
             &r::NETWORKPOLICIES,
             networking::NetworkPolicyStrategy,
         ),
+        kind::<storage_v1::v1::StorageClass, _>(&r::STORAGECLASSES, storage::StorageClassStrategy),
         kind::<policy_v1::v1::PodDisruptionBudget, _>(
             &r::PODDISRUPTIONBUDGETS,
             policy::PodDisruptionBudgetStrategy,
