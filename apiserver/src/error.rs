@@ -245,6 +245,22 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// 403 Forbidden for the object `name` of `group`/`resource`, as admission answers:
+    /// `pods "x" is forbidden: <why>`, with the object in the details.
+    pub fn forbidden_object(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let mut e = Self::forbidden(format!(
+            "{} {name:?} is forbidden: {why}",
+            qualified(group, resource)
+        ));
+        e.details = Some(Box::new(StatusDetails {
+            group: (!group.is_empty()).then(|| group.to_string()),
+            kind: Some(resource.to_string()),
+            name: (!name.is_empty()).then(|| name.to_string()),
+            ..Default::default()
+        }));
+        e
+    }
+
     /// 429 TooManyRequests, with `Retry-After` seconds.
     pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
         let mut e = Self::new(429, "TooManyRequests", message);

@@ -412,6 +412,21 @@ pub static STORAGECLASSES: ResourceDef = ResourceDef {
         "storageclasses",
     )
 };
+/// ResourceQuotas.
+pub static RESOURCEQUOTAS: ResourceDef = ResourceDef {
+    short_names: &["quota"],
+    subresources: &["status"],
+    status_subresource: true,
+    reset_status_on_create: true,
+    ..def(
+        "",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        "resourcequotas",
+    )
+};
 /// Leases.
 pub static LEASES: ResourceDef = ResourceDef {
     create_on_update: true,
@@ -578,6 +593,7 @@ pub static ALL: &[&ResourceDef] = &[
     &SECRETS,
     &EVENTS,
     &SERVICEACCOUNTS,
+    &RESOURCEQUOTAS,
     &PERSISTENTVOLUMES,
     &PERSISTENTVOLUMECLAIMS,
     &DEPLOYMENTS,

@@ -20,7 +20,9 @@ pub const CONTROLLERS: &[&str] = &[
     "csrsigning-controller",
     "job-controller",
     "cronjob-controller",
+    "resourcequota-controller",
     "ttl-after-finished-controller",
+    "disruption-controller",
 ];
 
 /// Why a setting is invalid.
@@ -272,6 +274,7 @@ mod tests {
         assert!(c.enabled("job") && c.enabled("ttl-after-finished-controller"));
         c.controllers = vec!["*".into(), "-job".into()];
         assert!(!c.enabled("job-controller"));
+        assert!(c.enabled("disruption") && c.enabled("disruption-controller"));
         assert!(c.validate().is_ok());
     }
 

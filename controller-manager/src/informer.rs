@@ -401,12 +401,16 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             };
         }
         use k8s_openapi::api::{
-            apps::v1::{Deployment, ReplicaSet},
+            apps::v1::{Deployment, ReplicaSet, StatefulSet},
             batch::v1::{CronJob, Job},
             certificates::v1::CertificateSigningRequest,
             coordination::v1::Lease,
-            core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount},
+            core::v1::{
+                ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota,
+                Secret, Service, ServiceAccount,
+            },
             discovery::v1::EndpointSlice,
+            policy::v1::PodDisruptionBudget,
         };
         try_start!(
             Pod,
@@ -414,6 +418,10 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             Deployment,
             Job,
             CronJob,
+            ResourceQuota,
+            ConfigMap,
+            Secret,
+            PersistentVolumeClaim,
             Service,
             Endpoints,
             EndpointSlice,
@@ -422,6 +430,8 @@ fn starter(informer: Arc<dyn Any + Send + Sync>) -> StartFn {
             Lease,
             ServiceAccount,
             CertificateSigningRequest,
+            StatefulSet,
+            PodDisruptionBudget,
         );
         tracing::error!("informer of an unregistered kind was not started");
     })

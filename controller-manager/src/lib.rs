@@ -1,7 +1,8 @@
 //! rkube's controller manager: the control loops that turn desired state into actual state —
 //! ReplicaSets, Deployments, Jobs (and finished Jobs' TTL), CronJobs, Endpoints and EndpointSlices, the
-//! garbage collector, namespace deletion, node health and pod eviction, node pod CIDRs,
-//! default ServiceAccounts, and the approval and signing of CertificateSigningRequests.
+//! status of PodDisruptionBudgets, the garbage collector, namespace deletion, node health and pod
+//! eviction, node pod CIDRs, default ServiceAccounts, and the approval and signing of
+//! CertificateSigningRequests.
 //!
 //! Every controller is a `kube::runtime` controller (or, where Kubernetes runs a periodic loop
 //! or a graph, a loop of its own) over shared informers ([`informer`]): it reads only from the
@@ -19,6 +20,7 @@ pub mod csrapproving;
 pub mod csrsigning;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -32,6 +34,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod runner;
 pub mod server;
 pub mod serviceaccount;
@@ -262,8 +265,10 @@ const ACCOUNTS: &[(&str, &str)] = &[
     ("csrapproving", csr::ACCOUNT),
     ("csrsigning", csr::ACCOUNT),
     ("job", job::ACCOUNT),
+    ("resourcequota", resourcequota::ACCOUNT),
     ("cronjob", cronjob::ACCOUNT),
     ("ttl-after-finished", ttlafterfinished::ACCOUNT),
+    ("disruption", disruption::ACCOUNT),
 ];
 
 /// The ServiceAccounts of the enabled controllers.
@@ -301,11 +306,17 @@ fn start_controllers(
     if c.enabled("job") {
         futs.push(job::start(shared));
     }
+    if c.enabled("resourcequota") {
+        futs.push(resourcequota::start(shared));
+    }
     if c.enabled("cronjob") {
         futs.push(cronjob::start(shared));
     }
     if c.enabled("ttl-after-finished") {
         futs.push(ttlafterfinished::start(shared));
+    }
+    if c.enabled("disruption") {
+        futs.push(disruption::start(shared));
     }
     if c.enabled("garbage-collector") {
         futs.push(garbagecollector::start(shared));

@@ -18,7 +18,7 @@ use rkube_machinery::process::shutdown_signal;
 #[command(
     name = "rkube-controller-manager",
     version,
-    about = "rkube's controller manager: ReplicaSet, Deployment, Endpoints/EndpointSlice, garbage collector, namespace, node lifecycle and IPAM, ServiceAccount, CSR approving and signing controllers"
+    about = "rkube's controller manager: ReplicaSet, Deployment, Endpoints/EndpointSlice, garbage collector, namespace, node lifecycle and IPAM, ServiceAccount, CSR approving and signing, disruption (PodDisruptionBudget) controllers"
 )]
 struct Args {
     /// Kubeconfig of the API server (e.g. rkube-data/admin.kubeconfig).

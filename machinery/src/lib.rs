@@ -27,6 +27,7 @@ pub mod process;
 pub mod protobuf;
 pub mod quantity;
 pub mod query;
+pub mod quota;
 pub mod schema;
 pub mod selector;
 pub mod slim;

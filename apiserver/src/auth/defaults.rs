@@ -680,6 +680,13 @@ fn controller_roles() -> Vec<(&'static str, Vec<Value>)> {
             ]),
         ),
         (
+            "system:controller:resourcequota-controller",
+            with_events(vec![
+                rule(&["*"], &["*"], &["list", "watch"]),
+                rule(&[""], &["resourcequotas/status"], &["update"]),
+            ]),
+        ),
+        (
             "system:controller:job-controller",
             with_events(vec![
                 rule(

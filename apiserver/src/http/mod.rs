@@ -664,13 +664,17 @@ async fn dispatch(
             (Some(n), Some("eviction")) => (
                 "create",
                 async {
+                    use crate::registry::eviction::{Answer, evict};
                     let v = object_body(headers, &bytes, ("policy/v1", "Eviction"))?;
                     let del = q.delete_options(
                         &serde_json::to_vec(v.get("deleteOptions").unwrap_or(&Value::Null))
                             .unwrap_or_default(),
                     )?;
-                    kind.delete(api, ns, n, &del).await?;
-                    Ok(success_status(201))
+                    let ns = ns.unwrap_or_default();
+                    match evict(api, kind.as_ref(), ns, n, &v, del, &opts).await? {
+                        Answer::Evicted => Ok(success_status(201)),
+                        Answer::Status(code, status) => Ok(json_response(code, &status)),
+                    }
                 }
                 .await,
             ),

@@ -2,9 +2,11 @@
 //! generic machinery (metadata, resourceVersion preconditions, status/spec separation,
 //! generation, graceful deletion, finalizers, dry runs) lives in [`store`]; what differs per
 //! kind (defaults, validation, admission, table columns, field selectors, scale) is a
-//! [`Strategy`] in the kind's own module.
+//! [`Strategy`] in the kind's own module. Pod evictions, which respect PodDisruptionBudgets,
+//! are in [`eviction`].
 
 pub mod codec;
+pub mod eviction;
 pub mod kinds;
 pub mod meta;
 pub mod store;

@@ -455,6 +455,18 @@ impl<T: Object, S: Strategy<T>> TypedKind<T, S> {
             self.strategy.release(api, &obj, None).await;
             return Err(self.invalid(&name, errs));
         }
+        let charged = super::kinds::quota::charge(
+            api,
+            self.def,
+            obj.metadata().namespace.as_deref(),
+            || serde_json::to_value(&obj).unwrap_or_default(),
+            opts.dry_run,
+        )
+        .await;
+        if let Err(e) = charged {
+            self.strategy.release(api, &obj, None).await;
+            return Err(e);
+        }
         if let Err(e) = self.track_fields(&mut obj, None, opts, Sub::Main) {
             self.strategy.release(api, &obj, None).await;
             return Err(e);

@@ -711,11 +711,7 @@ impl Writer {
                 }
             }
             if !writes.is_empty() {
-                let started = std::time::Instant::now();
-                let n = writes.len();
-                self.commit_writes(writes);
-                last_commit = started.elapsed();
-                self.commits.record(n, last_commit);
+                last_commit = self.commit_writes(writes);
             }
             if let Some((revision, reply)) = pending_compactions.pop() {
                 match self.compact_step(revision) {
@@ -732,7 +728,15 @@ impl Writer {
         tracing::debug!(path = %self.path, "embedded store writer stopped");
     }
 
-    fn commit_writes(&self, writes: Vec<(String, Op, oneshot::Sender<Result<KeyValue>>)>) {
+    /// Commits `writes` in one transaction and answers each; answers how long the commit took
+    /// (recorded in the commit figures before any writer hears back, so a writer that reads
+    /// them sees its own commit counted).
+    fn commit_writes(
+        &self,
+        writes: Vec<(String, Op, oneshot::Sender<Result<KeyValue>>)>,
+    ) -> Duration {
+        let started = std::time::Instant::now();
+        let count = writes.len();
         let mut staged: Vec<Staged> = Vec::with_capacity(writes.len());
         let outcome = (|| -> Result<Revision> {
             let txn = self.db.begin_write().map_err(internal)?;
@@ -770,6 +774,8 @@ impl Writer {
             })?;
             Ok(revision)
         })();
+        let took = started.elapsed();
+        self.commits.record(count, took);
         match outcome {
             Ok(revision) => {
                 {
@@ -796,6 +802,7 @@ impl Writer {
                 }
             }
         }
+        took
     }
 
     /// Removes up to `COMPACT_STEP` superseded log records below `target`; `true` when done.

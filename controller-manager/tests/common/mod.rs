@@ -154,7 +154,7 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    async fn kubectl_input(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    pub async fn kubectl_input(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let kubeconfig = self.server.kubeconfig.clone();
         let home = self.server.dir.path().to_path_buf();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

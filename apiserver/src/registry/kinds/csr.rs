@@ -13,12 +13,12 @@ use async_trait::async_trait;
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{StatusDetails, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rkube_machinery::certificates as certs;
 use serde_json::Value;
 
 use crate::auth::{Attributes, Authorizer, Decision, UserInfo};
-use crate::error::{ApiError, FieldError, qualified};
+use crate::error::{ApiError, FieldError};
 use crate::registry::store::Sub;
 use crate::registry::{Admission, Api, Column, Operation, Strategy, age, human_duration, name};
 use crate::resources;
@@ -199,17 +199,7 @@ impl CsrStrategy {
     /// `certificatesigningrequests.certificates.k8s.io "x" is forbidden: <why>`.
     fn forbidden(name: &str, why: &str) -> ApiError {
         let def = &resources::CERTIFICATESIGNINGREQUESTS;
-        let mut e = ApiError::forbidden(format!(
-            "{} {name:?} is forbidden: {why}",
-            qualified(def.group, def.resource)
-        ));
-        e.details = Some(Box::new(StatusDetails {
-            group: Some(def.group.to_string()),
-            kind: Some(def.resource.to_string()),
-            name: (!name.is_empty()).then(|| name.to_string()),
-            ..Default::default()
-        }));
-        e
+        ApiError::forbidden_object(def.group, def.resource, name, why)
     }
 }
 

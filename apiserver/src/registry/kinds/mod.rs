@@ -10,6 +10,7 @@ pub mod pod;
 mod podspec;
 pub mod policy;
 pub mod priority;
+pub mod quota;
 mod rbac;
 pub mod sa_admission;
 mod service;
@@ -43,6 +44,7 @@ pub fn all() -> Vec<Arc<dyn KindOps>> {
         kind::<core::v1::Secret, _>(&r::SECRETS, config::SecretStrategy),
         kind::<core::v1::Event, _>(&r::EVENTS, cluster::EventStrategy),
         kind::<core::v1::ServiceAccount, _>(&r::SERVICEACCOUNTS, config::ServiceAccountStrategy),
+        kind::<core::v1::ResourceQuota, _>(&r::RESOURCEQUOTAS, quota::ResourceQuotaStrategy),
         kind::<core::v1::PersistentVolume, _>(
             &r::PERSISTENTVOLUMES,
             cluster::PersistentVolumeStrategy,

@@ -21,11 +21,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusDetails;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, FieldError, qualified};
+use crate::error::{ApiError, FieldError};
 use crate::registry::store::{DeleteOptions, KindOps, Mutate, Sub, WriteOptions, Written};
 use crate::registry::{Admission, Api, Column, Fields, Operation, ScaleInfo, Strategy, age, name};
 use crate::resources::{self, ResourceDef};
@@ -122,17 +121,7 @@ pub enum PriorityError {
 impl PriorityError {
     /// The 403 Forbidden answer for `name` of `def`: `pods "x" is forbidden: …`.
     pub fn forbidden(&self, def: &ResourceDef, name: &str) -> ApiError {
-        let mut e = ApiError::forbidden(format!(
-            "{} {name:?} is forbidden: {self}",
-            qualified(def.group, def.resource)
-        ));
-        e.details = Some(Box::new(StatusDetails {
-            group: (!def.group.is_empty()).then(|| def.group.to_string()),
-            kind: Some(def.resource.to_string()),
-            name: (!name.is_empty()).then(|| name.to_string()),
-            ..Default::default()
-        }));
-        e
+        ApiError::forbidden_object(def.group, def.resource, name, &self.to_string())
     }
 }
 
