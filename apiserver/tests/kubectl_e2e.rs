@@ -849,6 +849,24 @@ fn cronjobs(s: &TestServer) {
         assert!(err.contains("is invalid"), "{err}");
         assert!(err.contains(expected), "{expected}: {err}");
     }
+    // The new kinds are in the OpenAPI documents: explained, and unknown fields refused.
+    for field in [
+        "cronjob.spec.schedule",
+        "pdb.spec.minAvailable",
+        "ingress.spec.rules",
+        "networkpolicy.spec.podSelector",
+        "storageclass.provisioner",
+        "resourcequota.spec.hard",
+    ] {
+        let out = s.kubectl_ok(&["explain", field]);
+        assert!(out.contains("FIELD:"), "{field}: {out}");
+    }
+    let misspelt = bad("misspelt", "0 * * * *", "  suspendd: true\n");
+    let out = s.kubectl_with(&["apply", "-f", "-"], Some(&misspelt), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("unknown field \"spec.suspendd\""), "{err}");
+
     let zoned = bad("berlin", "0 9 * * *", "  timeZone: Europe/Berlin\n");
     let out = s.kubectl_with(&["apply", "-f", "-"], Some(&zoned), &[]);
     assert!(

@@ -127,7 +127,10 @@ pub async fn describe(ctx: &Ctx, info: &ResourceInfo, obj: &Value, events: bool)
         ("batch", "Job") => describe_job(&mut w, obj),
         ("", "Service") => describe_service(ctx, &mut w, obj).await,
         ("", "Node") => describe_node(ctx, &mut w, obj).await,
-        ("", "Namespace") => describe_namespace(&mut w, obj),
+        ("", "Namespace") => {
+            let quotas = namespace_quotas(ctx, obj).await?;
+            describe_namespace(&mut w, obj, quotas.as_deref());
+        }
         _ => describe_generic(&mut w, obj),
     }
     if let Some(ev) = ev {
@@ -327,11 +330,86 @@ fn controller(obj: &Value) -> Option<String> {
         .map(|o| format!("{}/{}", s(o, &["kind"]), s(o, &["name"])))
 }
 
-fn describe_namespace(w: &mut Writer, ns: &Value) {
+/// The ResourceQuotas of a namespace, sorted by name; `None` when the server serves none.
+async fn namespace_quotas(ctx: &Ctx, ns: &Value) -> Result<Option<Vec<Value>>> {
+    let name = s(ns, &["metadata", "name"]);
+    match ctx
+        .get_json(&format!("/api/v1/namespaces/{name}/resourcequotas"))
+        .await
+    {
+        Ok(list) => {
+            let mut items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+            items.sort_by(|a, b| s(a, &["metadata", "name"]).cmp(&s(b, &["metadata", "name"])));
+            Ok(Some(items))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn describe_namespace(w: &mut Writer, ns: &Value, quotas: Option<&[Value]>) {
     w.w(0, &format!("Name:\t{}\n", s(ns, &["metadata", "name"])));
     labels_multiline(w, "", "Labels", &ns["metadata"]["labels"]);
     annotations_multiline(w, "", "Annotations", &ns["metadata"]["annotations"]);
     w.w(0, &format!("Status:\t{}\n", s(ns, &["status", "phase"])));
+    if let Some(quotas) = quotas {
+        w.w(0, "\n");
+        describe_quotas(w, quotas);
+    }
+}
+
+/// kubectl's `DescribeResourceQuotas`: each quota's resources with used and hard amounts.
+fn describe_quotas(w: &mut Writer, quotas: &[Value]) {
+    if quotas.is_empty() {
+        w.w(0, "No resource quota.\n");
+        return;
+    }
+    w.w(0, "Resource Quotas\n");
+    for q in quotas {
+        w.w(1, &format!("Name:\t{}\n", s(q, &["metadata", "name"])));
+        let mut scopes: Vec<&str> = q["spec"]["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        scopes.sort_unstable();
+        if !scopes.is_empty() {
+            w.w(1, &format!("Scopes:\t{}\n", scopes.join(", ")));
+            for scope in &scopes {
+                let help = match *scope {
+                    "Terminating" => {
+                        "Matches all pods that have an active deadline. These pods have a limited lifespan on a node before being actively terminated by the system."
+                    }
+                    "NotTerminating" => {
+                        "Matches all pods that do not have an active deadline. These pods usually include long running pods whose container command is not expected to terminate."
+                    }
+                    "BestEffort" => {
+                        "Matches all pods that do not have resource requirements set. These pods have a best effort quality of service."
+                    }
+                    "NotBestEffort" => {
+                        "Matches all pods that have at least one resource requirement set. These pods have a burstable or guaranteed quality of service."
+                    }
+                    _ => "",
+                };
+                if !help.is_empty() {
+                    w.w(1, &format!("* {help}\n"));
+                }
+            }
+        }
+        w.w(1, "Resource\tUsed\tHard\n");
+        w.w(1, "--------\t---\t---\n");
+        let hard = q["status"]["hard"].as_object().cloned().unwrap_or_default();
+        for (resource, amount) in &hard {
+            let used = q["status"]["used"][resource.as_str()]
+                .as_str()
+                .unwrap_or("0");
+            w.w(
+                1,
+                &format!("{resource}\t{used}\t{}\n", amount.as_str().unwrap_or("0")),
+            );
+        }
+    }
 }
 
 fn describe_pod(w: &mut Writer, pod: &Value) {
@@ -1976,10 +2054,23 @@ mod tests {
         describe_namespace(
             &mut w,
             &json!({"metadata": {"name": "demo", "labels": {"team": "lab", "kubernetes.io/metadata.name": "demo"}}, "status": {"phase": "Active"}}),
+            Some(&[]),
         );
         assert_eq!(
             w.finish(),
-            "Name:         demo\nLabels:       kubernetes.io/metadata.name=demo\n              team=lab\nAnnotations:  <none>\nStatus:       Active\n"
+            "Name:         demo\nLabels:       kubernetes.io/metadata.name=demo\n              team=lab\nAnnotations:  <none>\nStatus:       Active\n\nNo resource quota.\n"
+        );
+        let mut w = Writer::default();
+        describe_namespace(
+            &mut w,
+            &json!({"metadata": {"name": "demo"}, "status": {"phase": "Active"}}),
+            Some(&[json!({"metadata": {"name": "compute"},
+                          "status": {"hard": {"pods": "10", "requests.cpu": "2"},
+                                     "used": {"pods": "1", "requests.cpu": "500m"}}})]),
+        );
+        assert_eq!(
+            w.finish(),
+            "Name:         demo\nLabels:       <none>\nAnnotations:  <none>\nStatus:       Active\n\nResource Quotas\n  Name:         compute\n  Resource      Used  Hard\n  --------      ---   ---\n  pods          1     10\n  requests.cpu  500m  2\n"
         );
     }
 
