@@ -339,7 +339,7 @@ async fn namespace_quotas(ctx: &Ctx, ns: &Value) -> Result<Option<Vec<Value>>> {
     {
         Ok(list) => {
             let mut items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
-            items.sort_by(|a, b| s(a, &["metadata", "name"]).cmp(&s(b, &["metadata", "name"])));
+            items.sort_by(|a, b| s(a, &["metadata", "name"]).cmp(s(b, &["metadata", "name"])));
             Ok(Some(items))
         }
         Err(e) if e.is_not_found() => Ok(None),
