@@ -499,23 +499,6 @@ pub fn count_healthy(
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Sets a condition as `meta.SetStatusCondition` does: the transition time changes only with
-/// the status.
-fn set_condition(conditions: &mut Vec<Condition>, new: Condition) {
-    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
-        None => conditions.push(new),
-        Some(c) => {
-            if c.status != new.status {
-                c.status = new.status;
-                c.last_transition_time = new.last_transition_time;
-            }
-            c.reason = new.reason;
-            c.message = new.message;
-            c.observed_generation = new.observed_generation;
-        }
-    }
-}
-
 /// A `DisruptionAllowed` condition for the status.
 fn allowed_condition(
     status: &PodDisruptionBudgetStatus,
@@ -544,7 +527,7 @@ pub fn update_allowed_condition(status: &mut PodDisruptionBudgetStatus, now: Tim
         "InsufficientPods"
     };
     let cond = allowed_condition(status, allowed, reason, String::new(), now);
-    set_condition(status.conditions.get_or_insert_with(Vec::new), cond);
+    rkube_machinery::condition::set(status.conditions.get_or_insert_with(Vec::new), cond);
 }
 
 /// Whether the `DisruptionAllowed` condition matches the status (`ConditionsAreUpToDate`).
@@ -703,7 +686,7 @@ async fn fail_safe(
         why.to_string(),
         ctx.clock.time(),
     );
-    set_condition(status.conditions.get_or_insert_with(Vec::new), cond);
+    rkube_machinery::condition::set(status.conditions.get_or_insert_with(Vec::new), cond);
     write_status(ctx, pdb, status).await
 }
 

@@ -15,6 +15,7 @@ pub mod body;
 pub mod certificates;
 #[cfg(feature = "runtime")]
 pub mod client;
+pub mod condition;
 pub mod cron;
 pub mod duration;
 #[cfg(feature = "runtime")]

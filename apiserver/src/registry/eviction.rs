@@ -163,23 +163,6 @@ fn forbidden(budget: &str, why: &str) -> ApiError {
     e
 }
 
-/// Sets a condition as `meta.SetStatusCondition` does: the transition time changes only with
-/// the status.
-pub fn set_condition(conditions: &mut Vec<Condition>, new: Condition) {
-    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
-        None => conditions.push(new),
-        Some(c) => {
-            if c.status != new.status {
-                c.status = new.status;
-                c.last_transition_time = new.last_transition_time;
-            }
-            c.reason = new.reason;
-            c.message = new.message;
-            c.observed_generation = new.observed_generation;
-        }
-    }
-}
-
 /// Checks that the budget allows one more disruption and spends it (`checkAndDecrement`):
 /// `disruptionsAllowed` goes down by one (the `DisruptionAllowed` condition turns False at
 /// zero) and, unless `dry_run`, the pod is recorded in `disruptedPods` at `now`.
@@ -216,7 +199,7 @@ pub fn check_and_decrement(
     }
     st.disruptions_allowed -= 1;
     if st.disruptions_allowed == 0 {
-        set_condition(
+        rkube_machinery::condition::set(
             st.conditions.get_or_insert_with(Vec::new),
             Condition {
                 type_: "DisruptionAllowed".into(),
