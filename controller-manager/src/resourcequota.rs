@@ -100,12 +100,7 @@ fn add_usage<K: Resource<DynamicType = ()> + Serialize>(
             if !keys.contains(&k) {
                 continue;
             }
-            let e = used
-                .entry(k)
-                .or_insert_with(rkube_machinery::quantity::Quantity::zero);
-            if let Ok(sum) = e.checked_add(&q) {
-                *e = sum;
-            }
+            quota::add(used, k, &q);
         }
     }
 }

@@ -46,7 +46,8 @@ fn one() -> Quantity {
     Quantity::new(1, crate::quantity::Format::DecimalSI)
 }
 
-fn add(usage: &mut Usage, key: String, q: &Quantity) {
+/// Adds `q` to `usage[key]`.
+pub fn add(usage: &mut Usage, key: String, q: &Quantity) {
     let entry = usage.entry(key).or_insert_with(Quantity::zero);
     if let Ok(sum) = entry.checked_add(q) {
         *entry = sum;
@@ -63,58 +64,30 @@ pub fn pod_is_done(pod: &Value) -> bool {
             .is_some_and(|t| !t.is_null())
 }
 
-/// The resource map at `pointer` of a container (`/resources/requests`).
-fn resource_map(container: &Value, pointer: &str) -> BTreeMap<String, Quantity> {
-    container
-        .pointer(pointer)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), Quantity::parse(v.as_str()?.trim()).ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A pod's effective requests or limits (`kind` is `requests` or `limits`).
-fn pod_resources(pod: &Value, kind: &str) -> BTreeMap<String, Quantity> {
+/// A pod's effective requests or limits (`kind` is `requests` or `limits`): the sum over its
+/// containers, at least any one init container's, plus its overhead.
+fn pod_resources(pod: &Value, kind: &str) -> Usage {
     let pointer = format!("/resources/{kind}");
-    let mut sum: BTreeMap<String, Quantity> = BTreeMap::new();
-    for c in pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for (k, q) in resource_map(c, &pointer) {
-            let e = sum.entry(k).or_insert_with(Quantity::zero);
-            if let Ok(s) = e.checked_add(&q) {
-                *e = s;
-            }
+    let containers = |field: &str| {
+        pod.pointer(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| amounts(c, &pointer))
+            .collect::<Vec<_>>()
+    };
+    let mut sum = Usage::new();
+    for (k, q) in containers("/spec/containers").into_iter().flatten() {
+        add(&mut sum, k, &q);
+    }
+    for (k, q) in containers("/spec/initContainers").into_iter().flatten() {
+        let e = sum.entry(k).or_insert_with(Quantity::zero);
+        if q > *e {
+            *e = q;
         }
     }
-    for c in pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for (k, q) in resource_map(c, &pointer) {
-            let e = sum.entry(k).or_insert_with(Quantity::zero);
-            if q > *e {
-                *e = q;
-            }
-        }
-    }
-    if let Some(overhead) = pod.pointer("/spec/overhead").and_then(Value::as_object) {
-        for (k, v) in overhead {
-            if let Some(q) = v.as_str().and_then(|s| Quantity::parse(s.trim()).ok()) {
-                let e = sum.entry(k.clone()).or_insert_with(Quantity::zero);
-                if let Ok(s) = e.checked_add(&q) {
-                    *e = s;
-                }
-            }
-        }
+    for (k, q) in amounts(pod, "/spec/overhead") {
+        add(&mut sum, k, &q);
     }
     sum
 }
